@@ -1,0 +1,118 @@
+package cluster
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+)
+
+// Action is what a Plan does.
+type Action string
+
+// The actions a Plan can carry.
+const (
+	// ActionImport imports the registry's current image into each target tag
+	// (oc import-image).
+	ActionImport Action = "import"
+	// ActionPin points each target tag at repo@digest (oc tag --source=docker).
+	ActionPin Action = "revert"
+	// ActionTrack points each target tag back at the registry tag, restores the
+	// env's scheduled import and imports (oc tag REPO:TAG).
+	ActionTrack Action = "track"
+	// ActionRollback rolls untriggered workloads back to a revision (oc rollout undo).
+	ActionRollback Action = "undo"
+)
+
+// Plan is plain data describing exactly what will change. It is rendered in the
+// confirmation prompt, hashed so an approval binds to exactly this content,
+// authorized, stored, audited and executed. Nothing mutates a cluster except
+// executing a stored, approved Plan.
+type Plan struct {
+	Action    Action   `json:"action"`
+	Env       string   `json:"env"`
+	Namespace string   `json:"namespace"`
+	Targets   []Target `json:"targets"`
+	// Access lists every API call the Plan needs, checked for the requester.
+	Access []Access `json:"access"`
+	Policy Policy   `json:"policy"`
+	// Notes are user-facing remarks, e.g. why an undo pins the stream tag.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Target is one image stream tag (or one untriggered workload) the Plan changes.
+type Target struct {
+	Service string `json:"service"`
+	Stream  string `json:"stream,omitempty"`
+	Tag     string `json:"tag,omitempty"`
+	// From is what the tag (or workload) points at now.
+	From Image `json:"from"`
+	// To is what it will point at; for import, what the registry has now.
+	To Image `json:"to"`
+	// SpecFrom is the DockerImage reference the tag's spec will name (pin, track).
+	SpecFrom string `json:"specFrom,omitempty"`
+	// Scheduled is the importPolicy.scheduled the tag will have (pin, track).
+	Scheduled bool `json:"scheduled,omitempty"`
+	// Unchanged targets are shown but not acted upon.
+	Unchanged bool `json:"unchanged,omitempty"`
+	// Workloads follow this tag (or, for a rollback, are rolled back).
+	Workloads []WorkloadRef `json:"workloads,omitempty"`
+	// ToRevision is the workload revision a rollback restores.
+	ToRevision int64 `json:"toRevision,omitempty"`
+	// DeletePods are pods stuck on a bad revision that --force deletes.
+	DeletePods []string `json:"deletePods,omitempty"`
+}
+
+// Image is a container image reference and its digest.
+type Image struct {
+	Ref    string `json:"ref,omitempty"`
+	Digest string `json:"digest,omitempty"`
+}
+
+// WorkloadRef names a workload in the Plan's namespace.
+type WorkloadRef struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	// Triggered is true when the workload follows the stream tag through
+	// image.openshift.io/triggers.
+	Triggered bool `json:"triggered,omitempty"`
+}
+
+// Access is one API call the Plan needs, as a SubjectAccessReview asks it.
+type Access struct {
+	Verb        string `json:"verb"`
+	Group       string `json:"group,omitempty"`
+	Resource    string `json:"resource"`
+	Subresource string `json:"subresource,omitempty"`
+	Namespace   string `json:"namespace"`
+	Name        string `json:"name,omitempty"`
+}
+
+// Policy is the env's approval policy as it applied when the Plan was built.
+type Policy struct {
+	Confirm   bool          `json:"confirm"`
+	Approvals int           `json:"approvals"`
+	Expiry    time.Duration `json:"expiry"`
+}
+
+// Hash is a stable content hash of the Plan: the SHA-256 of its JSON encoding
+// (struct fields encode in declaration order, so equal Plans hash equal).
+func (p Plan) Hash() string {
+	b, err := json.Marshal(p)
+	if err != nil {
+		// A Plan is plain data; Marshal cannot fail on it.
+		panic("cluster: encoding plan: " + err.Error())
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Changes reports whether executing the Plan would change anything.
+func (p Plan) Changes() bool {
+	for _, t := range p.Targets {
+		if !t.Unchanged {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,81 @@
+package cluster
+
+import "time"
+
+// TagState is what deploybot knows of one ImageStream tag (oc describe is/NAME).
+type TagState struct {
+	Stream string `json:"stream"`
+	Tag    string `json:"tag"`
+	// SpecFrom is spec.tags[].from.name when its kind is DockerImage, e.g.
+	// quay.io/packit/packit-worker:prod (tracking) or ...@sha256:... (pinned).
+	SpecFrom     string `json:"specFrom"`
+	SpecFromKind string `json:"specFromKind"`
+	// Scheduled is spec.tags[].importPolicy.scheduled.
+	Scheduled bool `json:"scheduled"`
+	// Current is status.tags[].items[0]; empty when nothing was imported yet.
+	Current TagEvent `json:"current"`
+	// History is status.tags[].items, newest first.
+	History []TagEvent `json:"history"`
+	// ImportError is the message of a False ImportSuccess condition.
+	ImportError string `json:"importError,omitempty"`
+}
+
+// Pinned reports whether the tag's spec names a digest rather than a registry tag.
+func (t TagState) Pinned() bool { return IsDigestRef(t.SpecFrom) }
+
+// TagEvent is one entry of an ImageStream tag's history.
+type TagEvent struct {
+	Created time.Time `json:"created"`
+	// Ref is dockerImageReference, e.g. quay.io/packit/packit-worker@sha256:...
+	Ref string `json:"ref"`
+	// Digest is the image name, sha256:<64 hex>.
+	Digest     string `json:"digest"`
+	Generation int64  `json:"generation"`
+}
+
+// Workload is a Deployment or StatefulSet and its rollout state.
+type Workload struct {
+	Kind      string `json:"kind"`
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	// Triggers are the image.openshift.io/triggers entries.
+	Triggers []Trigger `json:"triggers,omitempty"`
+	// Images maps container name to image.
+	Images   map[string]string `json:"images"`
+	Desired  int32             `json:"desired"`
+	Updated  int32             `json:"updated"`
+	Ready    int32             `json:"ready"`
+	Paused   bool              `json:"paused,omitempty"`
+	Settled  bool              `json:"settled"`
+	Revision int64             `json:"revision"`
+	// OrderedReady is true for a StatefulSet with podManagementPolicy OrderedReady.
+	OrderedReady bool `json:"orderedReady,omitempty"`
+}
+
+// Trigger is one entry of the image.openshift.io/triggers annotation.
+type Trigger struct {
+	From struct {
+		Kind      string `json:"kind"`
+		Name      string `json:"name"`
+		Namespace string `json:"namespace,omitempty"`
+	} `json:"from"`
+	FieldPath string `json:"fieldPath"`
+	Paused    bool   `json:"paused,omitempty"`
+}
+
+// Revision is one entry of a workload's rollout history.
+type Revision struct {
+	Number      int64             `json:"number"`
+	Images      map[string]string `json:"images"`
+	ChangeCause string            `json:"changeCause,omitempty"`
+	Created     time.Time         `json:"created"`
+	Current     bool              `json:"current,omitempty"`
+}
+
+// StuckPod is a pod an OrderedReady StatefulSet will not replace by itself
+// (a "forced rollback" situation): on an old revision and never Ready.
+type StuckPod struct {
+	Name     string `json:"name"`
+	Revision string `json:"revision"`
+	Reason   string `json:"reason"`
+}

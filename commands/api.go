@@ -1,0 +1,81 @@
+package commands
+
+import (
+	"context"
+	"time"
+
+	"github.com/deploybot/deploybot/cluster"
+	"github.com/deploybot/deploybot/config"
+)
+
+// Cluster is what commands read from the clusters to answer read-only
+// commands and to build Plans. *cluster.Set implements it. env is the
+// environment name from the config.
+type Cluster interface {
+	// Tag returns the ImageStream tag's spec, current image and history.
+	Tag(ctx context.Context, env, stream, tag string) (cluster.TagState, error)
+	// RegistryImage returns what importing the tag would bring now, without
+	// changing anything (ImageStreamImport with spec.import false).
+	RegistryImage(ctx context.Context, env, stream, tag string) (cluster.Image, error)
+	// TriggeredWorkloads returns the Deployments and StatefulSets whose
+	// image.openshift.io/triggers follow stream:tag.
+	TriggeredWorkloads(ctx context.Context, env, stream, tag string) ([]cluster.Workload, error)
+	// Workload returns one Deployment or StatefulSet and its rollout state.
+	Workload(ctx context.Context, env, kind, name string) (cluster.Workload, error)
+	// Revisions returns the workload's rollout history, oldest first.
+	Revisions(ctx context.Context, env, kind, name string) ([]cluster.Revision, error)
+	// StuckPods returns pods of an OrderedReady StatefulSet that sit on an old
+	// revision and are not Ready, so the controller will not replace them.
+	StuckPods(ctx context.Context, env, name string) ([]cluster.StuckPod, error)
+}
+
+// Access answers whether a Kubernetes identity may make the given API calls
+// (LocalSubjectAccessReview in each call's namespace). *auth.Checker implements it.
+type Access interface {
+	// Denied returns the calls the identity may not make, each with the API
+	// server's reason; empty means all are allowed.
+	Denied(ctx context.Context, env, user string, groups []string, calls []cluster.Access) ([]Denial, error)
+}
+
+// Denial is one API call an identity may not make.
+type Denial struct {
+	Access cluster.Access
+	Reason string
+}
+
+// Deps is what the commands need from the rest of the bot.
+type Deps struct {
+	Config  *config.Config
+	Cluster Cluster
+	Access  Access
+	Now     func() time.Time
+}
+
+// Caller is who sent a command. User is the mapped Kubernetes user; empty
+// means the chat user is not mapped (help and whoami only).
+type Caller struct {
+	Platform string
+	ChatID   string
+	Name     string
+	User     string
+	Groups   []string
+	// ChannelEnv is the channel's default environment, if it names one.
+	ChannelEnv string
+}
+
+// Output is a reply's content, independent of the chat platform: a title and
+// sections of lines. Adapters render it (Block Kit, Discord embeds, plain text).
+type Output struct {
+	Title    string    `json:"title,omitempty"`
+	Sections []Section `json:"sections,omitempty"`
+	// Private replies go to the caller only (refusals, errors, help).
+	Private bool `json:"private,omitempty"`
+}
+
+// Section is a group of lines with an optional heading. Pre sections are
+// preformatted (tables, digests) and rendered in monospace.
+type Section struct {
+	Heading string   `json:"heading,omitempty"`
+	Lines   []string `json:"lines,omitempty"`
+	Pre     bool     `json:"pre,omitempty"`
+}

@@ -1,0 +1,137 @@
+// Package config reads and validates deploybot's YAML configuration: the
+// environments it deploys to, the services (image streams) it knows, how chat
+// users map to Kubernetes identities, and which channel defaults to which
+// environment. Validation reports every problem with its field path.
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// Environments are the deploy targets (stg, prod, ...).
+	Environments []Environment `json:"environments"`
+	// Services are the image streams deploybot manages, with aliases.
+	Services []Service `json:"services"`
+	// Identities map chat users and chat groups to Kubernetes identities.
+	Identities Identities `json:"identities"`
+	// Channels name a default environment per chat channel.
+	Channels []Channel `json:"channels,omitempty"`
+	// Execution is "serviceaccount" (default: the bot's own credentials) or
+	// "impersonate" (the API server enforces the requester's RBAC again).
+	Execution string `json:"execution,omitempty"`
+	// Store selects where requests, approvals and audit records live.
+	Store Store `json:"store,omitempty"`
+}
+
+// Environment is one deploy target: a namespace on a cluster.
+type Environment struct {
+	Name string `json:"name"`
+	// Kubeconfig is the kubeconfig file; empty means in-cluster config, or
+	// $KUBECONFIG / ~/.kube/config when not running in a cluster.
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// Context is the kubeconfig context; empty means the current one.
+	Context   string `json:"context,omitempty"`
+	Namespace string `json:"namespace"`
+	// Tag is the registry and ImageStream tag of this environment; defaults to Name.
+	Tag string `json:"tag,omitempty"`
+	// Scheduled is the importPolicy.scheduled value the env's tags should have;
+	// track restores it.
+	Scheduled bool `json:"scheduled,omitempty"`
+	// Confirm makes the requester press Confirm before anything happens.
+	Confirm bool `json:"confirm,omitempty"`
+	// Approvals is how many other people must approve, and for how long a request waits.
+	Approvals Approvals `json:"approvals,omitempty"`
+	// Schedule is an optional cron expression (robfig/cron) for scheduled imports.
+	Schedule string `json:"schedule,omitempty"`
+	// TimeZone of Schedule, an IANA name; default UTC.
+	TimeZone string `json:"timeZone,omitempty"`
+	// Channels, when set, restrict mutating commands for this env to these channels.
+	Channels []string `json:"channels,omitempty"`
+}
+
+// Approvals is the approval policy of an environment.
+type Approvals struct {
+	Count  int      `json:"count,omitempty"`
+	Expiry Duration `json:"expiry,omitempty"`
+}
+
+// Service is one image stream and the workloads it triggers.
+type Service struct {
+	Name    string   `json:"name"`
+	Aliases []string `json:"aliases,omitempty"`
+	// ImageStream defaults to Name.
+	ImageStream string `json:"imageStream,omitempty"`
+	// Repository is the registry repository without tag, e.g. quay.io/packit/packit-worker.
+	Repository string `json:"repository"`
+	// Workloads, when set, replace discovery from image.openshift.io/triggers.
+	Workloads []Workload `json:"workloads,omitempty"`
+}
+
+// Workload names a Deployment or StatefulSet.
+type Workload struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+}
+
+// Identities map chat users and groups to Kubernetes users and groups.
+type Identities struct {
+	Users  []UserMapping  `json:"users,omitempty"`
+	Groups []GroupMapping `json:"groups,omitempty"`
+}
+
+// UserMapping maps one chat user to a Kubernetes user and groups.
+type UserMapping struct {
+	// Platform is slack, discord or terminal.
+	Platform string `json:"platform"`
+	// ID is the platform's user ID: Slack "TEAM/USER", Discord "GUILD/USER" or
+	// "USER", terminal the --user name.
+	ID     string   `json:"id"`
+	User   string   `json:"user"`
+	Groups []string `json:"groups,omitempty"`
+}
+
+// GroupMapping maps a chat group (Slack user group, Discord role) to Kubernetes groups.
+type GroupMapping struct {
+	Platform string   `json:"platform"`
+	ID       string   `json:"id"`
+	Groups   []string `json:"groups"`
+}
+
+// Channel names the default environment of a chat channel.
+type Channel struct {
+	Platform string `json:"platform"`
+	ID       string `json:"id"`
+	Env      string `json:"env"`
+}
+
+// Store selects the state backend.
+type Store struct {
+	// Backend is "file" or "kubernetes"; empty picks kubernetes in-cluster, file elsewhere.
+	Backend string `json:"backend,omitempty"`
+	// Path of the file store.
+	Path string `json:"path,omitempty"`
+}
+
+// Duration is a time.Duration written as "30m", "1h".
+type Duration struct{ time.Duration }
+
+// UnmarshalJSON accepts a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string such as \"30m\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.Duration.String()) }
