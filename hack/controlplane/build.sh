@@ -29,8 +29,12 @@ etcd_version="$(modversion "${tools}/etcd" go.etcd.io/etcd/server/v3)"
 go_version="$(go env GOVERSION)"
 # The hash covers the full dependency pins, so editing go.mod/go.sum (or the
 # etcd main) yields a new cache entry instead of stale binaries.
-sum="$(cat "${tools}/go.mod" "${tools}/go.sum" "${tools}/etcd/go.mod" \
-	"${tools}/etcd/go.sum" "${tools}/etcd/main.go" | sha256sum | cut -c1-10)"
+# layout names the cache directory layout this script produces; bump it when
+# the layout changes.
+layout=2
+sum="$( (echo "layout=${layout}" && cat "${tools}/go.mod" "${tools}/go.sum" \
+	"${tools}/etcd/go.mod" "${tools}/etcd/go.sum" "${tools}/etcd/main.go") |
+	sha256sum | cut -c1-10)"
 key="k8s-${k8s_version}_etcd-${etcd_version}_kwok-${kwok_version}_${go_version}_${sum}"
 
 cache_root="${XDG_CACHE_HOME:-${HOME}/.cache}/deploybot/controlplane"
@@ -43,7 +47,7 @@ complete() {
 	for b in "${binaries[@]}"; do
 		[[ -x "${bin}/${b}" ]] || return 1
 	done
-	[[ -d "${dir}/stages/node" && -d "${dir}/stages/pod" ]] || return 1
+	[[ -f "${dir}/stages/node/node-initialize.yaml" && -f "${dir}/stages/pod/pod-ready.yaml" ]] || return 1
 }
 
 if complete; then
@@ -96,11 +100,14 @@ if [[ -z "${kwok_dir}" || ! -d "${kwok_dir}/kustomize/stage" ]]; then
 	(cd "${tools}" && go mod download sigs.k8s.io/kwok) >&2
 	kwok_dir="$(cd "${tools}" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
 fi
-for kind in node pod; do
-	cp "${kwok_dir}/kustomize/stage/${kind}/fast/"*.yaml "${tmp}/stages/${kind}/"
-	# kustomization.yaml is not a Stage; kwok's --config takes Stage documents only.
-	rm -f "${tmp}/stages/${kind}/kustomization.yaml"
+# The stages kwok's own "fast" kustomization combines: node/fast, pod/fast and
+# the node heartbeat that keeps a long-running node's status fresh.
+for stage in node/fast node/heartbeat-with-lease pod/fast; do
+	kind="${stage%%/*}"
+	cp "${kwok_dir}/kustomize/stage/${stage}/"*.yaml "${tmp}/stages/${kind}/"
 done
+# kustomization.yaml is not a Stage; kwok's --config takes Stage documents only.
+rm -f "${tmp}/stages/"*/kustomization.yaml
 chmod -R u+w "${tmp}/stages"
 
 # Publish atomically: a reader sees either nothing or a complete directory.

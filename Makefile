@@ -1,0 +1,58 @@
+# deploybot — see README.md. `make demo` and `make test` are all a newcomer needs.
+GO        ?= go
+BIN       := bin/deploybot
+STATICCHECK_VERSION := v0.8.2
+# How long each fuzz target runs inside `make test`; `make fuzz` runs longer.
+FUZZTIME  ?= 4s
+
+.PHONY: all build demo test unit lint fmt-check vet staticcheck fuzz fuzz-brief bench cluster e2e clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/deploybot
+
+## demo: the terminal chat against the built-in demo cluster (examples/packit.yaml)
+demo: build
+	./$(BIN) chat --demo
+
+## test: lint, every unit and real-control-plane test, and a brief run of every fuzz target
+test: lint unit fuzz-brief
+
+unit:
+	$(GO) test -count=1 ./...
+
+lint: fmt-check vet staticcheck
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+## fuzz-brief: every Fuzz* target for $(FUZZTIME) (part of make test)
+fuzz-brief:
+	FUZZTIME=$(FUZZTIME) ./hack/fuzz.sh
+
+## fuzz: every Fuzz* target for a minute
+fuzz:
+	FUZZTIME=60s ./hack/fuzz.sh
+
+## bench: every Benchmark* with allocations, as a table
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./... | tee bench.out
+
+## cluster: start a local control plane for hand use and print its kubeconfig
+cluster:
+	$(GO) run ./hack/controlplane/run
+
+## e2e: only the real-control-plane tests, verbosely
+e2e:
+	$(GO) test -count=1 -v ./cluster/clustertest/...
+
+clean:
+	rm -rf bin bench.out

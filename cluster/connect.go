@@ -1,0 +1,43 @@
+package cluster
+
+import (
+	"fmt"
+
+	imageclient "github.com/openshift/client-go/image/clientset/versioned"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// RESTConfig loads the client configuration of one environment: the given
+// kubeconfig file and context, or, with neither set, the in-cluster service
+// account and then the usual $KUBECONFIG / ~/.kube/config rules.
+func RESTConfig(kubeconfig, context string) (*rest.Config, error) {
+	if kubeconfig == "" && context == "" {
+		if cfg, err := rest.InClusterConfig(); err == nil {
+			return cfg, nil
+		}
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if kubeconfig != "" {
+		rules.ExplicitPath = kubeconfig
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig %q context %q: %w", kubeconfig, context, err)
+	}
+	return cfg, nil
+}
+
+// Connect builds the clients of one environment from a REST config.
+func Connect(cfg *rest.Config, namespace string) (EnvClient, error) {
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return EnvClient{}, fmt.Errorf("building the Kubernetes client: %w", err)
+	}
+	images, err := imageclient.NewForConfig(cfg)
+	if err != nil {
+		return EnvClient{}, fmt.Errorf("building the OpenShift image client: %w", err)
+	}
+	return EnvClient{Kube: kube, Images: images.ImageV1(), Namespace: namespace}, nil
+}

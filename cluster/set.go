@@ -1,0 +1,51 @@
+package cluster
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	imagev1client "github.com/openshift/client-go/image/clientset/versioned/typed/image/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// EnvClient is how deploybot reaches one environment: the clients of the
+// cluster it lives on and the namespace its image streams and workloads are in.
+type EnvClient struct {
+	Kube      kubernetes.Interface
+	Images    imagev1client.ImageV1Interface
+	Namespace string
+}
+
+// Set holds one EnvClient per environment name. It answers the reads commands
+// need to build Plans (it implements commands.Cluster) and executes Plans.
+// A Set is safe for concurrent use; it holds no mutable state of its own.
+type Set struct {
+	envs map[string]EnvClient
+}
+
+// NewSet returns a Set over the given environments, keyed by env name.
+func NewSet(envs map[string]EnvClient) *Set {
+	m := make(map[string]EnvClient, len(envs))
+	for name, c := range envs {
+		m[name] = c
+	}
+	return &Set{envs: m}
+}
+
+// Env returns the client of the named environment.
+func (s *Set) Env(name string) (EnvClient, error) {
+	c, ok := s.envs[name]
+	if !ok {
+		names := make([]string, 0, len(s.envs))
+		for n := range s.envs {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return EnvClient{}, fmt.Errorf("unknown environment %q (known: %s)", name, strings.Join(names, ", "))
+	}
+	if c.Kube == nil || c.Images == nil || c.Namespace == "" {
+		return EnvClient{}, fmt.Errorf("environment %q is not fully configured (needs Kubernetes and image clients and a namespace)", name)
+	}
+	return c, nil
+}

@@ -1,0 +1,231 @@
+// Command deploybot is a ChatOps bot for OpenShift image-stream deployments:
+// `deploybot chat` is the terminal chat, `deploybot version` prints the
+// build. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/deploybot/deploybot/auth"
+	"github.com/deploybot/deploybot/bot"
+	"github.com/deploybot/deploybot/bot/terminal"
+	"github.com/deploybot/deploybot/cluster"
+	"github.com/deploybot/deploybot/cluster/demo"
+	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/examples"
+	"github.com/deploybot/deploybot/store"
+	"k8s.io/client-go/kubernetes"
+)
+
+// version is set with -ldflags "-X main.version=..."; otherwise the module
+// build info is used.
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "deploybot:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: deploybot <command> [flags]
+
+commands:
+  chat      the terminal chat (--demo for the built-in demo cluster)
+  version   print the version
+`
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "chat":
+		return chat(ctx, args[1:], stdin, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "deploybot", buildVersion())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v := bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				v += " " + s.Value
+			}
+		}
+		return v
+	}
+	return "unknown"
+}
+
+// setup is everything a bot needs, built from flags.
+type setup struct {
+	cfg      *config.Config
+	set      *cluster.Set
+	checker  *auth.Checker
+	store    store.Store
+	demo     *demo.Cluster
+	stateDir string
+}
+
+func build(ctx context.Context, configPath string, useDemo bool, statePath string, tick time.Duration) (*setup, error) {
+	var s setup
+	var err error
+	switch {
+	case useDemo && configPath == "":
+		s.cfg, err = config.Parse(examples.Packit)
+	case configPath != "":
+		s.cfg, err = config.Load(configPath)
+	default:
+		return nil, errors.New("give --config FILE, or --demo for the built-in demo cluster")
+	}
+	if err != nil {
+		return nil, err
+	}
+	kube := map[string]kubernetes.Interface{}
+	envs := map[string]cluster.EnvClient{}
+	if useDemo {
+		var opts []demo.Option
+		if tick > 0 {
+			opts = append(opts, demo.WithTick(tick))
+		}
+		s.demo, err = demo.New(s.cfg, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("building the demo cluster: %w", err)
+		}
+		envs = s.demo.EnvClients()
+		s.demo.Start(ctx)
+	} else {
+		for _, e := range s.cfg.Environments {
+			rc, err := cluster.RESTConfig(e.Kubeconfig, e.Context)
+			if err != nil {
+				return nil, fmt.Errorf("environment %s: %w", e.Name, err)
+			}
+			ec, err := cluster.Connect(rc, e.Namespace)
+			if err != nil {
+				return nil, fmt.Errorf("environment %s: %w", e.Name, err)
+			}
+			envs[e.Name] = ec
+		}
+	}
+	for name, ec := range envs {
+		kube[name] = ec.Kube
+	}
+	s.set = cluster.NewSet(envs)
+	s.checker = auth.NewChecker(kube)
+
+	if statePath == "" {
+		statePath = s.cfg.Store.Path
+	}
+	if statePath == "" && useDemo {
+		// The demo cluster lives in memory, so its requests should too: a fresh
+		// directory per run, removed by the caller.
+		dir, err := os.MkdirTemp("", "deploybot-demo-")
+		if err != nil {
+			return nil, fmt.Errorf("creating the demo state directory: %w", err)
+		}
+		s.stateDir = dir
+		statePath = filepath.Join(dir, "state.json")
+	}
+	if statePath == "" {
+		base := os.Getenv("XDG_STATE_HOME")
+		if base == "" {
+			home, _ := os.UserHomeDir()
+			base = filepath.Join(home, ".local", "state")
+		}
+		statePath = filepath.Join(base, "deploybot", "state.json")
+	}
+	if err := os.MkdirAll(filepath.Dir(statePath), 0o700); err != nil {
+		return nil, fmt.Errorf("creating the state directory: %w", err)
+	}
+	s.store, err = store.OpenFile(statePath)
+	if err != nil {
+		return nil, fmt.Errorf("opening the state file: %w", err)
+	}
+	return &s, nil
+}
+
+func (s *setup) close() {
+	if s.demo != nil {
+		s.demo.Stop()
+	}
+	if s.stateDir != "" {
+		_ = os.RemoveAll(s.stateDir)
+	}
+}
+
+func chat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "configuration file (YAML)")
+	useDemo := fs.Bool("demo", false, "run against the built-in demo cluster (examples/packit.yaml)")
+	user := fs.String("user", "alice", "terminal user to act as (mapped through identities with platform: terminal)")
+	statePath := fs.String("state", "", "state file (default: a temporary one with --demo, else $XDG_STATE_HOME/deploybot/state.json)")
+	tick := fs.Duration("demo-tick", 0, "how long one demo pod takes to become ready (default 1s)")
+	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error (logs go to stderr as JSON)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	s, err := build(ctx, *configPath, *useDemo, *statePath, *tick)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+
+	tc := terminal.New(stdout, *user)
+	b := bot.New(s.cfg, s.set, s.checker, s.store, s.set, bot.WithLogger(logger), bot.WithPlatform(tc))
+	defer b.Close()
+	go sweep(ctx, b, logger)
+
+	if f, ok := stdin.(*os.File); ok && terminal.IsTerminal(f) {
+		return tc.RunInteractive(ctx, b, f)
+	}
+	return tc.RunLines(ctx, b, stdin)
+}
+
+// sweep expires requests whose approval window has passed.
+func sweep(ctx context.Context, b *bot.Bot, log *slog.Logger) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := b.Sweep(ctx); err != nil {
+				log.Error("expiring requests", "err", err)
+			}
+		}
+	}
+}

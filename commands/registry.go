@@ -1,0 +1,126 @@
+package commands
+
+import (
+	"context"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/spf13/pflag"
+
+	"github.com/deploybot/deploybot/cluster"
+)
+
+// Spec is one row of the command table: what help shows and how the command
+// is parsed and carried out. Exactly one of run, plan or Flow applies:
+//   - run answers a read-only command (Run);
+//   - plan builds the Plan of a mutating command (BuildPlan);
+//   - Flow commands act on requests, schedules or the audit trail and are
+//     carried out by the bot's approval flow, which reads the parsed Command.
+type Spec struct {
+	Name string
+	// Usage is the one-line synopsis, e.g. "import ENV [SERVICE...] [--dry-run]".
+	Usage   string
+	Summary string
+	// Examples are complete command lines, without a /deploy prefix.
+	Examples []string
+	// Mutates commands change a cluster through a Plan (BuildPlan); they all
+	// accept --dry-run, which Parse adds to their flags.
+	Mutates bool
+	// Flow commands are executed by the bot's approval flow, not by Run.
+	Flow bool
+	// Who says who may run the command.
+	Who string
+
+	// flags declares the command's flags (nil: none).
+	flags func(fs *pflag.FlagSet)
+	// parse fills c from the positional arguments and flag values; an error
+	// is shown to the user together with the usage.
+	parse func(p *parser, fs *pflag.FlagSet, c *Command) error
+	run   func(ctx context.Context, d Deps, caller Caller, c Command) (Output, error)
+	plan  func(ctx context.Context, d Deps, caller Caller, c Command) (cluster.Plan, error)
+}
+
+// table is THE command table, in the order help lists it. Adding a command
+// means one file with its xxxCommand() and one row here. It is built on first
+// use rather than in a package variable's initializer because help reads the
+// table, which would be an initialization cycle.
+func table() []Spec {
+	tableOnce.Do(func() {
+		specs = []Spec{
+			helpCommand(),
+			statusCommand(),
+			imagesCommand(),
+			historyCommand(),
+			importCommand(),
+			revertCommand(),
+			undoCommand(),
+			trackCommand(),
+			scheduleCommand(),
+			pendingCommand(),
+			confirmCommand(),
+			approveCommand(),
+			denyCommand(),
+			cancelCommand(),
+			whoamiCommand(),
+			auditCommand(),
+		}
+	})
+	return specs
+}
+
+var (
+	tableOnce sync.Once
+	specs     []Spec
+)
+
+// Commands returns the command table, in help order.
+func Commands() []Spec { return slices.Clone(table()) }
+
+// Lookup returns the table row of the named command (case-insensitive).
+func Lookup(name string) (Spec, bool) {
+	name = strings.ToLower(name)
+	for _, s := range table() {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Spec{}, false
+}
+
+func commandNames() []string {
+	var names []string
+	for _, s := range table() {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
+// newFlagSet is the command's flag set as Parse uses it: errors are returned,
+// never printed, and mutating commands get --dry-run.
+func (s Spec) newFlagSet() *pflag.FlagSet {
+	fs := pflag.NewFlagSet(s.Name, pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.SortFlags = false
+	if s.flags != nil {
+		s.flags(fs)
+	}
+	if s.Mutates {
+		fs.Bool("dry-run", false, "show the plan, change nothing")
+	}
+	return fs
+}
+
+// usageLines is the synopsis followed by one line per flag, for help and for
+// the reply to a malformed command.
+func (s Spec) usageLines() []string {
+	lines := []string{s.Usage}
+	for _, l := range strings.Split(strings.TrimRight(s.newFlagSet().FlagUsages(), "\n"), "\n") {
+		if strings.TrimSpace(l) != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}

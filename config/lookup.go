@@ -1,0 +1,79 @@
+package config
+
+import (
+	"time"
+)
+
+// Env returns the environment called name.
+func (c *Config) Env(name string) (*Environment, bool) {
+	for i := range c.Environments {
+		if c.Environments[i].Name == name {
+			return &c.Environments[i], true
+		}
+	}
+	return nil, false
+}
+
+// Service returns the service whose name or one of whose aliases is word.
+func (c *Config) Service(word string) (*Service, bool) {
+	for i := range c.Services {
+		if c.Services[i].Name == word {
+			return &c.Services[i], true
+		}
+	}
+	for i := range c.Services {
+		for _, a := range c.Services[i].Aliases {
+			if a == word {
+				return &c.Services[i], true
+			}
+		}
+	}
+	return nil, false
+}
+
+// EnvNames returns the environment names in config order.
+func (c *Config) EnvNames() []string {
+	names := make([]string, 0, len(c.Environments))
+	for _, e := range c.Environments {
+		names = append(names, e.Name)
+	}
+	return names
+}
+
+// ServiceNames returns the service names in config order (without aliases).
+func (c *Config) ServiceNames() []string {
+	names := make([]string, 0, len(c.Services))
+	for _, s := range c.Services {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
+// ServiceWords returns every word that names a service: names and aliases,
+// for "did you mean" suggestions.
+func (c *Config) ServiceWords() []string {
+	var words []string
+	for _, s := range c.Services {
+		words = append(words, s.Name)
+		words = append(words, s.Aliases...)
+	}
+	return words
+}
+
+// ChannelEnv returns the default environment of a chat channel, or "".
+func (c *Config) ChannelEnv(platform, channel string) string {
+	for _, ch := range c.Channels {
+		if ch.Platform == platform && ch.ID == channel {
+			return ch.Env
+		}
+	}
+	return ""
+}
+
+// Location returns the time zone of the environment's Schedule (UTC when unset).
+func (e *Environment) Location() (*time.Location, error) {
+	if e.TimeZone == "" {
+		return time.UTC, nil
+	}
+	return time.LoadLocation(e.TimeZone)
+}
