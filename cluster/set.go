@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	imagev1client "github.com/openshift/client-go/image/clientset/versioned/typed/image/v1"
 	"k8s.io/client-go/kubernetes"
@@ -21,16 +22,36 @@ type EnvClient struct {
 // need to build Plans (it implements commands.Cluster) and executes Plans.
 // A Set is safe for concurrent use; it holds no mutable state of its own.
 type Set struct {
-	envs map[string]EnvClient
+	envs       map[string]EnvClient
+	stuckAfter time.Duration
+}
+
+// Option configures a Set.
+type Option func(*Set)
+
+// WithStuckAfter sets how long Follow lets a pod of an OrderedReady
+// StatefulSet sit not Ready on an old revision (without a container failure
+// reason) before it calls the rollout stuck; default DefaultStuckAfter.
+func WithStuckAfter(d time.Duration) Option {
+	return func(s *Set) {
+		if d <= 0 {
+			d = time.Nanosecond // "at once": zero means the default
+		}
+		s.stuckAfter = d
+	}
 }
 
 // NewSet returns a Set over the given environments, keyed by env name.
-func NewSet(envs map[string]EnvClient) *Set {
+func NewSet(envs map[string]EnvClient, opts ...Option) *Set {
 	m := make(map[string]EnvClient, len(envs))
 	for name, c := range envs {
 		m[name] = c
 	}
-	return &Set{envs: m}
+	s := &Set{envs: m}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Env returns the client of the named environment.

@@ -29,6 +29,16 @@ type Cluster interface {
 	StuckPods(ctx context.Context, env, name string) ([]cluster.StuckPod, error)
 }
 
+// ImageLookup is optionally implemented by a Cluster: what the registry has
+// for any reference, looked up for a stream (ImageStreamImport with
+// spec.import false and that from.name). RegistryImage only asks about the
+// tag's current spec source, which for a pinned tag is the pinned image; track
+// needs the registry tag's image instead. Without ImageLookup, track's Plan
+// names the registry tag but cannot show its digest.
+type ImageLookup interface {
+	LookupImage(ctx context.Context, env, stream, ref string) (cluster.Image, error)
+}
+
 // Access answers whether a Kubernetes identity may make the given API calls
 // (LocalSubjectAccessReview in each call's namespace). *auth.Checker implements it.
 type Access interface {

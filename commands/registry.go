@@ -32,6 +32,8 @@ type Spec struct {
 	Flow bool
 	// Who says who may run the command.
 	Who string
+	// Anyone: chat users not mapped to a Kubernetes identity may run it too.
+	Anyone bool
 
 	// flags declares the command's flags (nil: none).
 	flags func(fs *pflag.FlagSet)

@@ -305,8 +305,12 @@ func TestValidate(t *testing.T) {
 			},
 		},
 		{
-			name:   "duplicate service and image stream",
-			mutate: func(c *Config) { c.Services[2].Name = "packit-worker"; c.Services[2].Aliases = nil; c.Services[2].ImageStream = "" },
+			name: "duplicate service and image stream",
+			mutate: func(c *Config) {
+				c.Services[2].Name = "packit-worker"
+				c.Services[2].Aliases = nil
+				c.Services[2].ImageStream = ""
+			},
 			want: []string{
 				`services[2].name: "packit-worker" is already the name of services[1]`,
 				`services[2].imageStream: "packit-worker" (the default, from name) is already the image stream of services[1]`,

@@ -196,7 +196,47 @@ func StartProcess(ctx context.Context, dir string, opts ...Option) (cp *ControlP
 	if dir, err = filepath.Abs(dir); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	for _, sub := range []string{"etcd", "pki", "logs", "kwok"} {
+	// The ports are chosen free but released before the programs bind them,
+	// so a concurrent test may take one first: then start afresh.
+	for attempt := 1; ; attempt++ {
+		cp, err = start(ctx, dir, binDir, &o)
+		if err == nil {
+			return cp, nil
+		}
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			return nil, err
+		}
+		if err := cleanDataDir(dir); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// errPortTaken marks a start that failed because a port was taken.
+var errPortTaken = errors.New("a port was taken by another process")
+
+// cleanDataDir removes what start created in dir.
+func cleanDataDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("cleaning data dir: %w", err)
+	}
+	for _, e := range entries {
+		switch name := e.Name(); {
+		case slices.Contains(dataSubdirs, name), name == ".kube", strings.HasPrefix(name, "kubeconfig"):
+			if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+				return fmt.Errorf("cleaning data dir: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+var dataSubdirs = []string{"etcd", "pki", "logs", "kwok"}
+
+// start is one attempt of StartProcess.
+func start(ctx context.Context, dir, binDir string, o *options) (cp *ControlPlane, err error) {
+	for _, sub := range dataSubdirs {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("creating data dir: %w", err)
 		}
@@ -205,11 +245,11 @@ func StartProcess(ctx context.Context, dir string, opts ...Option) (cp *ControlP
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(5)
+	ports, err := freePorts(3)
 	if err != nil {
 		return nil, err
 	}
-	etcdClient, etcdPeer, apiPort, kcmPort, schedPort := ports[0], ports[1], ports[2], ports[3], ports[4]
+	etcdClient, etcdPeer, apiPort := ports[0], ports[1], ports[2]
 
 	cp = &ControlPlane{
 		dir:    dir,
@@ -221,9 +261,11 @@ func StartProcess(ctx context.Context, dir string, opts ...Option) (cp *ControlP
 	}
 	defer func() {
 		if err != nil {
-			tails := cp.LogTails(20)
 			cp.Stop()
-			err = fmt.Errorf("%w\ncontrol-plane logs in %s; their last lines:\n%s", err, dir, tails)
+			if cp.logsContain("address already in use") {
+				err = fmt.Errorf("%w: %w", errPortTaken, err)
+			}
+			err = fmt.Errorf("%w\ncontrol-plane logs in %s; their last lines:\n%s", err, dir, cp.LogTails(20))
 		}
 	}()
 
@@ -256,20 +298,32 @@ func StartProcess(ctx context.Context, dir string, opts ...Option) (cp *ControlP
 	// etcd, first: stopAll stops procs[0] last.
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", etcdPeer)
 	clientURL := fmt.Sprintf("http://127.0.0.1:%d", etcdClient)
+	// A unique member name lets the readiness check tell our etcd from one
+	// that a concurrent test started on the same port.
+	etcdName, err := randomHex(6)
+	if err != nil {
+		return cp, err
+	}
+	etcdName = "clustertest-" + etcdName
 	if err := run("etcd", []string{
-		"--name=clustertest",
+		"--name=" + etcdName,
 		"--data-dir=" + filepath.Join(dir, "etcd"),
 		"--listen-client-urls=" + clientURL,
 		"--advertise-client-urls=" + clientURL,
 		"--listen-peer-urls=" + peerURL,
 		"--initial-advertise-peer-urls=" + peerURL,
-		"--initial-cluster=clustertest=" + peerURL,
+		"--initial-cluster=" + etcdName + "=" + peerURL,
 		"--unsafe-no-fsync",
 		"--log-level=warn",
 	}); err != nil {
 		return cp, err
 	}
-	if err := cp.waitHTTP(ctx, "etcd", clientURL+"/health", nil, func(body string) bool {
+	if err := cp.waitHTTP(ctx, "etcd member "+etcdName, http.MethodPost, clientURL+"/v3/cluster/member/list", nil, func(body string) bool {
+		return strings.Contains(body, `"name":"`+etcdName+`"`)
+	}); err != nil {
+		return cp, err
+	}
+	if err := cp.waitHTTP(ctx, "etcd", http.MethodGet, clientURL+"/health", nil, func(body string) bool {
 		return strings.Contains(body, `"health":"true"`)
 	}); err != nil {
 		return cp, err
@@ -300,7 +354,7 @@ func StartProcess(ctx context.Context, dir string, opts ...Option) (cp *ControlP
 	if err != nil {
 		return cp, err
 	}
-	if err := cp.waitHTTP(ctx, "kube-apiserver", cp.host+"/readyz", adminClient, func(body string) bool {
+	if err := cp.waitHTTP(ctx, "kube-apiserver", http.MethodGet, cp.host+"/readyz", adminClient, func(body string) bool {
 		return strings.TrimSpace(body) == "ok"
 	}); err != nil {
 		return cp, err
@@ -309,8 +363,7 @@ func StartProcess(ctx context.Context, dir string, opts ...Option) (cp *ControlP
 	if err := run("kube-controller-manager", []string{
 		"--kubeconfig=" + kubeconfigs["system:kube-controller-manager"],
 		"--bind-address=127.0.0.1",
-		fmt.Sprintf("--secure-port=%d", kcmPort),
-		"--cert-dir=" + filepath.Join(dir, "pki", "kube-controller-manager"),
+		"--secure-port=0", // no serving: one port fewer to race for
 		"--leader-elect=false",
 		"--service-account-private-key-file=" + pki.saKey,
 		"--root-ca-file=" + pki.caCert,
@@ -323,8 +376,7 @@ func StartProcess(ctx context.Context, dir string, opts ...Option) (cp *ControlP
 	if err := run("kube-scheduler", []string{
 		"--kubeconfig=" + kubeconfigs["system:kube-scheduler"],
 		"--bind-address=127.0.0.1",
-		fmt.Sprintf("--secure-port=%d", schedPort),
-		"--cert-dir=" + filepath.Join(dir, "pki", "kube-scheduler"),
+		"--secure-port=0",
 		"--leader-elect=false",
 	}); err != nil {
 		return cp, err
@@ -457,6 +509,16 @@ func (c *ControlPlane) CreateNamespace(ctx context.Context, name string) error {
 	return c.waitServiceAccount(ctx, cs, name)
 }
 
+// logsContain reports whether any process's log contains s.
+func (c *ControlPlane) logsContain(s string) bool {
+	for _, p := range c.procs {
+		if data, err := os.ReadFile(p.logPath); err == nil && strings.Contains(string(data), s) {
+			return true
+		}
+	}
+	return false
+}
+
 // LogTails returns the last n lines of each process's log.
 func (c *ControlPlane) LogTails(n int) string {
 	var b strings.Builder
@@ -483,11 +545,10 @@ func (c *ControlPlane) waitServiceAccount(ctx context.Context, cs kubernetes.Int
 func (c *ControlPlane) writeTokens(path string, users []User) error {
 	var b strings.Builder
 	for _, u := range users {
-		raw := make([]byte, 16)
-		if _, err := rand.Read(raw); err != nil {
-			return fmt.Errorf("generating token: %w", err)
+		token, err := randomHex(16)
+		if err != nil {
+			return err
 		}
-		token := hex.EncodeToString(raw)
 		c.tokens[u.Name] = token
 		if !slices.ContainsFunc(componentUsers, func(cu User) bool { return cu.Name == u.Name }) {
 			c.users[u.Name] = u
@@ -498,6 +559,15 @@ func (c *ControlPlane) writeTokens(path string, users []User) error {
 		return fmt.Errorf("writing token file: %w", err)
 	}
 	return nil
+}
+
+// randomHex returns n random bytes in hex.
+func randomHex(n int) (string, error) {
+	raw := make([]byte, n)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("reading random bytes: %w", err)
+	}
+	return hex.EncodeToString(raw), nil
 }
 
 func (c *ControlPlane) writeKubeconfig(path, user string) error {
@@ -540,13 +610,17 @@ func (b *bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // waitHTTP polls url until it answers 200 with a body ok accepts.
-func (c *ControlPlane) waitHTTP(ctx context.Context, what, url string, client *http.Client, ok func(string) bool) error {
+func (c *ControlPlane) waitHTTP(ctx context.Context, what, method, url string, client *http.Client, ok func(string) bool) error {
 	if client == nil {
 		client = &http.Client{Timeout: 5 * time.Second}
 	}
 	var last string
 	err := c.poll(ctx, what+" ready ("+url+")", func() (bool, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		var reqBody io.Reader
+		if method == http.MethodPost {
+			reqBody = strings.NewReader("{}")
+		}
+		req, err := http.NewRequestWithContext(ctx, method, url, reqBody)
 		if err != nil {
 			return false, fmt.Errorf("request for %s: %w", url, err)
 		}

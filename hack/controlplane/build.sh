@@ -110,6 +110,7 @@ done
 rm -f "${tmp}/stages/"*/kustomization.yaml
 chmod -R u+w "${tmp}/stages"
 
+chmod 755 "${tmp}"
 # Publish atomically: a reader sees either nothing or a complete directory.
 rm -rf "${dir}"
 mv "${tmp}" "${dir}"

@@ -1,0 +1,178 @@
+package auth
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/deploybot/deploybot/store"
+)
+
+// RefusalKind says why a click was refused, for callers that branch on it.
+type RefusalKind string
+
+// The reasons a confirm, approve, deny or cancel click is refused.
+const (
+	// RefusedNotMapped: the clicker has no Kubernetes identity.
+	RefusedNotMapped RefusalKind = "not-mapped"
+	// RefusedWrongState: the request is not waiting for this click.
+	RefusedWrongState RefusalKind = "wrong-state"
+	// RefusedExpired: the request waited too long.
+	RefusedExpired RefusalKind = "expired"
+	// RefusedSelfApproval: the requester tried to approve their own request.
+	RefusedSelfApproval RefusalKind = "self-approval"
+	// RefusedAlreadyApproved: this person already approved the request.
+	RefusedAlreadyApproved RefusalKind = "already-approved"
+	// RefusedNotRequester: only the requester may confirm or cancel.
+	RefusedNotRequester RefusalKind = "not-requester"
+	// RefusedPlanChanged: the cluster no longer matches the Plan that was approved.
+	RefusedPlanChanged RefusalKind = "plan-changed"
+)
+
+// Refusal is a click the approval policy refuses. Its message is written for
+// the person who clicked.
+type Refusal struct {
+	RequestID string
+	Kind      RefusalKind
+	Text      string
+}
+
+func (r *Refusal) Error() string { return r.Text }
+
+func refuse(id string, kind RefusalKind, format string, args ...any) *Refusal {
+	return &Refusal{RequestID: id, Kind: kind, Text: fmt.Sprintf(format, args...)}
+}
+
+// CheckApproval applies the approval policy to approver's Approve click on r:
+// the request must be waiting for approval and not expired, the approver must
+// not be the requester nor have approved already, and the Plan must still be
+// what the cluster would do (currentPlanHash, from planning again now). Whether
+// the approver passes the Plan's access checks is for the caller to ask the
+// Checker. It returns nil or a *Refusal.
+func CheckApproval(r *store.Request, approver Identity, approverChatID, approverPlatform string, currentPlanHash string, now time.Time) error {
+	if approver.User == "" {
+		return notMapped(r.ID)
+	}
+	if err := checkWaiting(r, store.AwaitingApproval, store.Approved, now); err != nil {
+		return err
+	}
+	if samePerson(r.Requester, approver, approverPlatform, approverChatID) {
+		return refuse(r.ID, RefusedSelfApproval, "you requested #%s; someone else must approve it", r.ID)
+	}
+	for _, a := range r.Approvals {
+		if samePerson(a.By, approver, approverPlatform, approverChatID) {
+			return refuse(r.ID, RefusedAlreadyApproved, "you already approved #%s; %s", r.ID, stillNeeded(r))
+		}
+	}
+	return checkPlan(r, currentPlanHash)
+}
+
+// CheckConfirm applies the policy to a Confirm click: only the requester
+// confirms, while the request waits for it, before it expires, and only if
+// the Plan is still what the cluster would do.
+func CheckConfirm(r *store.Request, by Identity, byChatID, byPlatform string, currentPlanHash string, now time.Time) error {
+	if by.User == "" {
+		return notMapped(r.ID)
+	}
+	if err := checkWaiting(r, store.AwaitingConfirm, store.AwaitingApproval, now); err != nil {
+		return err
+	}
+	if !samePerson(r.Requester, by, byPlatform, byChatID) {
+		return refuse(r.ID, RefusedNotRequester, "only %s, who requested #%s, can confirm it", requesterName(r), r.ID)
+	}
+	return checkPlan(r, currentPlanHash)
+}
+
+// CheckDeny applies the policy to a Deny click: a request waiting for
+// confirmation or approval may be denied by anyone who passes its access
+// checks (asked by the caller), the requester included.
+func CheckDeny(r *store.Request, by Identity, now time.Time) error {
+	if by.User == "" {
+		return notMapped(r.ID)
+	}
+	if r.State != store.AwaitingConfirm && r.State != store.AwaitingApproval {
+		return refuse(r.ID, RefusedWrongState, "%s", (&store.TransitionError{ID: r.ID, From: r.State, To: store.Denied}).Error())
+	}
+	return checkExpiry(r, now)
+}
+
+// CheckCancel applies the policy to a Cancel click: only the requester
+// cancels, and only before the request starts executing.
+func CheckCancel(r *store.Request, by Identity, byChatID, byPlatform string) error {
+	if by.User == "" {
+		return notMapped(r.ID)
+	}
+	if !store.CanTransition(r.State, store.Cancelled) {
+		return refuse(r.ID, RefusedWrongState, "%s", (&store.TransitionError{ID: r.ID, From: r.State, To: store.Cancelled}).Error())
+	}
+	if !samePerson(r.Requester, by, byPlatform, byChatID) {
+		return refuse(r.ID, RefusedNotRequester, "only %s, who requested #%s, can cancel it; others may deny it", requesterName(r), r.ID)
+	}
+	return nil
+}
+
+func notMapped(id string) *Refusal {
+	return refuse(id, RefusedNotMapped, "you are not mapped to a Kubernetes user, so you cannot act on #%s; ask an admin to add you to identities", id)
+}
+
+// checkWaiting refuses unless r is in state want and not expired; to is the
+// state the click would move it to, for the wording.
+func checkWaiting(r *store.Request, want, to store.State, now time.Time) error {
+	if r.State == store.Expired {
+		return expired(r)
+	}
+	if r.State != want {
+		return refuse(r.ID, RefusedWrongState, "%s", (&store.TransitionError{ID: r.ID, From: r.State, To: to}).Error())
+	}
+	return checkExpiry(r, now)
+}
+
+func checkExpiry(r *store.Request, now time.Time) error {
+	if !r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt) {
+		return expired(r)
+	}
+	return nil
+}
+
+func expired(r *store.Request) *Refusal {
+	if r.ExpiresAt.IsZero() {
+		return refuse(r.ID, RefusedExpired, "#%s expired; run the command again", r.ID)
+	}
+	return refuse(r.ID, RefusedExpired, "#%s expired at %s; run the command again", r.ID, r.ExpiresAt.UTC().Format("2006-01-02 15:04 MST"))
+}
+
+func checkPlan(r *store.Request, currentPlanHash string) error {
+	if currentPlanHash != r.PlanHash {
+		return refuse(r.ID, RefusedPlanChanged, "the cluster changed since #%s was planned; run the command again", r.ID)
+	}
+	return nil
+}
+
+// samePerson matches a chat account exactly, or the Kubernetes user: one
+// person with two chat accounts is still one person.
+func samePerson(p store.Person, id Identity, platform, chatID string) bool {
+	if p.Platform == platform && p.ChatID == chatID && chatID != "" {
+		return true
+	}
+	return id.User != "" && p.User == id.User
+}
+
+// stillNeeded says how many more approvals r needs.
+func stillNeeded(r *store.Request) string {
+	n := r.Plan.Policy.Approvals - len(r.Approvals)
+	switch {
+	case n <= 1:
+		return "it needs one more approval from someone else"
+	default:
+		return fmt.Sprintf("it needs %d more approvals from others", n)
+	}
+}
+
+func requesterName(r *store.Request) string {
+	switch {
+	case r.Requester.Name != "":
+		return r.Requester.Name
+	case r.Requester.User != "":
+		return r.Requester.User
+	}
+	return "the requester"
+}

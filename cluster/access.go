@@ -1,0 +1,122 @@
+package cluster
+
+// The API calls executing and following a Plan makes, so that they can be
+// checked for the requester (LocalSubjectAccessReview) before anything runs.
+// Keep these lists in step with execute.go, imagestreams.go, rollback.go and
+// rollout.go: a call missing here is one the requester was never checked for.
+
+// AccessFor returns every API call Execute and Follow make for the Plan, in a
+// stable order without duplicates. Name is set where a single object is
+// touched by a verb that RBAC can restrict by name (not create, list, watch).
+func AccessFor(plan Plan) []Access {
+	return dedupeAccess(append(ExecuteAccess(plan), FollowAccess(plan)...))
+}
+
+// ExecuteAccess returns the API calls Execute makes for the Plan.
+func ExecuteAccess(plan Plan) []Access {
+	ns := plan.Namespace
+	var out []Access
+	add := func(verb, group, resource, name string) {
+		out = append(out, Access{Verb: verb, Group: group, Resource: resource, Namespace: ns, Name: name})
+	}
+	for _, t := range plan.Targets {
+		if t.Unchanged {
+			continue
+		}
+		switch plan.Action {
+		case ActionImport:
+			// RegistryImage check (lookup import) and the import itself.
+			add("get", imageGroup, "imagestreams", t.Stream)
+			add("create", imageGroup, "imagestreamimports", "")
+		case ActionPin, ActionTrack:
+			// oc tag: ImageStreamTag update, create, then the stream's spec.
+			add("update", imageGroup, "imagestreamtags", t.Stream+":"+t.Tag)
+			add("create", imageGroup, "imagestreamtags", "")
+			add("get", imageGroup, "imagestreams", t.Stream)
+			add("update", imageGroup, "imagestreams", t.Stream)
+			if plan.Action == ActionTrack {
+				add("create", imageGroup, "imagestreamimports", "")
+			}
+		case ActionRollback:
+			for _, w := range t.Workloads {
+				if w.Triggered {
+					continue
+				}
+				switch kind, _ := NormalizeKind(w.Kind); kind {
+				case KindDeployment:
+					add("get", "apps", "deployments", w.Name)
+					add("list", "apps", "replicasets", "")
+					add("patch", "apps", "deployments", w.Name)
+				case KindStatefulSet:
+					add("get", "apps", "statefulsets", w.Name)
+					add("list", "apps", "controllerrevisions", "")
+					add("patch", "apps", "statefulsets", w.Name)
+				}
+			}
+		}
+		if len(t.DeletePods) > 0 {
+			if plan.Action == ActionPin || plan.Action == ActionTrack {
+				// waiting for the trigger to update the template
+				add("list", "apps", "statefulsets", "")
+				add("watch", "apps", "statefulsets", "")
+			}
+			for _, p := range t.DeletePods {
+				add("get", "", "pods", p)
+				add("delete", "", "pods", p)
+			}
+		}
+	}
+	return dedupeAccess(out)
+}
+
+// FollowAccess returns the API calls Follow makes for the Plan's workloads:
+// it watches (list and watch) their kinds and the namespace's pods.
+func FollowAccess(plan Plan) []Access {
+	var deps, sets bool
+	for _, t := range plan.Targets {
+		if t.Unchanged {
+			continue
+		}
+		for _, w := range t.Workloads {
+			if plan.Action == ActionRollback && w.Triggered {
+				continue
+			}
+			switch kind, _ := NormalizeKind(w.Kind); kind {
+			case KindDeployment:
+				deps = true
+			case KindStatefulSet:
+				sets = true
+			}
+		}
+	}
+	if !deps && !sets {
+		return nil
+	}
+	ns := plan.Namespace
+	var out []Access
+	if deps {
+		out = append(out,
+			Access{Verb: "list", Group: "apps", Resource: "deployments", Namespace: ns},
+			Access{Verb: "watch", Group: "apps", Resource: "deployments", Namespace: ns})
+	}
+	if sets {
+		out = append(out,
+			Access{Verb: "list", Group: "apps", Resource: "statefulsets", Namespace: ns},
+			Access{Verb: "watch", Group: "apps", Resource: "statefulsets", Namespace: ns})
+	}
+	return append(out,
+		Access{Verb: "list", Resource: "pods", Namespace: ns},
+		Access{Verb: "watch", Resource: "pods", Namespace: ns})
+}
+
+func dedupeAccess(in []Access) []Access {
+	seen := make(map[Access]bool, len(in))
+	out := in[:0:0]
+	for _, a := range in {
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	return out
+}

@@ -1,0 +1,349 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+)
+
+// templateWait bounds how long Execute waits for the image-trigger controller
+// to put a pinned image into a StatefulSet's template before it deletes the
+// pods the Plan names (deleting earlier would recreate them on the bad image).
+const templateWait = 5 * time.Minute
+
+// Execute performs the Plan exactly as stored: it does not plan again, it only
+// refuses what is no longer safe (an import whose registry image moved since
+// approval). It returns one TargetResult per Plan target, in order, and
+// reports Progress per target as it goes; report may be nil. The error is for
+// a Plan that cannot run at all (unknown env or action, wrong namespace);
+// per-target failures are in the Result.
+func (s *Set) Execute(ctx context.Context, plan Plan, report func(Progress)) (Result, error) {
+	c, err := s.Env(plan.Env)
+	if err != nil {
+		return Result{}, fmt.Errorf("executing %s plan: %w", plan.Action, err)
+	}
+	if plan.Namespace != c.Namespace {
+		return Result{}, fmt.Errorf("executing %s plan: it names namespace %q but environment %s is namespace %q", plan.Action, plan.Namespace, plan.Env, c.Namespace)
+	}
+	var run func(context.Context, Target, func(Progress)) TargetResult
+	switch plan.Action {
+	case ActionImport:
+		run = c.executeImport
+	case ActionPin:
+		run = c.executePin
+	case ActionTrack:
+		run = c.executeTrack
+	case ActionRollback:
+		run = c.executeRollback
+	default:
+		return Result{}, fmt.Errorf("executing plan: unknown action %q", plan.Action)
+	}
+	rep := serialReporter(report)
+
+	res := Result{Targets: make([]TargetResult, len(plan.Targets))}
+	todo := func(i int, t Target) {
+		r := run(ctx, t, rep)
+		if r.Outcome != PhaseFailed && len(t.DeletePods) > 0 {
+			if err := c.deleteStuckPods(ctx, plan.Action, t, r, rep); err != nil {
+				r.Outcome, r.Error = PhaseFailed, err.Error()
+			}
+		}
+		res.Targets[i] = r
+		rep(targetProgress(r))
+	}
+	var wg sync.WaitGroup
+	for i, t := range plan.Targets {
+		if t.Unchanged {
+			res.Targets[i] = TargetResult{Service: t.Service, Outcome: PhaseUnchanged, From: t.From, To: t.To}
+			rep(targetProgress(res.Targets[i]))
+			continue
+		}
+		if plan.Action == ActionImport {
+			// Imports of different streams are independent; oc users run
+			// them one by one only because a shell makes that easy.
+			wg.Go(func() { todo(i, t) })
+			continue
+		}
+		todo(i, t)
+	}
+	wg.Wait()
+	return res, nil
+}
+
+// serialReporter makes report safe to call from parallel imports, so callers
+// need not lock.
+func serialReporter(report func(Progress)) func(Progress) {
+	if report == nil {
+		return func(Progress) {}
+	}
+	var mu sync.Mutex
+	return func(p Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		report(p)
+	}
+}
+
+func targetProgress(r TargetResult) Progress {
+	p := Progress{Service: r.Service, Phase: r.Outcome}
+	switch r.Outcome {
+	case PhaseFailed:
+		p.Message = r.Error
+	case PhaseChanged:
+		p.Message = imageChange(r.From, r.To)
+		if r.Error != "" {
+			p.Message += "; " + r.Error
+		}
+	case PhaseUnchanged:
+		if r.To.Digest != "" {
+			p.Message = "already at " + ShortDigest(r.To.Digest)
+		}
+	}
+	return p
+}
+
+func imageChange(from, to Image) string {
+	f, t := ShortDigest(from.Digest), ShortDigest(to.Digest)
+	if f == "" {
+		f = "(none)"
+	}
+	if t == "" {
+		t = "(unknown)"
+	}
+	return f + " → " + t
+}
+
+func failed(t Target, format string, args ...any) TargetResult {
+	return TargetResult{Service: t.Service, Outcome: PhaseFailed, From: t.From, To: t.To, Error: fmt.Sprintf(format, args...)}
+}
+
+// executeImport imports one tag, first making sure the registry still has
+// the image the Plan was approved for.
+func (c EnvClient) executeImport(ctx context.Context, t Target, _ func(Progress)) TargetResult {
+	if t.Stream == "" || t.Tag == "" {
+		return failed(t, "the plan names no image stream tag for %s", t.Service)
+	}
+	if t.To.Digest != "" {
+		now, err := c.registryImage(ctx, t.Stream, t.Tag)
+		if err != nil {
+			return failed(t, "checking the registry before importing: %v", err)
+		}
+		if now.Digest != t.To.Digest {
+			return failed(t, "the registry moved since the plan was approved: planned %s, now %s",
+				ShortDigest(t.To.Digest), ShortDigest(now.Digest))
+		}
+	}
+	from, to, err := c.importTag(ctx, t.Stream, t.Tag)
+	if err != nil {
+		return failed(t, "%v", err)
+	}
+	r := TargetResult{Service: t.Service, Outcome: PhaseChanged, From: from, To: to}
+	if to.Digest == from.Digest {
+		r.Outcome = PhaseUnchanged
+	}
+	if t.To.Digest != "" && to.Digest != t.To.Digest {
+		// The registry moved between our check and the import: the tag now
+		// points at an image nobody approved, which must be visible.
+		r.Error = fmt.Sprintf("imported %s, not the planned %s: the registry moved during the import",
+			ShortDigest(to.Digest), ShortDigest(t.To.Digest))
+	}
+	return r
+}
+
+// executePin points the tag at the Plan's digest reference (oc tag --source=docker).
+func (c EnvClient) executePin(ctx context.Context, t Target, _ func(Progress)) TargetResult {
+	if t.Stream == "" || t.Tag == "" || t.SpecFrom == "" {
+		return failed(t, "the plan names no image stream tag or source for %s", t.Service)
+	}
+	if err := c.setTag(ctx, t.Stream, t.Tag, t.SpecFrom, t.Scheduled); err != nil {
+		return failed(t, "%v", err)
+	}
+	return TargetResult{Service: t.Service, Outcome: PhaseChanged, From: t.From, To: t.To}
+}
+
+// executeTrack points the tag back at the registry tag with the env's
+// scheduled setting (oc tag alone would turn scheduled imports off) and
+// imports, so the result says which image the tag now has.
+func (c EnvClient) executeTrack(ctx context.Context, t Target, _ func(Progress)) TargetResult {
+	if t.Stream == "" || t.Tag == "" || t.SpecFrom == "" {
+		return failed(t, "the plan names no image stream tag or source for %s", t.Service)
+	}
+	if err := c.setTag(ctx, t.Stream, t.Tag, t.SpecFrom, t.Scheduled); err != nil {
+		return failed(t, "%v", err)
+	}
+	_, to, err := c.importTag(ctx, t.Stream, t.Tag)
+	if err != nil {
+		return failed(t, "the tag now tracks %s, but importing it failed: %v", t.SpecFrom, err)
+	}
+	return TargetResult{Service: t.Service, Outcome: PhaseChanged, From: t.From, To: to}
+}
+
+// executeRollback rolls back the target's untriggered workloads, reporting
+// kubectl's message per workload; triggered ones would be reverted by the
+// image-trigger controller and are handled by pinning the tag instead.
+func (c EnvClient) executeRollback(ctx context.Context, t Target, rep func(Progress)) TargetResult {
+	r := TargetResult{Service: t.Service, Outcome: PhaseUnchanged, From: t.From, To: t.To}
+	var errs []string
+	for _, w := range t.Workloads {
+		if w.Triggered {
+			continue
+		}
+		msg, changed, err := c.rollback(ctx, w.Kind, w.Name, t.ToRevision)
+		p := Progress{Service: t.Service, Workload: w, Phase: PhaseUnchanged, Message: msg}
+		switch {
+		case err != nil:
+			p.Phase, p.Message = PhaseFailed, err.Error()
+			errs = append(errs, fmt.Sprintf("rolling back %s/%s: %v", w.Kind, w.Name, err))
+		case changed:
+			p.Phase = PhaseChanged
+			if r.Outcome != PhaseFailed {
+				r.Outcome = PhaseChanged
+			}
+		}
+		rep(p)
+		if err != nil {
+			r.Outcome = PhaseFailed
+		}
+	}
+	r.Error = strings.Join(errs, "; ")
+	return r
+}
+
+// deleteStuckPods deletes the pods the Plan names (undo --force): pods of an
+// OrderedReady StatefulSet stuck on a bad revision, which the controller will
+// not replace by itself. It deletes only a pod that still exists, belongs to
+// one of the target's StatefulSets and is still not Ready, with a UID and
+// resourceVersion precondition so a pod replaced or changed meanwhile is
+// left alone. For pin and track it first waits for the image-trigger
+// controller to put the new image into the set's template, or the pod would
+// come back on the bad image.
+func (c EnvClient) deleteStuckPods(ctx context.Context, action Action, t Target, r TargetResult, rep func(Progress)) error {
+	sets := map[string]WorkloadRef{}
+	for _, w := range t.Workloads {
+		if k, _ := NormalizeKind(w.Kind); k == KindStatefulSet {
+			sets[w.Name] = w
+		}
+	}
+	if len(sets) == 0 {
+		return fmt.Errorf("the plan deletes pods of %s but names no StatefulSet", t.Service)
+	}
+	if action == ActionPin || action == ActionTrack {
+		digest := r.To.Digest
+		if digest == "" {
+			return fmt.Errorf("cannot tell when the stuck pods may be deleted: the plan has no target digest")
+		}
+		for name, w := range sets {
+			if !w.Triggered {
+				continue
+			}
+			if err := c.waitTemplateImage(ctx, name, digest); err != nil {
+				return err
+			}
+		}
+	}
+	var errs []error
+	for _, name := range t.DeletePods {
+		msg, err := c.deleteStuckPod(ctx, name, sets)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		rep(Progress{Service: t.Service, Phase: PhaseChanged, Message: msg})
+	}
+	return errors.Join(errs...)
+}
+
+func (c EnvClient) deleteStuckPod(ctx context.Context, name string, sets map[string]WorkloadRef) (string, error) {
+	pod, err := c.Kube.CoreV1().Pods(c.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return fmt.Sprintf("pod %s is already gone", name), nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading pod %s: %w", name, err)
+	}
+	owner := metav1.GetControllerOf(pod)
+	if owner == nil || owner.Kind != KindStatefulSet {
+		return "", fmt.Errorf("not deleting pod %s: no StatefulSet of this plan controls it", name)
+	}
+	if _, ok := sets[owner.Name]; !ok {
+		return "", fmt.Errorf("not deleting pod %s: it belongs to %s/%s, which this plan does not name", name, owner.Kind, owner.Name)
+	}
+	if podReady(pod) {
+		return fmt.Sprintf("pod %s is Ready now; not deleted", name), nil
+	}
+	uid, rv := pod.UID, pod.ResourceVersion
+	pre := &metav1.Preconditions{UID: &uid}
+	if rv != "" {
+		pre.ResourceVersion = &rv
+	}
+	err = c.Kube.CoreV1().Pods(c.Namespace).Delete(ctx, name, metav1.DeleteOptions{Preconditions: pre})
+	switch {
+	case err == nil:
+		reason := podFailure(pod)
+		if reason == "" {
+			reason = "not Ready"
+		}
+		return fmt.Sprintf("deleted stuck pod %s (%s); %s will recreate it", name, reason, owner.Name), nil
+	case apierrors.IsNotFound(err):
+		return fmt.Sprintf("pod %s is already gone", name), nil
+	case apierrors.IsConflict(err):
+		return "", fmt.Errorf("not deleting pod %s: it changed since it was checked; look again", name)
+	default:
+		return "", fmt.Errorf("deleting pod %s: %w", name, err)
+	}
+}
+
+// waitTemplateImage watches the StatefulSet until a container image of its
+// template names digest.
+func (c EnvClient) waitTemplateImage(ctx context.Context, name, digest string) error {
+	ctx, cancel := context.WithTimeout(ctx, templateWait)
+	defer cancel()
+	sel := fields.OneTermEqualSelector("metadata.name", name).String()
+	sets := c.Kube.AppsV1().StatefulSets(c.Namespace)
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = sel
+			return sets.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = sel
+			return sets.Watch(ctx, o)
+		},
+	}
+	_, err := watchtools.UntilWithSync(ctx, lw, &appsv1.StatefulSet{}, nil, func(ev watch.Event) (bool, error) {
+		sts, ok := ev.Object.(*appsv1.StatefulSet)
+		if !ok || sts.Name != name {
+			return false, nil
+		}
+		if ev.Type == watch.Deleted {
+			return false, fmt.Errorf("statefulset %s was deleted", name)
+		}
+		return templateHasDigest(&sts.Spec.Template, digest), nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the image trigger to set %s in statefulset %s: %w", ShortDigest(digest), name, err)
+	}
+	return nil
+}
+
+func templateHasDigest(t *corev1.PodTemplateSpec, digest string) bool {
+	for _, c := range t.Spec.Containers {
+		if strings.Contains(c.Image, digest) {
+			return true
+		}
+	}
+	return false
+}

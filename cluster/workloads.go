@@ -1,0 +1,224 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Workload kinds deploybot handles.
+const (
+	KindDeployment  = "Deployment"
+	KindStatefulSet = "StatefulSet"
+)
+
+// revisionAnnotation is where the Deployment controller records a
+// Deployment's (and its ReplicaSets') rollout sequence number.
+const revisionAnnotation = "deployment.kubernetes.io/revision"
+
+// NormalizeKind maps the spellings people and kubectl use (deploy,
+// deployment, sts, statefulset, any case) to KindDeployment or KindStatefulSet.
+func NormalizeKind(kind string) (string, error) {
+	switch strings.ToLower(kind) {
+	case "deployment", "deployments", "deploy", "deployment.apps":
+		return KindDeployment, nil
+	case "statefulset", "statefulsets", "sts", "statefulset.apps":
+		return KindStatefulSet, nil
+	}
+	return "", fmt.Errorf("unsupported workload kind %q (want Deployment or StatefulSet)", kind)
+}
+
+// TriggeredWorkloads returns the Deployments and StatefulSets in the env's
+// namespace whose image.openshift.io/triggers follow stream:tag, sorted by
+// kind and name. Paused triggers are included (their Trigger says so).
+func (s *Set) TriggeredWorkloads(ctx context.Context, env, stream, tag string) ([]Workload, error) {
+	c, err := s.Env(env)
+	if err != nil {
+		return nil, err
+	}
+	var out []Workload
+	deps, err := c.Kube.AppsV1().Deployments(c.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing deployments in %s: %w", c.Namespace, err)
+	}
+	for i := range deps.Items {
+		w := deploymentWorkload(&deps.Items[i])
+		if w.follows(c.Namespace, stream, tag) {
+			out = append(out, w)
+		}
+	}
+	sets, err := c.Kube.AppsV1().StatefulSets(c.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing statefulsets in %s: %w", c.Namespace, err)
+	}
+	for i := range sets.Items {
+		w := statefulSetWorkload(&sets.Items[i])
+		if w.follows(c.Namespace, stream, tag) {
+			// The revision number lives on the ControllerRevision; read it
+			// only for the sets we return.
+			w.Revision = c.statefulSetRevision(ctx, &sets.Items[i])
+			out = append(out, w)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Kind != out[j].Kind {
+			return out[i].Kind < out[j].Kind
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
+// follows reports whether any of the workload's triggers follows stream:tag.
+func (w Workload) follows(namespace, stream, tag string) bool {
+	_, ok := w.TriggerFor(namespace, stream, tag)
+	return ok
+}
+
+// TriggerFor returns the workload's trigger that follows stream:tag in
+// namespace, if any.
+func (w Workload) TriggerFor(namespace, stream, tag string) (Trigger, bool) {
+	for _, t := range w.Triggers {
+		if t.Follows(namespace, stream, tag) {
+			return t, true
+		}
+	}
+	return Trigger{}, false
+}
+
+// Workload returns one Deployment or StatefulSet and its rollout state.
+func (s *Set) Workload(ctx context.Context, env, kind, name string) (Workload, error) {
+	c, err := s.Env(env)
+	if err != nil {
+		return Workload{}, err
+	}
+	kind, err = NormalizeKind(kind)
+	if err != nil {
+		return Workload{}, err
+	}
+	switch kind {
+	case KindDeployment:
+		d, err := c.Kube.AppsV1().Deployments(c.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return Workload{}, fmt.Errorf("reading deployment %s: %w", name, err)
+		}
+		return deploymentWorkload(d), nil
+	default:
+		sts, err := c.Kube.AppsV1().StatefulSets(c.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return Workload{}, fmt.Errorf("reading statefulset %s: %w", name, err)
+		}
+		w := statefulSetWorkload(sts)
+		w.Revision = c.statefulSetRevision(ctx, sts)
+		return w, nil
+	}
+}
+
+// statefulSetRevision returns the revision number of the set's update
+// revision, or 0 when it cannot be read (history is best effort here; the
+// rollout state does not depend on it).
+func (c EnvClient) statefulSetRevision(ctx context.Context, sts *appsv1.StatefulSet) int64 {
+	if sts.Status.UpdateRevision == "" {
+		return 0
+	}
+	cr, err := c.Kube.AppsV1().ControllerRevisions(sts.Namespace).Get(ctx, sts.Status.UpdateRevision, metav1.GetOptions{})
+	if err != nil {
+		return 0
+	}
+	return cr.Revision
+}
+
+// triggers parses the object's trigger annotation; a malformed annotation
+// yields no triggers, as the controller ignores it too.
+func triggers(annotations map[string]string) []Trigger {
+	ts, err := ParseTriggers(annotations[TriggerAnnotation])
+	if err != nil {
+		return nil
+	}
+	return ts
+}
+
+func replicas(r *int32) int32 {
+	if r == nil {
+		return 1 // the API server's default
+	}
+	return *r
+}
+
+func deploymentWorkload(d *appsv1.Deployment) Workload {
+	desired := replicas(d.Spec.Replicas)
+	rev, _ := strconv.ParseInt(d.Annotations[revisionAnnotation], 10, 64)
+	return Workload{
+		Kind:      KindDeployment,
+		Name:      d.Name,
+		Namespace: d.Namespace,
+		Triggers:  triggers(d.Annotations),
+		Images:    templateImages(&d.Spec.Template),
+		Desired:   desired,
+		Updated:   d.Status.UpdatedReplicas,
+		Ready:     d.Status.ReadyReplicas,
+		Paused:    d.Spec.Paused,
+		Settled:   deploymentSettled(d),
+		Revision:  rev,
+	}
+}
+
+// deploymentSettled: the controller has seen the current spec, every replica
+// runs it and is ready, and no replica of an older ReplicaSet is left.
+func deploymentSettled(d *appsv1.Deployment) bool {
+	desired := replicas(d.Spec.Replicas)
+	st := d.Status
+	return st.ObservedGeneration >= d.Generation &&
+		st.UpdatedReplicas == desired &&
+		st.ReadyReplicas == desired &&
+		st.Replicas == st.UpdatedReplicas
+}
+
+func statefulSetWorkload(s *appsv1.StatefulSet) Workload {
+	return Workload{
+		Kind:         KindStatefulSet,
+		Name:         s.Name,
+		Namespace:    s.Namespace,
+		Triggers:     triggers(s.Annotations),
+		Images:       templateImages(&s.Spec.Template),
+		Desired:      replicas(s.Spec.Replicas),
+		Updated:      s.Status.UpdatedReplicas,
+		Ready:        s.Status.ReadyReplicas,
+		Settled:      statefulSetSettled(s),
+		OrderedReady: orderedReady(s),
+	}
+}
+
+// statefulSetSettled: the controller has seen the current spec, the rolling
+// update finished (current revision caught up with the update revision) and
+// every replica is ready.
+func statefulSetSettled(s *appsv1.StatefulSet) bool {
+	st := s.Status
+	return st.ObservedGeneration >= s.Generation &&
+		st.UpdateRevision != "" &&
+		st.CurrentRevision == st.UpdateRevision &&
+		st.ReadyReplicas == replicas(s.Spec.Replicas)
+}
+
+// orderedReady: OrderedReady is the default pod management policy.
+func orderedReady(s *appsv1.StatefulSet) bool {
+	return s.Spec.PodManagementPolicy == "" || s.Spec.PodManagementPolicy == appsv1.OrderedReadyPodManagement
+}
+
+// templateImages maps container name to image, init containers included.
+func templateImages(t *corev1.PodTemplateSpec) map[string]string {
+	m := make(map[string]string, len(t.Spec.Containers)+len(t.Spec.InitContainers))
+	for _, c := range t.Spec.InitContainers {
+		m[c.Name] = c.Image
+	}
+	for _, c := range t.Spec.Containers {
+		m[c.Name] = c.Image
+	}
+	return m
+}

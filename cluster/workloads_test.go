@@ -1,0 +1,133 @@
+package cluster_test
+
+import (
+	"context"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/deploybot/deploybot/cluster"
+)
+
+func TestTriggeredWorkloads(t *testing.T) {
+	worker := func(ns string) map[string]string {
+		a := `[{"from":{"kind":"ImageStreamTag","name":"packit-worker:prod"`
+		if ns != "" {
+			a += `,"namespace":"` + ns + `"`
+		}
+		return map[string]string{cluster.TriggerAnnotation: a + `},"fieldPath":"spec.template.spec.containers[?(@.name==\"w\")].image"}]`}
+	}
+	objs := []runtime.Object{
+		statefulSet("packit-worker-short-running", "packit-worker:prod", 2, "r1", worker("")),
+		statefulSet("packit-worker-long-running", "packit-worker:prod", 2, "r1", worker(testNS)),
+		deployment("packit-service-beat", "packit-worker:prod", 1, worker("")),
+		deployment("packit-service", "packit-service:prod", 1, map[string]string{cluster.TriggerAnnotation: packitTrigger}),
+		deployment("other-namespace", "x", 1, worker("packit--stg")),
+		deployment("garbage", "x", 1, map[string]string{cluster.TriggerAnnotation: "{nope"}),
+		deployment("untriggered", "x", 1, nil),
+	}
+	f := newFixture(t, objs, nil)
+	tests := []struct {
+		name   string
+		stream string
+		want   []string
+	}{
+		{"one stream triggers several workloads", "packit-worker",
+			[]string{"Deployment/packit-service-beat", "StatefulSet/packit-worker-long-running", "StatefulSet/packit-worker-short-running"}},
+		{"the packit annotation", "packit-service", []string{"Deployment/packit-service"}},
+		{"nothing follows an unknown stream", "tokman", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ws, err := f.set.TriggeredWorkloads(context.Background(), testEnv, tc.stream, "prod")
+			if err != nil {
+				t.Fatalf("TriggeredWorkloads: %v", err)
+			}
+			var got []string
+			for _, w := range ws {
+				got = append(got, w.Kind+"/"+w.Name)
+				if len(w.Triggers) == 0 {
+					t.Errorf("%s/%s returned without its triggers", w.Kind, w.Name)
+				}
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Fatalf("got %v, want %v", got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+func TestWorkloadRolloutState(t *testing.T) {
+	settledDep := deployment("svc", "img:1", 2, map[string]string{"deployment.kubernetes.io/revision": "4"})
+	unobserved := settledDep.DeepCopy()
+	unobserved.Name, unobserved.Generation = "unobserved", 4
+	rolling := settledDep.DeepCopy()
+	rolling.Name, rolling.Status.UpdatedReplicas, rolling.Status.Replicas = "rolling", 1, 3
+	oldLeft := settledDep.DeepCopy()
+	oldLeft.Name, oldLeft.Status.Replicas = "old-left", 3
+	paused := settledDep.DeepCopy()
+	paused.Name, paused.Spec.Paused = "paused", true
+
+	settledSts := statefulSet("worker", "img:1", 2, "worker-abc", nil)
+	stsRolling := settledSts.DeepCopy()
+	stsRolling.Name, stsRolling.Status.UpdateRevision, stsRolling.Status.ReadyReplicas = "worker-rolling", "worker-def", 1
+	parallel := settledSts.DeepCopy()
+	parallel.Name, parallel.Spec.PodManagementPolicy = "parallel", appsv1.ParallelPodManagement
+	cr := &appsv1.ControllerRevision{ObjectMeta: metav1.ObjectMeta{Name: "worker-abc", Namespace: testNS}, Revision: 7}
+
+	f := newFixture(t, []runtime.Object{settledDep, unobserved, rolling, oldLeft, paused, settledSts, stsRolling, parallel, cr}, nil)
+	tests := []struct {
+		name         string
+		kind         string
+		workload     string
+		settled      bool
+		revision     int64
+		paused       bool
+		orderedReady bool
+		ready        int32
+	}{
+		{name: "settled deployment", kind: "deploy", workload: "svc", settled: true, revision: 4, ready: 2},
+		{name: "controller has not seen the spec", kind: "Deployment", workload: "unobserved", settled: false, revision: 4, ready: 2},
+		{name: "rolling deployment", kind: "deployment", workload: "rolling", settled: false, revision: 4, ready: 2},
+		{name: "old replicas left", kind: "Deployment", workload: "old-left", settled: false, revision: 4, ready: 2},
+		{name: "paused deployment", kind: "Deployment", workload: "paused", settled: true, revision: 4, paused: true, ready: 2},
+		{name: "settled statefulset with revision number", kind: "StatefulSet", workload: "worker", settled: true, revision: 7, orderedReady: true, ready: 2},
+		{name: "statefulset mid update", kind: "sts", workload: "worker-rolling", settled: false, orderedReady: true, ready: 1},
+		{name: "parallel statefulset", kind: "statefulset", workload: "parallel", settled: true, revision: 7, ready: 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := f.set.Workload(context.Background(), testEnv, tc.kind, tc.workload)
+			if err != nil {
+				t.Fatalf("Workload: %v", err)
+			}
+			if w.Settled != tc.settled || w.Revision != tc.revision || w.Paused != tc.paused || w.OrderedReady != tc.orderedReady || w.Ready != tc.ready || w.Desired != 2 {
+				t.Errorf("Workload = %+v; want settled=%v revision=%d paused=%v orderedReady=%v ready=%d desired=2",
+					w, tc.settled, tc.revision, tc.paused, tc.orderedReady, tc.ready)
+			}
+			for _, img := range w.Images {
+				if img != "img:1" || len(w.Images) != 1 {
+					t.Errorf("Images = %v, want one container running img:1", w.Images)
+				}
+			}
+		})
+	}
+
+	if _, err := f.set.Workload(context.Background(), testEnv, "Deployment", "missing"); !apierrors.IsNotFound(err) {
+		t.Errorf("missing deployment: error %v, want NotFound", err)
+	}
+	if _, err := f.set.Workload(context.Background(), testEnv, "DaemonSet", "x"); err == nil {
+		t.Errorf("DaemonSet: no error, want unsupported kind")
+	}
+	if _, err := f.set.Workload(context.Background(), "nope", "Deployment", "svc"); err == nil {
+		t.Errorf("unknown env: no error")
+	}
+}

@@ -1,0 +1,167 @@
+package commands
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/deploybot/deploybot/cluster"
+)
+
+// RenderPlan shows a Plan compactly, the same on every platform: one line per
+// target (service: old → new), the workloads that follow it, the notes and
+// what the request needs before it runs.
+func RenderPlan(p cluster.Plan) Output {
+	out := Output{Title: fmt.Sprintf("Plan: %s %s (namespace %s)", p.Action, p.Env, p.Namespace)}
+	var lines []string
+	for _, t := range p.Targets {
+		lines = append(lines, targetLine(p.Action, t))
+		if p.Action != cluster.ActionRollback && len(t.Workloads) > 0 {
+			lines = append(lines, "  rolls: "+workloadList(t.Workloads))
+		}
+		if len(t.DeletePods) > 0 {
+			lines = append(lines, "  deletes stuck pods: "+strings.Join(t.DeletePods, ", "))
+		}
+	}
+	if len(lines) == 0 {
+		lines = append(lines, "no targets")
+	}
+	out.Sections = append(out.Sections, Section{Lines: lines, Pre: true})
+	if len(p.Notes) > 0 {
+		out.Sections = append(out.Sections, Section{Lines: p.Notes})
+	}
+	out.Sections = append(out.Sections, Section{Lines: []string{policyText(p.Policy)}})
+	return out
+}
+
+func targetLine(action cluster.Action, t cluster.Target) string {
+	name := t.Service
+	if action == cluster.ActionRollback && len(t.Workloads) > 0 {
+		name = workloadName(t.Workloads[0])
+	}
+	if t.Unchanged {
+		return fmt.Sprintf("%s: %s (unchanged)", name, shortImage(t.From))
+	}
+	line := fmt.Sprintf("%s: %s → %s", name, shortImage(t.From), shortImage(t.To))
+	switch action {
+	case cluster.ActionPin:
+		line += "  (pinned, scheduled import off)"
+	case cluster.ActionTrack:
+		line += fmt.Sprintf("  (tracking %s, scheduled import %s)", t.SpecFrom, onOff(t.Scheduled))
+	case cluster.ActionRollback:
+		line += fmt.Sprintf("  (rollback to revision %d)", t.ToRevision)
+	}
+	return line
+}
+
+// policyText says what a request needs before it runs, e.g. "needs: confirm
+// by requester, 1 approval by someone else, expires in 1h".
+func policyText(p cluster.Policy) string {
+	var needs []string
+	if p.Confirm {
+		needs = append(needs, "confirm by requester")
+	}
+	switch {
+	case p.Approvals == 1:
+		needs = append(needs, "1 approval by someone else")
+	case p.Approvals > 1:
+		needs = append(needs, fmt.Sprintf("%d approvals by others", p.Approvals))
+	}
+	if len(needs) == 0 {
+		return "needs: nothing more, runs right away"
+	}
+	return fmt.Sprintf("needs: %s, expires in %s", strings.Join(needs, ", "), fmtDuration(p.Expiry))
+}
+
+func workloadName(w cluster.WorkloadRef) string { return strings.ToLower(w.Kind) + "/" + w.Name }
+
+func workloadList(ws []cluster.WorkloadRef) string {
+	names := make([]string, len(ws))
+	for i, w := range ws {
+		names[i] = workloadName(w)
+	}
+	return strings.Join(names, ", ")
+}
+
+// shortImage is an image's short digest, or its reference when it has none.
+func shortImage(img cluster.Image) string {
+	switch {
+	case img.Digest != "":
+		return cluster.ShortDigest(img.Digest)
+	case img.Ref != "":
+		return shortRef(img.Ref)
+	}
+	return "none"
+}
+
+// shortRef shortens quay.io/packit/packit-worker@sha256:<64 hex> to
+// packit-worker@<12 hex>; other references stay as they are.
+func shortRef(ref string) string {
+	repo, digest, ok := strings.Cut(ref, "@")
+	if !ok {
+		return ref
+	}
+	return repo[strings.LastIndex(repo, "/")+1:] + "@" + cluster.ShortDigest(digest)
+}
+
+// imagesText lists a workload revision's container images, shortened.
+func imagesText(images map[string]string) string {
+	if len(images) == 1 {
+		for _, ref := range images {
+			return shortRef(ref)
+		}
+	}
+	names := make([]string, 0, len(images))
+	for n := range images {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = n + "=" + shortRef(images[n])
+	}
+	return strings.Join(parts, " ")
+}
+
+// age is how long ago t was, coarsely: 45s, 12m, 3h, 5d.
+func age(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < 0:
+		return "just now"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd ago", int(d.Hours()/24))
+}
+
+// fmtDuration writes 1h, 90m → 1h30m, 45s without the zero units of
+// time.Duration.String.
+func fmtDuration(d time.Duration) string {
+	if d <= 0 {
+		return "0s"
+	}
+	s := d.Round(time.Second).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}

@@ -1,0 +1,178 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/deploybot/deploybot/cluster"
+	"github.com/deploybot/deploybot/config"
+)
+
+// UserError is a problem the user can fix, or a refusal; Output is the reply
+// (say what was wrong and what would be right). Callers find it with
+// errors.As; any other error from Run or BuildPlan is an internal failure.
+type UserError struct {
+	Output Output
+}
+
+func (e *UserError) Error() string {
+	var parts []string
+	for _, s := range e.Output.Sections {
+		parts = append(parts, s.Lines...)
+	}
+	if len(parts) == 0 {
+		return e.Output.Title
+	}
+	return strings.Join(parts, " ")
+}
+
+// userFail is a *UserError whose reply is the given lines, privately.
+func userFail(format string, args ...any) *UserError {
+	return &UserError{Output: Output{Private: true, Sections: []Section{{Lines: []string{fmt.Sprintf(format, args...)}}}}}
+}
+
+// Run answers a read-only command (help, status, images, history, whoami).
+// Chat users who are not mapped to a Kubernetes identity may run only help
+// and whoami; anything else is a *UserError saying how to get mapped.
+func Run(ctx context.Context, d Deps, caller Caller, c Command) (Output, error) {
+	spec, ok := Lookup(c.Name)
+	if !ok {
+		return Output{}, fmt.Errorf("running %q: no such command", c.Name)
+	}
+	if spec.run == nil {
+		return Output{}, fmt.Errorf("running %s: not a read-only command (use BuildPlan, or the approval flow for Flow commands)", c.Name)
+	}
+	if d.Config == nil {
+		return Output{}, fmt.Errorf("running %s: no config", c.Name)
+	}
+	if caller.User == "" && !spec.Anyone {
+		return Output{}, unmapped(caller)
+	}
+	return spec.run(ctx, d, caller, c)
+}
+
+// unmapped is the refusal for a chat user without a Kubernetes identity.
+func unmapped(caller Caller) *UserError {
+	platform, id := caller.Platform, caller.ChatID
+	if platform == "" {
+		platform = "PLATFORM"
+	}
+	if id == "" {
+		id = "YOUR-ID"
+	}
+	return userFail("You are not mapped to a Kubernetes identity, so you may run only `help` and `whoami`. "+
+		"Ask an admin to add you to the config under identities.users with platform: %s, id: %q and your Kubernetes user.", platform, id)
+}
+
+func (d Deps) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+// envOf looks up the Command's environment again; the config may have been
+// reloaded since the command was parsed.
+func envOf(cfg *config.Config, name string) (*config.Environment, error) {
+	if e, ok := findEnv(cfg, name); ok {
+		return e, nil
+	}
+	return nil, userFail("Unknown environment %q. Environments: %s.", name, listed(envNames(cfg)))
+}
+
+func serviceOf(cfg *config.Config, name string) (*config.Service, error) {
+	if s, ok := findService(cfg, name); ok {
+		return s, nil
+	}
+	return nil, userFail("Unknown service %q. Services: %s.", name, listed(serviceNames(cfg)))
+}
+
+// servicesOf resolves names; none means every configured service.
+func servicesOf(cfg *config.Config, names []string) ([]*config.Service, error) {
+	if len(names) == 0 {
+		all := make([]*config.Service, len(cfg.Services))
+		for i := range cfg.Services {
+			all[i] = &cfg.Services[i]
+		}
+		return all, nil
+	}
+	var out []*config.Service
+	for _, n := range names {
+		s, err := serviceOf(cfg, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// streamOf and tagOf apply the config defaults, so a Config built in code
+// without SetDefaults behaves the same.
+func streamOf(s *config.Service) string {
+	if s.ImageStream != "" {
+		return s.ImageStream
+	}
+	return s.Name
+}
+
+func tagOf(e *config.Environment) string {
+	if e.Tag != "" {
+		return e.Tag
+	}
+	return e.Name
+}
+
+// serviceWorkloads are the workloads that follow the service's tag in env:
+// the config's list when it has one (read for their state and triggers),
+// otherwise those whose image.openshift.io/triggers name the tag.
+func serviceWorkloads(ctx context.Context, d Deps, e *config.Environment, s *config.Service) ([]cluster.Workload, error) {
+	if len(s.Workloads) == 0 {
+		ws, err := d.Cluster.TriggeredWorkloads(ctx, e.Name, streamOf(s), tagOf(e))
+		if err != nil {
+			return nil, fmt.Errorf("finding the workloads of %s:%s in %s: %w", streamOf(s), tagOf(e), e.Name, err)
+		}
+		return ws, nil
+	}
+	var ws []cluster.Workload
+	for _, cw := range s.Workloads {
+		w, err := d.Cluster.Workload(ctx, e.Name, cw.Kind, cw.Name)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s %s in %s: %w", cw.Kind, cw.Name, e.Name, err)
+		}
+		ws = append(ws, w)
+	}
+	return ws, nil
+}
+
+// followsTag reports whether the image-trigger controller keeps w on the
+// tag's image (an unpaused trigger naming the tag).
+func followsTag(w cluster.Workload, e *config.Environment, s *config.Service) bool {
+	return followingTrigger(w, e, s) != nil
+}
+
+func followingTrigger(w cluster.Workload, e *config.Environment, s *config.Service) *cluster.Trigger {
+	for i, t := range w.Triggers {
+		if !t.Paused && t.Follows(e.Namespace, streamOf(s), tagOf(e)) {
+			return &w.Triggers[i]
+		}
+	}
+	return nil
+}
+
+func workloadRef(w cluster.Workload, e *config.Environment, s *config.Service) cluster.WorkloadRef {
+	return cluster.WorkloadRef{Kind: w.Kind, Name: w.Name, Triggered: followsTag(w, e, s)}
+}
+
+// forEach runs f for 0..n-1 concurrently: reading several image streams or
+// asking the registry about several images one after the other is slow.
+func forEach(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { f(i) })
+	}
+	wg.Wait()
+}

@@ -1,0 +1,131 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Memory is an in-process Store for tests and the demo. It follows the same
+// contract as the file backend: Update is optimistic compare-and-swap.
+type Memory struct {
+	opts  options
+	mu    sync.Mutex
+	snap  *snapshot
+	audit []AuditEvent
+}
+
+var _ Store = (*Memory)(nil)
+
+// NewMemory returns an empty in-memory store.
+func NewMemory(opts ...Option) *Memory {
+	return &Memory{opts: buildOptions(opts), snap: newSnapshot()}
+}
+
+// Create implements Store.
+func (m *Memory) Create(ctx context.Context, r *Request) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.opts.now()
+	if m.opts.retention > 0 {
+		m.snap.pruneRequests(now.Add(-m.opts.retention))
+	}
+	return m.snap.create(r, now)
+}
+
+// Get implements Store.
+func (m *Memory) Get(ctx context.Context, id string) (*Request, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.snap.Requests[id]
+	if !ok {
+		return nil, fmt.Errorf("getting request #%s: %w", id, ErrNotFound)
+	}
+	return clone(r), nil
+}
+
+// Update implements Store. fn runs without the lock held on a private copy;
+// the result is stored only if the request's Version is unchanged, otherwise
+// fn runs again on the newer version.
+func (m *Memory) Update(ctx context.Context, id string, fn func(r *Request) error) (*Request, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		cur, err := m.Get(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("updating request #%s: %w", id, ErrNotFound)
+		}
+		next := clone(cur)
+		if err := fn(next); err != nil {
+			return nil, err
+		}
+		m.mu.Lock()
+		latest, ok := m.snap.Requests[id]
+		switch {
+		case !ok:
+			m.mu.Unlock()
+			return nil, fmt.Errorf("updating request #%s: %w", id, ErrNotFound)
+		case latest.Version != cur.Version:
+			m.mu.Unlock()
+			continue
+		}
+		next.ID = id
+		next.Version = cur.Version + 1
+		next.UpdatedAt = m.opts.now()
+		m.snap.Requests[id] = clone(next)
+		m.mu.Unlock()
+		return next, nil
+	}
+}
+
+// List implements Store.
+func (m *Memory) List(ctx context.Context, opts ListOptions) ([]*Request, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.snap.list(opts), nil
+}
+
+// Record implements Store. A zero Time is set to now.
+func (m *Memory) Record(ctx context.Context, e AuditEvent) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e.Time.IsZero() {
+		e.Time = m.opts.now()
+	}
+	m.audit = append(m.audit, e)
+	return nil
+}
+
+// Audit implements Store; n <= 0 returns every event.
+func (m *Memory) Audit(ctx context.Context, n int) ([]AuditEvent, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return lastN(m.audit, n), nil
+}
+
+// Once implements Store.
+func (m *Memory) Once(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.snap.once(key, ttl, m.opts.now()), nil
+}

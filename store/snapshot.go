@@ -1,0 +1,151 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// snapshot is the whole mutable state of a store except the audit trail; the
+// file backend stores it as one JSON document.
+type snapshot struct {
+	// Format is the file format version, for migrations.
+	Format   int                  `json:"format"`
+	Requests map[string]*Request  `json:"requests"`
+	Once     map[string]time.Time `json:"once,omitempty"`
+}
+
+const snapshotFormat = 1
+
+func newSnapshot() *snapshot {
+	return &snapshot{Format: snapshotFormat, Requests: map[string]*Request{}, Once: map[string]time.Time{}}
+}
+
+// create adds r after checking its ID and locks; it sets the ID (when empty),
+// Version and timestamps on r.
+func (s *snapshot) create(r *Request, now time.Time) error {
+	if r.ID == "" {
+		r.ID = NewID()
+	}
+	if _, taken := s.Requests[r.ID]; taken {
+		return fmt.Errorf("creating request #%s: %w", r.ID, ErrExists)
+	}
+	if err := s.busy(r.Locks); err != nil {
+		return err
+	}
+	r.Version = 1
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = now
+	}
+	r.UpdatedAt = now
+	s.Requests[r.ID] = clone(r)
+	return nil
+}
+
+// busy returns a *BusyError naming the oldest non-terminal request that holds
+// one of locks, or nil.
+func (s *snapshot) busy(locks []string) error {
+	var holder *Request
+	var lock string
+	for _, other := range s.Requests {
+		if other.State.Terminal() {
+			continue
+		}
+		for _, l := range locks {
+			if !slices.Contains(other.Locks, l) {
+				continue
+			}
+			if holder == nil || other.CreatedAt.Before(holder.CreatedAt) ||
+				(other.CreatedAt.Equal(holder.CreatedAt) && other.ID < holder.ID) {
+				holder, lock = other, l
+			}
+			break
+		}
+	}
+	if holder != nil {
+		return &BusyError{Lock: lock, ID: holder.ID}
+	}
+	return nil
+}
+
+// list returns copies of the requests in the given states, newest first.
+func (s *snapshot) list(opts ListOptions) []*Request {
+	var out []*Request
+	for _, r := range s.Requests {
+		if len(opts.States) == 0 || slices.Contains(opts.States, r.State) {
+			out = append(out, clone(r))
+		}
+	}
+	sortNewestFirst(out)
+	return out
+}
+
+func sortNewestFirst(rs []*Request) {
+	slices.SortFunc(rs, func(a, b *Request) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+}
+
+// once records key until now+ttl and reports whether it was new. Expired
+// keys are pruned first so the map stays as small as the live keys.
+func (s *snapshot) once(key string, ttl time.Duration, now time.Time) bool {
+	s.pruneOnce(now)
+	if _, seen := s.Once[key]; seen {
+		return false
+	}
+	if s.Once == nil {
+		s.Once = map[string]time.Time{}
+	}
+	s.Once[key] = now.Add(ttl)
+	return true
+}
+
+func (s *snapshot) pruneOnce(now time.Time) {
+	for k, until := range s.Once {
+		if !now.Before(until) {
+			delete(s.Once, k)
+		}
+	}
+}
+
+// pruneRequests drops terminal requests last changed before cutoff; the audit
+// trail keeps their history.
+func (s *snapshot) pruneRequests(cutoff time.Time) {
+	for id, r := range s.Requests {
+		if r.State.Terminal() && r.UpdatedAt.Before(cutoff) {
+			delete(s.Requests, id)
+		}
+	}
+}
+
+// clone deep-copies a request through its JSON form, the same form the
+// backends store, so a caller never shares memory with the store.
+func clone(r *Request) *Request {
+	b, err := json.Marshal(r)
+	if err != nil {
+		// A Request is plain data; Marshal cannot fail on it.
+		panic("store: encoding request: " + err.Error())
+	}
+	var c Request
+	if err := json.Unmarshal(b, &c); err != nil {
+		panic("store: decoding request: " + err.Error())
+	}
+	return &c
+}
+
+// lastN returns the last n events newest first; n <= 0 means all.
+func lastN(events []AuditEvent, n int) []AuditEvent {
+	if n <= 0 || n > len(events) {
+		n = len(events)
+	}
+	out := make([]AuditEvent, 0, n)
+	for i := len(events) - 1; i >= len(events)-n; i-- {
+		out = append(out, events[i])
+	}
+	return out
+}
