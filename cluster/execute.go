@@ -57,8 +57,14 @@ func (s *Set) Execute(ctx context.Context, plan Plan, report func(Progress)) (Re
 	todo := func(i int, t Target) {
 		r := run(ctx, t, rep)
 		if r.Outcome != PhaseFailed && len(t.DeletePods) > 0 {
-			if err := c.deleteStuckPods(ctx, plan.Action, t, r, rep); err != nil {
+			deleted, err := c.deleteStuckPods(ctx, plan.Action, t, r, rep)
+			switch {
+			case err != nil:
 				r.Outcome, r.Error = PhaseFailed, err.Error()
+			case deleted > 0:
+				// e.g. undo --force of a set already rolled back: the
+				// template stays, the recreated pods are the change.
+				r.Outcome = PhaseChanged
 			}
 		}
 		res.Targets[i] = r
@@ -225,12 +231,11 @@ func (c EnvClient) executeRollback(ctx context.Context, t Target, rep func(Progr
 // deleteStuckPods deletes the pods the Plan names (undo --force): pods of an
 // OrderedReady StatefulSet stuck on a bad revision, which the controller will
 // not replace by itself. It deletes only a pod that still exists, belongs to
-// one of the target's StatefulSets and is still not Ready, with a UID and
-// resourceVersion precondition so a pod replaced or changed meanwhile is
-// left alone. For pin and track it first waits for the image-trigger
+// one of the target's StatefulSets and is still not Ready, with a UID
+// precondition so a pod replaced meanwhile is left alone. For pin and track it first waits for the image-trigger
 // controller to put the new image into the set's template, or the pod would
 // come back on the bad image.
-func (c EnvClient) deleteStuckPods(ctx context.Context, action Action, t Target, r TargetResult, rep func(Progress)) error {
+func (c EnvClient) deleteStuckPods(ctx context.Context, action Action, t Target, r TargetResult, rep func(Progress)) (deleted int, err error) {
 	sets := map[string]WorkloadRef{}
 	for _, w := range t.Workloads {
 		if k, _ := NormalizeKind(w.Kind); k == KindStatefulSet {
@@ -238,71 +243,77 @@ func (c EnvClient) deleteStuckPods(ctx context.Context, action Action, t Target,
 		}
 	}
 	if len(sets) == 0 {
-		return fmt.Errorf("the plan deletes pods of %s but names no StatefulSet", t.Service)
+		return 0, fmt.Errorf("the plan deletes pods of %s but names no StatefulSet", t.Service)
 	}
 	if action == ActionPin || action == ActionTrack {
 		digest := r.To.Digest
 		if digest == "" {
-			return fmt.Errorf("cannot tell when the stuck pods may be deleted: the plan has no target digest")
+			return 0, fmt.Errorf("cannot tell when the stuck pods may be deleted: the plan has no target digest")
 		}
 		for name, w := range sets {
 			if !w.Triggered {
 				continue
 			}
 			if err := c.waitTemplateImage(ctx, name, digest); err != nil {
-				return err
+				return 0, err
 			}
 		}
 	}
 	var errs []error
 	for _, name := range t.DeletePods {
-		msg, err := c.deleteStuckPod(ctx, name, sets)
+		msg, gone, err := c.deleteStuckPod(ctx, name, sets)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		rep(Progress{Service: t.Service, Phase: PhaseChanged, Message: msg})
+		phase := PhaseUnchanged
+		if gone {
+			deleted++
+			phase = PhaseChanged
+		}
+		rep(Progress{Service: t.Service, Phase: phase, Message: msg})
 	}
-	return errors.Join(errs...)
+	return deleted, errors.Join(errs...)
 }
 
-func (c EnvClient) deleteStuckPod(ctx context.Context, name string, sets map[string]WorkloadRef) (string, error) {
+// deleteStuckPod deletes one pod if it is still stuck; deleted says whether
+// this call deleted it.
+func (c EnvClient) deleteStuckPod(ctx context.Context, name string, sets map[string]WorkloadRef) (msg string, deleted bool, err error) {
 	pod, err := c.Kube.CoreV1().Pods(c.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return fmt.Sprintf("pod %s is already gone", name), nil
+		return fmt.Sprintf("pod %s is already gone", name), false, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("reading pod %s: %w", name, err)
+		return "", false, fmt.Errorf("reading pod %s: %w", name, err)
 	}
 	owner := metav1.GetControllerOf(pod)
 	if owner == nil || owner.Kind != KindStatefulSet {
-		return "", fmt.Errorf("not deleting pod %s: no StatefulSet of this plan controls it", name)
+		return "", false, fmt.Errorf("not deleting pod %s: no StatefulSet of this plan controls it", name)
 	}
 	if _, ok := sets[owner.Name]; !ok {
-		return "", fmt.Errorf("not deleting pod %s: it belongs to %s/%s, which this plan does not name", name, owner.Kind, owner.Name)
+		return "", false, fmt.Errorf("not deleting pod %s: it belongs to %s/%s, which this plan does not name", name, owner.Kind, owner.Name)
 	}
 	if podReady(pod) {
-		return fmt.Sprintf("pod %s is Ready now; not deleted", name), nil
+		return fmt.Sprintf("pod %s is Ready now; not deleted", name), false, nil
 	}
-	uid, rv := pod.UID, pod.ResourceVersion
-	pre := &metav1.Preconditions{UID: &uid}
-	if rv != "" {
-		pre.ResourceVersion = &rv
-	}
-	err = c.Kube.CoreV1().Pods(c.Namespace).Delete(ctx, name, metav1.DeleteOptions{Preconditions: pre})
+	// The UID precondition makes sure the pod deleted is the one checked,
+	// not a replacement of the same name. (No resourceVersion: a crash
+	// looping pod's status changes all the time.)
+	uid := pod.UID
+	err = c.Kube.CoreV1().Pods(c.Namespace).Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
 	switch {
 	case err == nil:
 		reason := podFailure(pod)
 		if reason == "" {
 			reason = "not Ready"
 		}
-		return fmt.Sprintf("deleted stuck pod %s (%s); %s will recreate it", name, reason, owner.Name), nil
+		return fmt.Sprintf("deleted stuck pod %s (%s); %s will recreate it", name, reason, owner.Name), true, nil
 	case apierrors.IsNotFound(err):
-		return fmt.Sprintf("pod %s is already gone", name), nil
+		return fmt.Sprintf("pod %s is already gone", name), false, nil
 	case apierrors.IsConflict(err):
-		return "", fmt.Errorf("not deleting pod %s: it changed since it was checked; look again", name)
+		return "", false, fmt.Errorf("not deleting pod %s: it was replaced since it was checked; look again", name)
 	default:
-		return "", fmt.Errorf("deleting pod %s: %w", name, err)
+		return "", false, fmt.Errorf("deleting pod %s: %w", name, err)
 	}
 }
 
@@ -323,7 +334,9 @@ func (c EnvClient) waitTemplateImage(ctx context.Context, name, digest string) e
 			return sets.Watch(ctx, o)
 		},
 	}
-	_, err := watchtools.UntilWithSync(ctx, lw, &appsv1.StatefulSet{}, nil, func(ev watch.Event) (bool, error) {
+	// Like generated informers, let the reflector know whether the client
+	// can stream its initial list (fake clientsets cannot).
+	_, err := watchtools.UntilWithSync(ctx, cache.ToListWatcherWithWatchListSemantics(lw, c.Kube), &appsv1.StatefulSet{}, nil, func(ev watch.Event) (bool, error) {
 		sts, ok := ev.Object.(*appsv1.StatefulSet)
 		if !ok || sts.Name != name {
 			return false, nil

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	imagev1 "github.com/openshift/api/image/v1"
@@ -167,7 +166,7 @@ func (e *ImportError) Error() string {
 	if msg == "" {
 		msg = "import failed"
 	}
-	return fmt.Sprintf("importing %s: %s", e.From, msg)
+	return e.From + ": " + msg
 }
 
 // importedImage reads the per-image result of an ImageStreamImport.
@@ -316,10 +315,4 @@ func (c EnvClient) setTag(ctx context.Context, stream, tag, ref string, schedule
 		return fmt.Errorf("tagging %s:%s to %s: %w", stream, tag, ref, err)
 	}
 	return nil
-}
-
-// isImportError reports whether err is a registry-side import failure.
-func isImportError(err error) bool {
-	var ie *ImportError
-	return errors.As(err, &ie)
 }

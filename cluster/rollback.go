@@ -164,9 +164,8 @@ func deploymentReplicaSets(ctx context.Context, kube kubernetes.Interface, d *ap
 // rss by creation (then name) in place, which fixes the order later steps
 // visit them in.
 func findNewReplicaSet(d *appsv1.Deployment, rss []*appsv1.ReplicaSet) *appsv1.ReplicaSet {
-	sorted := rss
-	sort.Sort(byCreation(sorted))
-	for _, rs := range sorted {
+	sort.Sort(byCreation(rss))
+	for _, rs := range rss {
 		if equalIgnoreHash(&rs.Spec.Template, &d.Spec.Template) {
 			return rs
 		}

@@ -414,3 +414,34 @@ func TestUndoForceRefusesForeignPod(t *testing.T) {
 		t.Errorf("foreign pod deleted: %v", err)
 	}
 }
+
+// undo --force on a set whose template is already back at the good revision
+// (a forced-rollback situation): the rollback is skipped, the stuck pod is
+// deleted, and that is the change the rollout follows.
+func TestUndoForceOnAlreadyRolledBackSet(t *testing.T) {
+	objs := workerHistory()
+	sts := objs[0].(*appsv1.StatefulSet)
+	objs = append(objs, stsPod(sts, 1, "worker-3-bad", false, "CrashLoopBackOff"))
+	f := newFixture(t, objs, nil)
+	var log progressLog
+	res, err := f.set.Execute(context.Background(), rollbackPlan("StatefulSet", "worker", 2, "worker-1"), log.report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr := res.Targets[0]; tr.Outcome != cluster.PhaseChanged {
+		t.Fatalf("result = %+v, want changed (a pod was deleted)", tr)
+	}
+	if len(patchActions(f)) != 0 {
+		t.Errorf("the set was patched although it already runs revision 2")
+	}
+	if _, err := f.kube.CoreV1().Pods(testNS).Get(context.Background(), "worker-1", metav1.GetOptions{}); err == nil {
+		t.Errorf("stuck pod worker-1 still exists")
+	}
+	var msgs []string
+	for _, p := range log.snapshot() {
+		msgs = append(msgs, p.Message)
+	}
+	if !strings.Contains(strings.Join(msgs, "\n"), "skipped rollback (current template already matches revision 2)") {
+		t.Errorf("progress messages %q lack kubectl's skip message", msgs)
+	}
+}

@@ -124,9 +124,19 @@ func (s *Set) Follow(ctx context.Context, plan Plan, res Result, deadline time.D
 	pods := podInf.Lister()
 
 	factory.Start(wctx.Done())
-	for typ, ok := range factory.WaitForCacheSync(wctx.Done()) {
+	// A list that keeps failing (no access, API down) would block the sync
+	// for ever; give up when the last deadline passes.
+	last := start
+	for _, w := range ws {
+		if w.deadline.After(last) {
+			last = w.deadline
+		}
+	}
+	syncCtx, cancelSync := context.WithDeadline(wctx, last)
+	defer cancelSync()
+	for typ, ok := range factory.WaitForCacheSync(syncCtx.Done()) {
 		if !ok {
-			reason := fmt.Sprintf("cannot watch %v in %s", typ, c.Namespace)
+			reason := fmt.Sprintf("cannot watch %v in %s: not synced before the deadline", typ, c.Namespace)
 			if ctx.Err() != nil {
 				reason = "stopped following the rollout: " + ctx.Err().Error()
 			}
@@ -337,7 +347,7 @@ func (e evaluator) atTarget(w *followed, annotations map[string]string, spec *co
 	if w.digest == "" {
 		return true, false
 	}
-	if t, found := (Workload{Triggers: triggers(annotations)}).TriggerFor(e.ns, w.stream, w.tag); found {
+	if t, found := findTrigger(triggers(annotations), e.ns, w.stream, w.tag); found {
 		if ref, ok := t.Container(); ok {
 			img, _ := ref.image(spec)
 			return strings.Contains(img, w.digest), t.Paused

@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -9,9 +10,11 @@ import (
 	imagev1 "github.com/openshift/api/image/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/cluster/fakeopenshift"
@@ -85,7 +88,7 @@ func TestFollowOutcomes(t *testing.T) {
 		{name: "settled statefulset", kind: "StatefulSet", wl: "worker",
 			objs: []runtime.Object{statefulSet("worker", "img:2", 2, "rev-new", nil)}, wantPhase: cluster.PhaseSettled},
 		{name: "new revision pod crash loops", kind: "StatefulSet", wl: "worker",
-			objs: []runtime.Object{sts(), stsPod(sts(), 0, "rev-old", true, ""), stsPod(sts(), 1, "rev-new", false, "CrashLoopBackOff")},
+			objs:      []runtime.Object{sts(), stsPod(sts(), 0, "rev-old", true, ""), stsPod(sts(), 1, "rev-new", false, "CrashLoopBackOff")},
 			wantPhase: cluster.PhaseFailed, wantReason: "worker-1: CrashLoopBackOff"},
 		{name: "OrderedReady stuck on an old failing pod", kind: "StatefulSet", wl: "worker",
 			objs:       []runtime.Object{sts(), stsPod(sts(), 0, "rev-new", true, ""), stsPod(sts(), 1, "rev-old", false, "ErrImagePull")},
@@ -230,7 +233,7 @@ func TestImportAndFollow(t *testing.T) {
 	}
 }
 
-// TestFollowWaitsForTriggerAndSeesPausedTrigger: a triggered workload is not
+// TestFollowPausedTrigger: a triggered workload is not
 // done until its template has the new image; with a paused trigger it never
 // will be, and Follow says so instead of waiting for the deadline.
 func TestFollowPausedTrigger(t *testing.T) {
@@ -244,5 +247,19 @@ func TestFollowPausedTrigger(t *testing.T) {
 	got := f.set.Follow(context.Background(), importPlan(target), res, 10*time.Second, nil)
 	if len(got) != 1 || got[0].Outcome != cluster.PhaseFailed || !strings.Contains(got[0].Reason, "trigger for packit-service:prod is paused") {
 		t.Errorf("Follow = %+v, want a paused-trigger failure", got)
+	}
+}
+
+// A watch that cannot start (here: pods may not be listed) must not hang
+// Follow; it gives up at the deadline and says why.
+func TestFollowGivesUpWhenItCannotWatch(t *testing.T) {
+	f := newFixture(t, []runtime.Object{statefulSet("worker", "img:1", 1, "r", nil)}, nil)
+	f.kube.PrependReactor("list", "pods", func(clienttesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(corev1.Resource("pods"), "", errors.New("no list for you"))
+	})
+	plan, res := rolledBack("StatefulSet", "worker")
+	got := f.set.Follow(context.Background(), plan, res, 200*time.Millisecond, nil)
+	if len(got) != 1 || got[0].Outcome != cluster.PhaseFailed || !strings.Contains(got[0].Reason, "cannot watch") {
+		t.Errorf("Follow = %+v, want failed because it cannot watch", got)
 	}
 }

@@ -84,7 +84,11 @@ func (w Workload) follows(namespace, stream, tag string) bool {
 // TriggerFor returns the workload's trigger that follows stream:tag in
 // namespace, if any.
 func (w Workload) TriggerFor(namespace, stream, tag string) (Trigger, bool) {
-	for _, t := range w.Triggers {
+	return findTrigger(w.Triggers, namespace, stream, tag)
+}
+
+func findTrigger(ts []Trigger, namespace, stream, tag string) (Trigger, bool) {
+	for _, t := range ts {
 		if t.Follows(namespace, stream, tag) {
 			return t, true
 		}

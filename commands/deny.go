@@ -11,7 +11,7 @@ import (
 func denyCommand() Spec {
 	return Spec{
 		Name:     "deny",
-		Usage:    "deny [ID] [REASON...]",
+		Usage:    "deny [#ID] [REASON...]",
 		Summary:  "deny a request, saying why; it ends the request",
 		Examples: []string{"deny #abc123", "deny #abc123 not during the release freeze"},
 		Who:      "anyone who could approve the request",
@@ -20,8 +20,9 @@ func denyCommand() Spec {
 	}
 }
 
-// parseDeny reads "[ID] [REASON...]": the first word is the ID when it
-// starts with '#' or is the only word; the rest is the reason.
+// parseDeny reads "[#ID] [REASON...]": the first word is the ID when it
+// starts with '#' or is the only word; the rest is the reason. Without an ID
+// the bot picks the only request the caller could mean, or asks.
 func parseDeny(_ *parser, fs *pflag.FlagSet, c *Command) error {
 	args := fs.Args()
 	if len(args) == 0 {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/deploybot/deploybot/cluster"
@@ -25,9 +26,15 @@ type fakeCluster struct {
 	stuck     map[string][]cluster.StuckPod // "env/name"
 	calls     map[string]int                // method → count, to prove reads stay reads
 	lookups   []string                      // LookupImage references asked
+
+	// mu guards calls and lookups: commands read several services at once,
+	// as *cluster.Set allows. The data maps are only read.
+	mu sync.Mutex
 }
 
 func (f *fakeCluster) count(m string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.calls == nil {
 		f.calls = map[string]int{}
 	}
@@ -54,13 +61,19 @@ func (f *fakeCluster) RegistryImage(ctx context.Context, env, stream, tag string
 
 func (f *fakeCluster) lookup(ref string) (cluster.Image, error) {
 	if err, ok := f.broken[ref]; ok {
-		return cluster.Image{}, &cluster.ImportError{From: ref, Reason: "NotFound", Message: err.Error()}
+		return cluster.Image{}, registryError(ref, err.Error())
 	}
 	img, ok := f.registry[ref]
 	if !ok {
-		return cluster.Image{}, &cluster.ImportError{From: ref, Reason: "NotFound", Message: "manifest unknown"}
+		return cluster.Image{}, registryError(ref, "manifest unknown")
 	}
 	return img, nil
+}
+
+// registryError is how the cluster reports a failed lookup: the per-image
+// status of the ImageStreamImport.
+func registryError(ref, msg string) error {
+	return &cluster.ImportError{From: ref, Reason: "Unauthorized", Message: msg}
 }
 
 func (f *fakeCluster) TriggeredWorkloads(_ context.Context, env, stream, tag string) ([]cluster.Workload, error) {
@@ -111,7 +124,9 @@ func (f *fakeCluster) StuckPods(_ context.Context, env, name string) ([]cluster.
 // LookupImage implements ImageLookup.
 func (f *fakeCluster) LookupImage(_ context.Context, env, stream, ref string) (cluster.Image, error) {
 	f.count("LookupImage")
+	f.mu.Lock()
 	f.lookups = append(f.lookups, ref)
+	f.mu.Unlock()
 	return f.lookup(ref)
 }
 
@@ -276,7 +291,8 @@ func testDeps(c Cluster) Deps {
 	return Deps{Config: testConfig(), Cluster: c, Access: &fakeAccess{}, Now: func() time.Time { return t0 }}
 }
 
-// fakeAccess denies the calls listed for a user.
+// fakeAccess denies a user the calls that match one listed for them (an
+// empty Namespace or Name in the list matches any).
 type fakeAccess struct {
 	deny map[string][]cluster.Access // user → calls denied
 }
@@ -285,7 +301,7 @@ func (a *fakeAccess) Denied(_ context.Context, env, user string, groups []string
 	var out []Denial
 	for _, c := range calls {
 		for _, d := range a.deny[user] {
-			if c.Verb == d.Verb && c.Resource == d.Resource && c.Subresource == d.Subresource && (d.Namespace == "" || c.Namespace == d.Namespace) {
+			if c.Verb == d.Verb && c.Resource == d.Resource && (d.Namespace == "" || c.Namespace == d.Namespace) && (d.Name == "" || c.Name == d.Name) {
 				out = append(out, Denial{Access: c, Reason: "RBAC: not allowed"})
 				break
 			}
@@ -293,3 +309,6 @@ func (a *fakeAccess) Denied(_ context.Context, env, user string, groups []string
 	}
 	return out, nil
 }
+
+// short is the display form of digest(repo, tag, n).
+func short(repo, tag string, n int) string { return cluster.ShortDigest(digest(repo, tag, n)) }

@@ -58,12 +58,21 @@ func runHelp(_ context.Context, d Deps, _ Caller, c Command) (Output, error) {
 
 // helpOverview lists every command of the table and what the config knows.
 func helpOverview(cfg *config.Config) Output {
+	// Usages longer than the column get their summary on the next line, so
+	// one long synopsis does not push every summary off a chat window.
+	const column = 40
 	width := 0
 	for _, s := range table() {
-		width = max(width, len(s.Usage))
+		if len(s.Usage) <= column {
+			width = max(width, len(s.Usage))
+		}
 	}
 	var lines []string
 	for _, s := range table() {
+		if len(s.Usage) > width {
+			lines = append(lines, s.Usage, fmt.Sprintf("%-*s  %s", width, "", s.Summary))
+			continue
+		}
 		lines = append(lines, fmt.Sprintf("%-*s  %s", width, s.Usage, s.Summary))
 	}
 	out := Output{

@@ -62,7 +62,7 @@ func runImages(ctx context.Context, d Deps, _ Caller, c Command) (Output, error)
 // historyLines is the tag's history table, newest first, the current image
 // marked. A digest seen several times (re-imports) is listed each time.
 func historyLines(ts cluster.TagState, now time.Time) []string {
-	lines := []string{fmt.Sprintf("  %-12s  %-9s  %s", "DIGEST", "IMPORTED", "")}
+	lines := []string{fmt.Sprintf("  %-12s  %s", "DIGEST", "IMPORTED")}
 	for i, ev := range ts.History {
 		mark, note := " ", ""
 		if i == 0 {

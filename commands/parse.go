@@ -166,6 +166,12 @@ func flagProblem(err error, fs *pflag.FlagSet) string {
 		}
 		return fmt.Sprintf("Unknown flag --%s.%s", clip(name), hint)
 	}
+	// "-dry-run": one dash makes pflag read shorthand letters.
+	if _, arg, ok := strings.Cut(msg, " in -"); ok && strings.HasPrefix(msg, "unknown shorthand flag") {
+		if f := fs.Lookup(arg); f != nil {
+			return fmt.Sprintf("Unknown flag -%s. Did you mean --%s?", clip(arg), f.Name)
+		}
+	}
 	return upperFirst(msg) + "."
 }
 

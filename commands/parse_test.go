@@ -104,6 +104,7 @@ func TestParse(t *testing.T) {
 		{"import missing env", "import", "", reply("Which environment? One of: stg, prod.", "import ENV [SERVICE...] [--dry-run]", "--dry-run")},
 		{"import mistyped flag", "import prod --dryrun", "", reply("Unknown flag --dryrun. Did you mean --dry-run?", "`help import` shows examples.")},
 		{"import unknown flag", "import prod --force", "", reply("Unknown flag --force.")},
+		{"import flag with one dash", "import prod -dry-run", "", reply("Unknown flag -dry-run. Did you mean --dry-run?")},
 		{"import mistyped service", "import prod dashbord", "", reply(`Unknown service "dashbord". Did you mean dashboard (packit-dashboard)?`)},
 		{"import env as service word", "import prod stg", "", reply("One environment at a time: got prod and stg.")},
 

@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -118,11 +119,21 @@ func (s Spec) newFlagSet() *pflag.FlagSet {
 // usageLines is the synopsis followed by one line per flag, for help and for
 // the reply to a malformed command.
 func (s Spec) usageLines() []string {
-	lines := []string{s.Usage}
-	for _, l := range strings.Split(strings.TrimRight(s.newFlagSet().FlagUsages(), "\n"), "\n") {
-		if strings.TrimSpace(l) != "" {
-			lines = append(lines, l)
+	type flagLine struct{ left, usage string }
+	var flags []flagLine
+	width := 0
+	s.newFlagSet().VisitAll(func(f *pflag.Flag) {
+		name, usage := pflag.UnquoteUsage(f)
+		left := "--" + f.Name
+		if name != "" && f.Value.Type() != "bool" {
+			left += " " + name
 		}
+		width = max(width, len(left))
+		flags = append(flags, flagLine{left, usage})
+	})
+	lines := []string{s.Usage}
+	for _, f := range flags {
+		lines = append(lines, fmt.Sprintf("  %-*s  %s", width, f.left, f.usage))
 	}
 	return lines
 }

@@ -17,7 +17,7 @@ func RenderPlan(p cluster.Plan) Output {
 	var lines []string
 	for _, t := range p.Targets {
 		lines = append(lines, targetLine(p.Action, t))
-		if p.Action != cluster.ActionRollback && len(t.Workloads) > 0 {
+		if p.Action != cluster.ActionRollback && !t.Unchanged && len(t.Workloads) > 0 {
 			lines = append(lines, "  rolls: "+workloadList(t.Workloads))
 		}
 		if len(t.DeletePods) > 0 {

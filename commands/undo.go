@@ -51,7 +51,6 @@ type undoState struct {
 	follow  []cluster.Workload // follow the stream tag through an image trigger
 	plain   []cluster.Workload // do not; rolled back like oc rollout undo
 	stuck   map[string][]cluster.StuckPod
-	refs    []cluster.WorkloadRef
 	command Command
 }
 
@@ -83,7 +82,6 @@ func planUndo(ctx context.Context, d Deps, _ Caller, c Command) (cluster.Plan, e
 		} else {
 			u.plain = append(u.plain, w)
 		}
-		u.refs = append(u.refs, workloadRef(w, e, s))
 		if w.Kind == cluster.KindStatefulSet && w.OrderedReady {
 			pods, err := d.Cluster.StuckPods(ctx, e.Name, w.Name)
 			if err != nil {
@@ -180,7 +178,7 @@ func (u undoState) planPin(ctx context.Context, d Deps) (cluster.Plan, error) {
 				{Heading: workloadKindName(ref), Lines: revisionTable(ref, revs), Pre: true},
 			}}}
 		}
-		why = fmt.Sprintf("revision %d of %s, the last one before with another image", chosen.Number, workloadKindName(ref))
+		why = fmt.Sprintf("revision %d of %s, the newest earlier revision with a different image", chosen.Number, workloadKindName(ref))
 	}
 	img := imageOf(chosen)
 	digest := digestOf(img)
@@ -195,8 +193,12 @@ func (u undoState) planPin(ctx context.Context, d Deps) (cluster.Plan, error) {
 	}
 	t := pinTarget(u.tag, u.e, u.s, digest, follows)
 	p := newPlan(cluster.ActionPin, u.e)
-	p.Notes = append(p.Notes, fmt.Sprintf("%s follow %s:%s through image.openshift.io/triggers, and the image-trigger controller would re-apply the tag's image after a rollout undo. "+
-		"So this undo pins the tag to %s, the image of %s.", workloadList(follows), t.Stream, t.Tag, cluster.ShortDigest(digest), why))
+	verb := "follows"
+	if len(follows) > 1 {
+		verb = "follow"
+	}
+	p.Notes = append(p.Notes, fmt.Sprintf("%s %s %s:%s through image.openshift.io/triggers, and the image-trigger controller would re-apply the tag's image after a rollout undo. "+
+		"So this undo pins the tag to %s, the image of %s.", workloadList(follows), verb, t.Stream, t.Tag, cluster.ShortDigest(digest), why))
 	if len(u.follow) > 1 && u.command.ToRevision != 0 {
 		p.Notes = append(p.Notes, fmt.Sprintf("Revision numbers are those of %s (`history %s %s`).", workloadKindName(ref), u.s.Name, u.e.Name))
 	}

@@ -181,7 +181,7 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// Create implements Store. It sets r's ID (if empty), Version and timestamps.
+// Create implements Store. It sets r's Version, and its ID and timestamps if empty.
 func (s *FileStore) Create(ctx context.Context, r *Request) error {
 	return s.mutate(ctx, func(snap *snapshot) (bool, error) {
 		c := clone(r)
@@ -228,7 +228,9 @@ func (s *FileStore) Update(ctx context.Context, id string, fn func(r *Request) e
 		}
 		next.ID = id
 		next.Version = cur.Version + 1
-		next.UpdatedAt = s.opts.now()
+		if next.UpdatedAt.Equal(cur.UpdatedAt) {
+			next.UpdatedAt = s.opts.now() // fn did not stamp it with its own clock
+		}
 		conflict := false
 		err = s.mutate(ctx, func(snap *snapshot) (bool, error) {
 			latest, ok := snap.Requests[id]
@@ -274,6 +276,30 @@ func (s *FileStore) Once(ctx context.Context, key string, ttl time.Duration) (bo
 		return false, fmt.Errorf("recording dedupe key: %w", err)
 	}
 	return first, nil
+}
+
+// Pauses implements Store.
+func (s *FileStore) Pauses(ctx context.Context) (map[string]Pause, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	snap, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	return snap.pauses(), nil
+}
+
+// SetPause implements Store.
+func (s *FileStore) SetPause(ctx context.Context, env string, p *Pause) error {
+	err := s.mutate(ctx, func(snap *snapshot) (bool, error) {
+		snap.setPause(env, p)
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("recording the schedule pause of %s: %w", env, err)
+	}
+	return nil
 }
 
 // Record implements Store: one JSON line appended and fsynced. A zero Time is

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -60,8 +61,11 @@ func (m *Memory) Update(ctx context.Context, id string, fn func(r *Request) erro
 			return nil, err
 		}
 		cur, err := m.Get(ctx, id)
-		if err != nil {
+		if errors.Is(err, ErrNotFound) {
 			return nil, fmt.Errorf("updating request #%s: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return nil, err
 		}
 		next := clone(cur)
 		if err := fn(next); err != nil {
@@ -79,7 +83,9 @@ func (m *Memory) Update(ctx context.Context, id string, fn func(r *Request) erro
 		}
 		next.ID = id
 		next.Version = cur.Version + 1
-		next.UpdatedAt = m.opts.now()
+		if next.UpdatedAt.Equal(cur.UpdatedAt) {
+			next.UpdatedAt = m.opts.now() // fn did not stamp it with its own clock
+		}
 		m.snap.Requests[id] = clone(next)
 		m.mu.Unlock()
 		return next, nil
@@ -128,4 +134,25 @@ func (m *Memory) Once(ctx context.Context, key string, ttl time.Duration) (bool,
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.snap.once(key, ttl, m.opts.now()), nil
+}
+
+// Pauses implements Store.
+func (m *Memory) Pauses(ctx context.Context) (map[string]Pause, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.snap.pauses(), nil
+}
+
+// SetPause implements Store.
+func (m *Memory) SetPause(ctx context.Context, env string, p *Pause) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.snap.setPause(env, p)
+	return nil
 }

@@ -15,6 +15,8 @@ type snapshot struct {
 	Format   int                  `json:"format"`
 	Requests map[string]*Request  `json:"requests"`
 	Once     map[string]time.Time `json:"once,omitempty"`
+	// Pauses are the paused schedules by environment.
+	Pauses map[string]Pause `json:"pauses,omitempty"`
 }
 
 const snapshotFormat = 1
@@ -23,8 +25,8 @@ func newSnapshot() *snapshot {
 	return &snapshot{Format: snapshotFormat, Requests: map[string]*Request{}, Once: map[string]time.Time{}}
 }
 
-// create adds r after checking its ID and locks; it sets the ID (when empty),
-// Version and timestamps on r.
+// create adds r after checking its ID and locks; it sets the ID and
+// timestamps (when empty) and the Version on r.
 func (s *snapshot) create(r *Request, now time.Time) error {
 	if r.ID == "" {
 		r.ID = NewID()
@@ -36,10 +38,13 @@ func (s *snapshot) create(r *Request, now time.Time) error {
 		return err
 	}
 	r.Version = 1
+	// Timestamps the caller set (from its own clock) are kept.
 	if r.CreatedAt.IsZero() {
 		r.CreatedAt = now
 	}
-	r.UpdatedAt = now
+	if r.UpdatedAt.IsZero() {
+		r.UpdatedAt = r.CreatedAt
+	}
 	s.Requests[r.ID] = clone(r)
 	return nil
 }
@@ -146,6 +151,26 @@ func lastN(events []AuditEvent, n int) []AuditEvent {
 	out := make([]AuditEvent, 0, n)
 	for i := len(events) - 1; i >= len(events)-n; i-- {
 		out = append(out, events[i])
+	}
+	return out
+}
+
+// setPause records or (p == nil) removes env's schedule pause.
+func (s *snapshot) setPause(env string, p *Pause) {
+	if p == nil {
+		delete(s.Pauses, env)
+		return
+	}
+	if s.Pauses == nil {
+		s.Pauses = map[string]Pause{}
+	}
+	s.Pauses[env] = *p
+}
+
+func (s *snapshot) pauses() map[string]Pause {
+	out := make(map[string]Pause, len(s.Pauses))
+	for k, v := range s.Pauses {
+		out[k] = v
 	}
 	return out
 }

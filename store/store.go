@@ -115,7 +115,22 @@ type Store interface {
 	Audit(ctx context.Context, n int) ([]AuditEvent, error)
 	// Once reports true the first time key is seen within ttl, false after.
 	Once(ctx context.Context, key string, ttl time.Duration) (bool, error)
+	// Pauses returns the paused schedules by environment name.
+	Pauses(ctx context.Context) (map[string]Pause, error)
+	// SetPause pauses env's scheduled imports; a nil p resumes them.
+	SetPause(ctx context.Context, env string, p *Pause) error
 }
+
+// Pause is a paused schedule: who paused it, when, and until when (zero:
+// until resumed).
+type Pause struct {
+	By    string    `json:"by"`
+	At    time.Time `json:"at"`
+	Until time.Time `json:"until,omitempty"`
+}
+
+// Active reports whether the pause still holds at now.
+func (p Pause) Active(now time.Time) bool { return p.Until.IsZero() || now.Before(p.Until) }
 
 // Errors callers branch on.
 var (

@@ -72,6 +72,13 @@ func (a *alternating) Once(ctx context.Context, key string, ttl time.Duration) (
 	return a.next().Once(ctx, key, ttl)
 }
 
+func (a *alternating) Pauses(ctx context.Context) (map[string]store.Pause, error) {
+	return a.next().Pauses(ctx)
+}
+func (a *alternating) SetPause(ctx context.Context, env string, p *store.Pause) error {
+	return a.next().SetPause(ctx, env, p)
+}
+
 func openFile(t testing.TB, path string, opts ...store.Option) *store.FileStore {
 	t.Helper()
 	s, err := store.OpenFile(path, opts...)

@@ -54,11 +54,14 @@ type kubeAPIServer struct {
 // InstallKubeAPIServer adds the kube-apiserver behaviour described on
 // kubeAPIServer to c for deployments, statefulsets, replicasets,
 // controllerrevisions and pods, with now stamping creation times.
-func InstallKubeAPIServer(c *k8sfake.Clientset, now func() time.Time) {
+func InstallKubeAPIServer(c *k8sfake.Clientset, now func() time.Time) { installKubeAPIServer(c, now) }
+
+func installKubeAPIServer(c *k8sfake.Clientset, now func() time.Time) *kubeAPIServer {
 	s := &kubeAPIServer{tracker: c.Tracker(), now: now, rv: 100}
 	for _, r := range []string{"deployments", "statefulsets", "replicasets", "controllerrevisions", "pods"} {
 		c.PrependReactor("*", r, s.react)
 	}
+	return s
 }
 
 // nextRV hands out a resourceVersion; seeding uses it too so every stored
@@ -93,7 +96,7 @@ func (s *kubeAPIServer) react(action clienttesting.Action) (bool, runtime.Object
 			m.SetName(m.GetGenerateName() + s.suffix(m.GetGenerateName()))
 		}
 		if m.GetName() == "" {
-			return true, nil, apierrors.NewInvalid(schema.GroupKind{Group: a.GetResource().Group, Kind: a.GetResource().Resource}, "", nil)
+			return true, nil, apierrors.NewBadRequest("name or generateName is required")
 		}
 		m.SetUID(s.nextUID())
 		m.SetCreationTimestamp(metav1.NewTime(s.now()))

@@ -1,6 +1,3 @@
-// Package storetest is the contract test suite every store.Store backend
-// must pass: create/get/update, compare-and-swap under concurrency, busy
-// locks, list filters, audit order and dedupe keys.
 package storetest
 
 import (
@@ -44,6 +41,7 @@ func Run(t *testing.T, newStore func() store.Store) {
 		{"OnceConcurrent", testOnceConcurrent},
 		{"OnceExpires", testOnceExpires},
 		{"CancelledContext", testCancelledContext},
+		{"Pauses", testPauses},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore()) })
@@ -180,6 +178,15 @@ func testUpdateBumpsVersion(t *testing.T, s store.Store) {
 	if stored.UpdatedAt.Before(stored.CreatedAt) {
 		t.Errorf("UpdatedAt %v before CreatedAt %v", stored.UpdatedAt, stored.CreatedAt)
 	}
+	// A timestamp fn sets from its own clock is kept.
+	stamp := time.Now().Add(time.Minute).UTC().Truncate(time.Second)
+	got, err = s.Update(ctx(t), r.ID, func(r *store.Request) error { r.UpdatedAt = stamp; return nil })
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if stored := mustGet(t, s, r.ID); !got.UpdatedAt.Equal(stamp) || !stored.UpdatedAt.Equal(stamp) {
+		t.Errorf("UpdatedAt set by fn = %v, returned %v, stored %v", stamp, got.UpdatedAt, stored.UpdatedAt)
+	}
 	// fn cannot forge the ID or the version.
 	got, err = s.Update(ctx(t), r.ID, func(r *store.Request) error {
 		r.ID, r.Version = "other", 100
@@ -188,8 +195,8 @@ func testUpdateBumpsVersion(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatalf("Update: %v", err)
 	}
-	if got.ID != r.ID || got.Version != 3 {
-		t.Errorf("Update let fn set ID %q version %d, want %q 3", got.ID, got.Version, r.ID)
+	if got.ID != r.ID || got.Version != 4 {
+		t.Errorf("Update let fn set ID %q version %d, want %q 4", got.ID, got.Version, r.ID)
 	}
 }
 
@@ -351,7 +358,8 @@ func testConcurrentCreateSameLock(t *testing.T, s store.Store) {
 }
 
 func testList(t *testing.T, s store.Store) {
-	base := time.Date(2026, 3, 3, 2, 0, 0, 0, time.UTC)
+	// Recent, so no backend's retention of finished requests drops them.
+	base := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
 	states := []store.State{store.Succeeded, store.AwaitingApproval, store.AwaitingConfirm, store.AwaitingApproval}
 	var ids []string // oldest first
 	for i, st := range states {
@@ -502,5 +510,37 @@ func testCancelledContext(t *testing.T, s store.Store) {
 	}
 	if _, err := s.Get(ctx(t), r.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Create with a cancelled context stored the request (Get error %v)", err)
+	}
+}
+
+// testPauses: a schedule pause is stored per environment and removed by resume.
+func testPauses(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	until := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	if err := s.SetPause(ctx, "prod", &store.Pause{By: "alice", At: until.Add(-time.Hour), Until: until}); err != nil {
+		t.Fatalf("SetPause: %v", err)
+	}
+	if err := s.SetPause(ctx, "stg", &store.Pause{By: "bob"}); err != nil {
+		t.Fatalf("SetPause: %v", err)
+	}
+	got, err := s.Pauses(ctx)
+	if err != nil {
+		t.Fatalf("Pauses: %v", err)
+	}
+	if len(got) != 2 || got["prod"].By != "alice" || !got["prod"].Until.Equal(until) || got["stg"].By != "bob" {
+		t.Fatalf("Pauses = %+v, want prod by alice until %s and stg by bob", got, until)
+	}
+	if got["prod"].Active(until) || !got["prod"].Active(until.Add(-time.Minute)) || !got["stg"].Active(until) {
+		t.Errorf("Active: a pause holds before Until and forever without one")
+	}
+	if err := s.SetPause(ctx, "prod", nil); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	got, err = s.Pauses(ctx)
+	if err != nil {
+		t.Fatalf("Pauses: %v", err)
+	}
+	if _, ok := got["prod"]; ok || len(got) != 1 {
+		t.Errorf("after resume Pauses = %+v, want only stg", got)
 	}
 }

@@ -1,0 +1,320 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/deploybot/deploybot/auth/authtest"
+	"github.com/deploybot/deploybot/cluster"
+	"github.com/deploybot/deploybot/cluster/fakeopenshift"
+	"github.com/deploybot/deploybot/config"
+	imagefake "github.com/openshift/client-go/image/clientset/versioned/fake"
+	"k8s.io/apimachinery/pkg/types"
+	k8sfake "k8s.io/client-go/kubernetes/fake"
+)
+
+const triggerKey = fakeopenshift.TriggerAnnotation
+
+// Cluster is the demo's OpenShift: one fake cluster (a Kubernetes and an
+// image fake clientset, with the openshift-apiserver reactors of
+// fakeopenshift, the kube-apiserver strategies of InstallKubeAPIServer and
+// the RBAC of the demo users) per distinct kubeconfig and context of the
+// config's environments, all pulling from one in-memory registry. Start
+// runs the controllers that make it move: the image trigger controller,
+// the deployment, ReplicaSet and StatefulSet controllers, the garbage
+// collector, the kubelet and the scheduled importer.
+type Cluster struct {
+	cfg       *config.Config
+	opts      options
+	registry  *fakeopenshift.Registry
+	clusters  []*fakeCluster
+	envs      map[string]*fakeCluster
+	broken    map[string]string // "service/env" → digest
+	brokenSet map[string]bool
+
+	mu      sync.Mutex
+	cancel  context.CancelFunc
+	running sync.WaitGroup
+}
+
+// fakeCluster is one API server and its controllers.
+type fakeCluster struct {
+	kube    *k8sfake.Clientset
+	images  *imagefake.Clientset
+	server  *fakeopenshift.Server
+	api     *kubeAPIServer
+	trigger *fakeopenshift.TriggerController
+
+	// stepMu keeps Step and the tick loop from running the controllers at
+	// the same time.
+	stepMu sync.Mutex
+	ctrl   *controllers
+}
+
+type options struct {
+	tick            time.Duration
+	now             func() time.Time
+	scheduledImport time.Duration
+	workloads       map[string][]config.Workload
+	broken          map[string]bool
+	onError         func(error)
+}
+
+// Option configures New.
+type Option func(*options)
+
+// WithTick sets how often the controllers act (default 1s): a pod becomes
+// Ready one tick after it is created, so a rollout takes a few ticks per pod.
+func WithTick(d time.Duration) Option { return func(o *options) { o.tick = d } }
+
+// WithClock sets the clock for timestamps, the seeded history's ages and
+// the progress deadline (default time.Now). Rollouts advance by ticks, not
+// by this clock.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithScheduledImport sets how often tags with importPolicy.scheduled are
+// re-imported (default 15 minutes, as on OpenShift; 0 disables).
+func WithScheduledImport(d time.Duration) Option { return func(o *options) { o.scheduledImport = d } }
+
+// WithWorkloads sets the workloads seeded for a service whose config lists
+// none (default: the packit layout for packit-worker, otherwise one
+// Deployment named after the service).
+func WithWorkloads(service string, ws ...config.Workload) Option {
+	return func(o *options) { o.workloads[service] = ws }
+}
+
+// WithBrokenServices names the services that get a never-Ready image in
+// their history (default packit-worker and packit-service).
+func WithBrokenServices(services ...string) Option {
+	return func(o *options) {
+		o.broken = map[string]bool{}
+		for _, s := range services {
+			o.broken[s] = true
+		}
+	}
+}
+
+// WithErrorHandler receives the errors the running controllers meet
+// (default: dropped; every controller retries on its next tick).
+func WithErrorHandler(f func(error)) Option { return func(o *options) { o.onError = f } }
+
+// New builds the demo cluster for cfg: per environment and service an
+// ImageStream whose tag has historyLen imported images (the newest
+// current) and one more pushed to the registry but not imported, the
+// workloads following it through image.openshift.io/triggers with their
+// rollout history, and RBAC for the demo users alice, bob and carol.
+func New(cfg *config.Config, opts ...Option) (*Cluster, error) {
+	if cfg == nil || len(cfg.Environments) == 0 {
+		return nil, errors.New("building the demo cluster: the config has no environments")
+	}
+	o := options{
+		tick:            time.Second,
+		now:             time.Now,
+		scheduledImport: 15 * time.Minute,
+		workloads:       map[string][]config.Workload{},
+		broken:          map[string]bool{"packit-worker": true, "packit-service": true},
+		onError:         func(error) {},
+	}
+	for s, ws := range packitWorkloads {
+		o.workloads[s] = ws
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.tick <= 0 {
+		return nil, fmt.Errorf("building the demo cluster: tick %v is not positive", o.tick)
+	}
+	c := &Cluster{
+		cfg: cfg, opts: o, registry: fakeopenshift.NewRegistry(),
+		envs: map[string]*fakeCluster{}, broken: map[string]string{}, brokenSet: map[string]bool{},
+	}
+	byKey := map[string]*fakeCluster{}
+	usedNS := map[string]string{}
+	for _, env := range cfg.Environments {
+		if env.Namespace == "" {
+			return nil, fmt.Errorf("building the demo cluster: environment %s has no namespace", env.Name)
+		}
+		if env.Tag == "" {
+			env.Tag = env.Name
+		}
+		key := env.Kubeconfig + "\x00" + env.Context
+		fc, ok := byKey[key]
+		if !ok {
+			fc = c.newFakeCluster()
+			byKey[key] = fc
+			c.clusters = append(c.clusters, fc)
+		}
+		if other, dup := usedNS[key+"\x00"+env.Namespace]; dup {
+			return nil, fmt.Errorf("building the demo cluster: environments %s and %s share namespace %s on one cluster; the demo needs one namespace per environment", other, env.Name, env.Namespace)
+		}
+		usedNS[key+"\x00"+env.Namespace] = env.Name
+		for _, svc := range cfg.Services {
+			if _, _, _, err := fakeopenshift.ParseReference(svc.Repository + ":" + env.Tag); err != nil {
+				return nil, fmt.Errorf("building the demo cluster: service %s: repository %q: %w", svc.Name, svc.Repository, err)
+			}
+		}
+		if err := c.seedEnv(fc, env); err != nil {
+			return nil, fmt.Errorf("building the demo cluster: environment %s: %w", env.Name, err)
+		}
+		c.envs[env.Name] = fc
+	}
+	return c, nil
+}
+
+func (c *Cluster) newFakeCluster() *fakeCluster {
+	kube := k8sfake.NewSimpleClientset()
+	images := imagefake.NewSimpleClientset()
+	fc := &fakeCluster{kube: kube, images: images}
+	fc.api = installKubeAPIServer(kube, c.opts.now)
+	fc.server = fakeopenshift.Install(images, c.registry, fakeopenshift.WithClock(c.opts.now))
+	authtest.InstallRBACReactor(kube)
+	fc.trigger = fakeopenshift.NewTriggerController(kube, images.ImageV1(),
+		fakeopenshift.TriggerOnError(func(err error) { c.opts.onError(fmt.Errorf("image trigger controller: %w", err)) }))
+	fc.ctrl = &controllers{
+		kube: kube, images: images.ImageV1(), registry: c.registry, now: c.opts.now,
+		broken:    func(d string) bool { return c.brokenSet[d] },
+		firstSeen: map[types.UID]int64{},
+	}
+	return fc
+}
+
+// EnvClients returns the clients of every environment, for cluster.NewSet.
+func (c *Cluster) EnvClients() map[string]cluster.EnvClient {
+	out := map[string]cluster.EnvClient{}
+	for _, env := range c.cfg.Environments {
+		fc := c.envs[env.Name]
+		out[env.Name] = cluster.EnvClient{Kube: fc.kube, Images: fc.images.ImageV1(), Namespace: env.Namespace}
+	}
+	return out
+}
+
+// BrokenDigest returns the digest in service's history on env whose pods
+// never become Ready (CrashLoopBackOff), or "" when the service has none.
+func (c *Cluster) BrokenDigest(service, env string) string { return c.broken[service+"/"+env] }
+
+// Registry returns the registry all environments pull from.
+func (c *Cluster) Registry() *fakeopenshift.Registry { return c.registry }
+
+// Kube returns the Kubernetes fake clientset of env's cluster, or nil.
+func (c *Cluster) Kube(env string) *k8sfake.Clientset {
+	if fc := c.envs[env]; fc != nil {
+		return fc.kube
+	}
+	return nil
+}
+
+// Images returns the image fake clientset of env's cluster, or nil.
+func (c *Cluster) Images(env string) *imagefake.Clientset {
+	if fc := c.envs[env]; fc != nil {
+		return fc.images
+	}
+	return nil
+}
+
+// ImageServer returns the fake openshift-apiserver of env's cluster, or
+// nil, e.g. to inject conflicts.
+func (c *Cluster) ImageServer(env string) *fakeopenshift.Server {
+	if fc := c.envs[env]; fc != nil {
+		return fc.server
+	}
+	return nil
+}
+
+// Start runs the controllers until ctx is done or Stop is called.
+func (c *Cluster) Start(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cancel != nil {
+		return errors.New("the demo cluster is already running")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	c.cancel = cancel
+	for _, fc := range c.clusters {
+		c.running.Add(2)
+		go func() {
+			defer c.running.Done()
+			_ = fc.trigger.Run(ctx)
+		}()
+		go func() {
+			defer c.running.Done()
+			c.tickLoop(ctx, fc)
+		}()
+	}
+	if c.opts.scheduledImport > 0 {
+		c.running.Add(1)
+		go func() {
+			defer c.running.Done()
+			t := time.NewTicker(c.opts.scheduledImport)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					for _, fc := range c.clusters {
+						if err := fc.server.ImportScheduled(); err != nil {
+							c.opts.onError(err)
+						}
+					}
+				}
+			}
+		}()
+	}
+	return nil
+}
+
+// Stop stops the controllers and waits for them to return.
+func (c *Cluster) Stop() {
+	c.mu.Lock()
+	cancel := c.cancel
+	c.cancel = nil
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	c.running.Wait()
+}
+
+// Step runs one tick of every controller synchronously — the trigger
+// controller, then the kube-controller-manager controllers and the kubelet —
+// for tests that drive the cluster without Start.
+func (c *Cluster) Step(ctx context.Context) error {
+	var errs []error
+	for _, fc := range c.clusters {
+		errs = append(errs, fc.trigger.Sync(ctx), fc.step(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// clearActionsEvery bounds the memory of a long demo session: the fake
+// clientsets record every request they serve.
+const clearActionsEvery = 60
+
+func (fc *fakeCluster) step(ctx context.Context) error {
+	fc.stepMu.Lock()
+	defer fc.stepMu.Unlock()
+	err := fc.ctrl.step(ctx)
+	if fc.ctrl.ticks%clearActionsEvery == 0 {
+		fc.kube.ClearActions()
+		fc.images.ClearActions()
+	}
+	return err
+}
+
+func (c *Cluster) tickLoop(ctx context.Context, fc *fakeCluster) {
+	t := time.NewTicker(c.opts.tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := fc.step(ctx); err != nil && ctx.Err() == nil {
+				c.opts.onError(err)
+			}
+		}
+	}
+}
