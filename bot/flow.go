@@ -59,7 +59,16 @@ func (b *Bot) handleMutating(ctx context.Context, req Request, caller commands.C
 		ExpiresAt: now.Add(plan.Policy.Expiry),
 		Locks:     locks(plan),
 	}
-	if err := b.store.Create(ctx, r); err != nil {
+	err = b.store.Create(ctx, r)
+	var busy *store.BusyError
+	if errors.As(err, &busy) {
+		// The holder may be past its expiry without the sweeper having
+		// caught up; expire what is due and try once more.
+		if err = b.Sweep(ctx); err == nil {
+			err = b.store.Create(ctx, r)
+		}
+	}
+	if err != nil {
 		return b.fail(ctx, resp, "opening the request", err)
 	}
 	b.audit(ctx, r, caller.User, "plan", "", store.Planned, "")

@@ -565,7 +565,8 @@ func TestKubeletPullFailure(t *testing.T) {
 			}
 		}
 	}
-	if fmt.Sprint(reasons) != "[ContainerCreating ErrImagePull ImagePullBackOff ImagePullBackOff ImagePullBackOff ImagePullBackOff]" {
+	// tick 1 creates the ReplicaSet and its pod; the kubelet sees it from tick 2
+	if fmt.Sprint(reasons) != "[ ContainerCreating ErrImagePull ImagePullBackOff ImagePullBackOff ImagePullBackOff]" {
 		t.Errorf("waiting reasons per tick = %v", reasons)
 	}
 	got, _ := kube.AppsV1().Deployments(prodNS).Get(ctx, "nosuch", metav1.GetOptions{})

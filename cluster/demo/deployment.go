@@ -387,8 +387,7 @@ func (k *controllers) syncRolloutStatus(ctx context.Context, allRSs []*appsv1.Re
 		removeDeploymentCondition(&status, appsv1.DeploymentProgressing)
 	}
 	current := deploymentCondition(status, appsv1.DeploymentProgressing)
-	complete := current != nil && current.Reason == reasonNewRSAvailable
-	if d.Spec.ProgressDeadlineSeconds != nil && !complete && newRS != nil {
+	if d.Spec.ProgressDeadlineSeconds != nil && newRS != nil {
 		kind := "ReplicaSet"
 		switch {
 		case deploymentComplete(d, &status):
