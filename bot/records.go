@@ -112,7 +112,13 @@ func (b *Bot) pauseSchedule(ctx context.Context, caller commands.Caller, cmd com
 	if env.Schedule == "" {
 		return b.refuse(ctx, resp, "%s has no schedule to %s; nothing was changed.", env.Name, cmd.Sub)
 	}
-	calls := cluster.ExecuteAccess(cluster.Plan{Action: cluster.ActionImport, Env: env.Name, Namespace: env.Namespace})
+	// Pausing decides whether imports happen, so it takes what an import of
+	// every service of the env takes.
+	imp := cluster.Plan{Action: cluster.ActionImport, Env: env.Name, Namespace: env.Namespace}
+	for _, svc := range b.cfg.Services {
+		imp.Targets = append(imp.Targets, cluster.Target{Service: svc.Name, Stream: svc.ImageStream, Tag: env.Tag})
+	}
+	calls := cluster.ExecuteAccess(imp)
 	denied, err := b.deps.Access.Denied(ctx, env.Name, caller.User, caller.Groups, calls)
 	if err != nil {
 		return b.fail(ctx, resp, "checking your access", err)

@@ -172,3 +172,5 @@ func BenchmarkPlanHash(b *testing.B) {
 		_ = p.Hash()
 	}
 }
+
+var _ commands.ImageLookup = (*cluster.Set)(nil)

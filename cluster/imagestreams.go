@@ -316,3 +316,30 @@ func (c EnvClient) setTag(ctx context.Context, stream, tag, ref string, schedule
 	}
 	return nil
 }
+
+// LookupImage returns what the registry has for ref (repo:tag or
+// repo@digest), asked through the stream like `oc import-image --dry-run`
+// would: an ImageStreamImport with spec.import false, so nothing changes.
+// track uses it to show the registry tag's digest while the tag is pinned.
+func (s *Set) LookupImage(ctx context.Context, env, stream, ref string) (Image, error) {
+	c, err := s.Env(env)
+	if err != nil {
+		return Image{}, err
+	}
+	is, err := c.Images.ImageStreams(c.Namespace).Get(ctx, stream, metav1.GetOptions{})
+	if err != nil {
+		return Image{}, fmt.Errorf("reading image stream %s: %w", stream, err)
+	}
+	isi := newImport(is, "", &imagev1.TagReference{From: &corev1.ObjectReference{Kind: "DockerImage", Name: ref}}, false)
+	isi.Spec.Images[0].To = nil
+	isi.ResourceVersion = ""
+	res, err := c.Images.ImageStreamImports(c.Namespace).Create(ctx, isi, metav1.CreateOptions{})
+	if err != nil {
+		return Image{}, fmt.Errorf("looking up %s for %s: %w", ref, stream, err)
+	}
+	img, err := importedImage(res, ref)
+	if err != nil {
+		return Image{}, fmt.Errorf("looking up %s: %w", ref, err)
+	}
+	return img, nil
+}

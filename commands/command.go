@@ -60,7 +60,7 @@ type Command struct {
 	DryRun bool `json:"dryRun,omitempty"`
 	// Digest (revert) is either a full "sha256:<64 hex>" or a bare hex prefix
 	// of at least 7 characters, resolved against the tag's history by
-	// BuildPlan. Use DigestIsPrefix to tell them apart.
+	// BuildPlan.
 	Digest string `json:"digest,omitempty"`
 	// ToRevision (undo) is the revision to roll back to; 0 means the previous one.
 	ToRevision int64 `json:"toRevision,omitempty"`
@@ -86,7 +86,3 @@ type Command struct {
 	// the same Command (the bot stores it with a request and re-plans from it).
 	Text string `json:"text"`
 }
-
-// DigestIsPrefix reports whether c.Digest is a hex prefix still to be
-// resolved against the tag's history rather than a full sha256 digest.
-func (c Command) DigestIsPrefix() bool { return c.Digest != "" && !isFullDigest(c.Digest) }

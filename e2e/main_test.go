@@ -65,7 +65,7 @@ func stopShared(failed bool) {
 		return
 	}
 	if failed {
-		fmt.Fprintf(os.Stderr, "e2e: control-plane logs in %s; their last lines:\n%s", shared.dir, shared.cp.LogTails(30))
+		fmt.Fprintf(os.Stderr, "e2e: control-plane logs in %s; their last lines:\n%s", shared.dir, shared.cp.LogTails(12))
 	}
 	shared.cp.Stop()
 	shared.cp = nil

@@ -498,6 +498,8 @@ func compareSnapshots(t *testing.T, kubectl, bot workloadSnapshot) {
 	if !reflect.DeepEqual(fromBot, bot.KubectlHistory) {
 		t.Fatalf("Set.Revisions reads %q, kubectl rollout history shows %q", fromBot, bot.KubectlHistory)
 	}
+	t.Logf("%s: rollout history (kubectl and deploybot agree): %q; current template image %s",
+		bot.Annotations[cluster.ChangeCauseAnnotation], bot.KubectlHistory, bot.Template.Spec.Containers[0].Image)
 	current := 0
 	for _, r := range bot.History {
 		if r.Current {

@@ -119,7 +119,9 @@ func build(ctx context.Context, configPath string, useDemo bool, statePath strin
 			return nil, fmt.Errorf("building the demo cluster: %w", err)
 		}
 		envs = s.demo.EnvClients()
-		s.demo.Start(ctx)
+		if err := s.demo.Start(ctx); err != nil {
+			return nil, fmt.Errorf("starting the demo cluster: %w", err)
+		}
 	} else {
 		for _, e := range s.cfg.Environments {
 			rc, err := cluster.RESTConfig(e.Kubeconfig, e.Context)

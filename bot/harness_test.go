@@ -1,0 +1,283 @@
+package bot_test
+
+import (
+	"context"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/deploybot/deploybot/auth"
+	"github.com/deploybot/deploybot/bot"
+	"github.com/deploybot/deploybot/bot/terminal"
+	"github.com/deploybot/deploybot/cluster"
+	"github.com/deploybot/deploybot/cluster/demo"
+	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/examples"
+	"github.com/deploybot/deploybot/store"
+	"k8s.io/client-go/kubernetes"
+)
+
+// harness is the whole bot on the demo cluster, with a recording platform
+// and a clock the test moves.
+type harness struct {
+	t        *testing.T
+	cfg      *config.Config
+	demo     *demo.Cluster
+	set      *cluster.Set
+	store    store.Store
+	platform *recorder
+	exec     *countingExecutor
+	bot      *bot.Bot
+
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newHarness(t *testing.T, opts ...func(*harnessOptions)) *harness {
+	t.Helper()
+	o := harnessOptions{}
+	for _, f := range opts {
+		f(&o)
+	}
+	cfg, err := config.Parse(examples.Packit)
+	if err != nil {
+		t.Fatalf("parsing examples/packit.yaml: %v", err)
+	}
+	h := &harness{t: t, cfg: cfg, now: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)}
+	h.demo, err = demo.New(cfg, demo.WithTick(5*time.Millisecond))
+	if err != nil {
+		t.Fatalf("building the demo cluster: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := h.demo.Start(ctx); err != nil {
+		t.Fatalf("starting the demo cluster: %v", err)
+	}
+	t.Cleanup(func() { cancel(); h.demo.Stop() })
+	envs := h.demo.EnvClients()
+	kube := map[string]kubernetes.Interface{}
+	for name, ec := range envs {
+		kube[name] = ec.Kube
+	}
+	h.set = cluster.NewSet(envs)
+	h.store = o.store
+	if h.store == nil {
+		h.store = store.NewMemory()
+	}
+	h.platform = &recorder{}
+	h.exec = &countingExecutor{inner: h.set}
+	h.bot = bot.New(cfg, h.set, auth.NewChecker(kube), h.store, h.exec,
+		bot.WithClock(h.clock), bot.WithPlatform(h.platform), bot.WithLogger(slog.New(slog.DiscardHandler)), bot.WithRolloutDeadline(20*time.Second))
+	t.Cleanup(h.bot.Close)
+	return h
+}
+
+type harnessOptions struct{ store store.Store }
+
+func withStore(s store.Store) func(*harnessOptions) { return func(o *harnessOptions) { o.store = s } }
+
+func (h *harness) clock() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.now
+}
+
+func (h *harness) advance(d time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.now = h.now.Add(d)
+}
+
+// say sends text as a terminal user and returns the private replies as text.
+func (h *harness) say(user, text string) string {
+	h.t.Helper()
+	return h.send(bot.Request{Platform: terminal.Name, User: bot.ChatUser{ID: user, Name: user}, Channel: terminal.Channel, Text: text})
+}
+
+// click presses a button as a terminal user.
+func (h *harness) click(user string, kind bot.ActionKind, id string) string {
+	h.t.Helper()
+	return h.send(bot.Request{Platform: terminal.Name, User: bot.ChatUser{ID: user, Name: user}, Channel: terminal.Channel,
+		Action: &bot.Action{Kind: kind, RequestID: id}})
+}
+
+func (h *harness) send(req bot.Request) string {
+	h.t.Helper()
+	var r responder
+	if err := h.bot.Handle(context.Background(), req, &r); err != nil {
+		h.t.Fatalf("Handle(%q): %v", req.Text, err)
+	}
+	return r.text()
+}
+
+var idPattern = regexp.MustCompile(`#([a-z2-7]{10})\b`)
+
+// open runs a mutating command and returns the ID of the request it opened.
+func (h *harness) open(user, text string) string {
+	h.t.Helper()
+	before := h.platform.count()
+	if reply := h.say(user, text); reply != "" {
+		h.t.Fatalf("%s: %q: unexpected reply %q", user, text, reply)
+	}
+	post, ok := h.platform.post(before)
+	if !ok {
+		h.t.Fatalf("%s: %q opened no request", user, text)
+	}
+	return post.RequestID
+}
+
+func (h *harness) request(id string) *store.Request {
+	h.t.Helper()
+	r, err := h.store.Get(context.Background(), id)
+	if err != nil {
+		h.t.Fatalf("Get(%s): %v", id, err)
+	}
+	return r
+}
+
+func (h *harness) requests() []*store.Request {
+	h.t.Helper()
+	rs, err := h.store.List(context.Background(), store.ListOptions{})
+	if err != nil {
+		h.t.Fatalf("List: %v", err)
+	}
+	return rs
+}
+
+func (h *harness) tag(env, service string) cluster.TagState {
+	h.t.Helper()
+	e, _ := h.cfg.Env(env)
+	s, _ := h.cfg.Service(service)
+	ts, err := h.set.Tag(context.Background(), env, s.ImageStream, e.Tag)
+	if err != nil {
+		h.t.Fatalf("Tag(%s, %s): %v", env, service, err)
+	}
+	return ts
+}
+
+// responder collects the replies to one request.
+type responder struct {
+	mu      sync.Mutex
+	replies []bot.Reply
+}
+
+func (r *responder) Respond(_ context.Context, reply bot.Reply) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.replies = append(r.replies, reply)
+	return nil
+}
+
+func (r *responder) text() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, reply := range r.replies {
+		out = append(out, strings.Join(terminal.Render(reply.Output), "\n"))
+	}
+	return strings.Join(out, "\n")
+}
+
+// recorder is a Platform that keeps every request message and its updates.
+type recorder struct {
+	mu      sync.Mutex
+	posts   []bot.Reply
+	updates map[string][]bot.Reply
+}
+
+func (p *recorder) Name() string { return terminal.Name }
+
+func (p *recorder) Post(_ context.Context, channel string, r bot.Reply) (store.MessageRef, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.posts = append(p.posts, r)
+	return store.MessageRef{Platform: terminal.Name, Channel: channel, ID: r.RequestID}, nil
+}
+
+func (p *recorder) Update(_ context.Context, ref store.MessageRef, r bot.Reply) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.updates == nil {
+		p.updates = map[string][]bot.Reply{}
+	}
+	p.updates[ref.ID] = append(p.updates[ref.ID], r)
+	return nil
+}
+
+func (p *recorder) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.posts)
+}
+
+func (p *recorder) post(i int) (bot.Reply, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if i >= len(p.posts) {
+		return bot.Reply{}, false
+	}
+	return p.posts[i], true
+}
+
+// last returns the latest rendering of a request's message.
+func (p *recorder) last(id string) bot.Reply {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if u := p.updates[id]; len(u) > 0 {
+		return u[len(u)-1]
+	}
+	for _, r := range p.posts {
+		if r.RequestID == id {
+			return r
+		}
+	}
+	return bot.Reply{}
+}
+
+func (p *recorder) all(id string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, r := range p.posts {
+		if r.RequestID == id {
+			out = append(out, terminal.Render(r.Output)...)
+		}
+	}
+	for _, r := range p.updates[id] {
+		out = append(out, terminal.Render(r.Output)...)
+	}
+	return strings.Join(out, "\n")
+}
+
+// countingExecutor counts how often each request's Plan is executed.
+type countingExecutor struct {
+	inner bot.Executor
+	mu    sync.Mutex
+	runs  map[string]int
+}
+
+func (c *countingExecutor) Execute(ctx context.Context, p cluster.Plan, report func(cluster.Progress)) (cluster.Result, error) {
+	c.mu.Lock()
+	if c.runs == nil {
+		c.runs = map[string]int{}
+	}
+	c.runs[p.Hash()]++
+	c.mu.Unlock()
+	return c.inner.Execute(ctx, p, report)
+}
+
+func (c *countingExecutor) Follow(ctx context.Context, p cluster.Plan, r cluster.Result, d time.Duration, report func(cluster.Progress)) []cluster.RolloutResult {
+	return c.inner.Follow(ctx, p, r, d, report)
+}
+
+func (c *countingExecutor) total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, v := range c.runs {
+		n += v
+	}
+	return n
+}
