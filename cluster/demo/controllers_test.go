@@ -120,12 +120,11 @@ func TestStatefulSetRevisionReuse(t *testing.T) {
 	first := map[string]string{}
 	for _, cr := range crs.Items {
 		if cr.Revision == 1 {
-			first["name"] = cr.Name
-		}
-		if cr.Revision == 1 {
-			if a, err := applyRevision(s, &cr); err == nil {
-				first["image"] = a.Spec.Template.Spec.Containers[0].Image
+			a, err := applyRevision(s, &cr)
+			if err != nil {
+				t.Fatal(err)
 			}
+			first["name"], first["image"] = cr.Name, a.Spec.Template.Spec.Containers[0].Image
 		}
 	}
 	// pause the trigger so that the template stays where we put it

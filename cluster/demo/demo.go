@@ -66,8 +66,9 @@ type options struct {
 // Option configures New.
 type Option func(*options)
 
-// WithTick sets how often the controllers act (default 1s): a pod becomes
-// Ready one tick after it is created, so a rollout takes a few ticks per pod.
+// WithTick sets how often the controllers act (default 500ms). A new pod is
+// ContainerCreating for a tick and Ready (or failing) the next, so a pod
+// takes about a second and a rollout a few seconds.
 func WithTick(d time.Duration) Option { return func(o *options) { o.tick = d } }
 
 // WithClock sets the clock for timestamps, the seeded history's ages and
@@ -111,7 +112,7 @@ func New(cfg *config.Config, opts ...Option) (*Cluster, error) {
 		return nil, errors.New("building the demo cluster: the config has no environments")
 	}
 	o := options{
-		tick:            time.Second,
+		tick:            500 * time.Millisecond,
 		now:             time.Now,
 		scheduledImport: 15 * time.Minute,
 		workloads:       map[string][]config.Workload{},

@@ -469,9 +469,18 @@ func TestSeededStateIsStable(t *testing.T) {
 	}
 	ctx := context.Background()
 	before, _ := c.Kube("prod").AppsV1().Deployments(prodNS).List(ctx, metav1.ListOptions{})
-	for i := 0; i < 3; i++ {
+	for i := 1; i <= 3; i++ {
 		if err := c.Step(ctx); err != nil {
 			t.Fatal(err)
+		}
+		// every workload stays settled and every pod Ready, tick after tick
+		for _, svc := range packitConfig().Services {
+			for _, w := range svc.Workloads {
+				image := svc.Repository + "@" + fakeopenshift.Digest(svc.Repository, "prod", historyLen)
+				if ok, state := workloadOnImage(t, c, "prod", prodNS, w.Kind, w.Name, image); !ok {
+					t.Errorf("after tick %d: %s", i, state)
+				}
+			}
 		}
 	}
 	after, _ := c.Kube("prod").AppsV1().Deployments(prodNS).List(ctx, metav1.ListOptions{})

@@ -39,13 +39,13 @@ const (
 
 // Progressing condition reasons (pkg/controller/deployment/util).
 const (
-	reasonNewRSCreated      = "NewReplicaSetCreated"
-	reasonFoundNewRS        = "FoundNewReplicaSet"
-	reasonRSUpdated         = "ReplicaSetUpdated"
-	reasonNewRSAvailable    = "NewReplicaSetAvailable"
-	reasonTimedOut          = "ProgressDeadlineExceeded"
-	reasonMinimumAvailable  = "MinimumReplicasAvailable"
-	reasonMinimumUnavailble = "MinimumReplicasUnavailable"
+	reasonNewRSCreated       = "NewReplicaSetCreated"
+	reasonFoundNewRS         = "FoundNewReplicaSet"
+	reasonRSUpdated          = "ReplicaSetUpdated"
+	reasonNewRSAvailable     = "NewReplicaSetAvailable"
+	reasonTimedOut           = "ProgressDeadlineExceeded"
+	reasonMinimumAvailable   = "MinimumReplicasAvailable"
+	reasonMinimumUnavailable = "MinimumReplicasUnavailable"
 )
 
 // annotationsToSkip are not copied between Deployments and ReplicaSets.
@@ -447,7 +447,7 @@ func (k *controllers) calculateStatus(allRSs []*appsv1.ReplicaSet, newRS *appsv1
 	if available >= *d.Spec.Replicas-maxUnavailable(d) {
 		k.setDeploymentCondition(&status, appsv1.DeploymentAvailable, corev1.ConditionTrue, reasonMinimumAvailable, "Deployment has minimum availability.")
 	} else {
-		k.setDeploymentCondition(&status, appsv1.DeploymentAvailable, corev1.ConditionFalse, reasonMinimumUnavailble, "Deployment does not have minimum availability.")
+		k.setDeploymentCondition(&status, appsv1.DeploymentAvailable, corev1.ConditionFalse, reasonMinimumUnavailable, "Deployment does not have minimum availability.")
 	}
 	return status
 }

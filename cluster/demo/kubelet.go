@@ -41,6 +41,10 @@ func (k *controllers) syncPods(ctx context.Context) error {
 		first, seen := k.firstSeen[p.UID]
 		if !seen {
 			first = k.ticks
+			if p.Status.Phase != corev1.PodPending {
+				// already started before the kubelet (re)started: not new
+				first--
+			}
 			k.firstSeen[p.UID] = first
 		}
 		status := k.podStatus(ctx, p, k.ticks-first)

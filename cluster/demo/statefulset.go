@@ -407,8 +407,7 @@ func countPods(status *appsv1.StatefulSetStatus, current, update *appsv1.Control
 				status.ReadyReplicas++
 				status.AvailableReplicas++
 			}
-			switch podRevision(p) {
-			case current.Name:
+			if podRevision(p) == current.Name {
 				status.CurrentReplicas++
 			}
 			if podRevision(p) == update.Name {

@@ -33,7 +33,7 @@ import (
 // ImageStreamTag shows the stream as the server returns it: before that
 // import.
 func (s *Server) reactImageStreamTags(action clienttesting.Action) (bool, runtime.Object, error) {
-	if s.istagsUnserved != "" {
+	if s.istagsUnserved != "" && (len(s.istagsUnservedVerbs) == 0 || s.istagsUnservedVerbs[action.GetVerb()]) {
 		return true, nil, unservedError(s.istagsUnserved, action)
 	}
 	s.mu.Lock()

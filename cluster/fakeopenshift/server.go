@@ -17,9 +17,8 @@ import (
 )
 
 var (
-	imageStreamsGVR       = imagev1.SchemeGroupVersion.WithResource("imagestreams")
-	imageStreamTagsGVR    = imagev1.SchemeGroupVersion.WithResource("imagestreamtags")
-	imageStreamImportsGVR = imagev1.SchemeGroupVersion.WithResource("imagestreamimports")
+	imageStreamsGVR    = imagev1.SchemeGroupVersion.WithResource("imagestreams")
+	imageStreamTagsGVR = imagev1.SchemeGroupVersion.WithResource("imagestreamtags")
 )
 
 // Server is the openshift-apiserver (image API) and the import half of the
@@ -41,6 +40,7 @@ type Server struct {
 	uid int64
 
 	istagsUnserved       metav1.StatusReason
+	istagsUnservedVerbs  map[string]bool // empty: all verbs
 	conflictOnNextUpdate bool
 	conflictOnNextImport bool
 	conflictOnNextTagPut bool
@@ -54,14 +54,22 @@ type Option func(*Server)
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
 
 // WithoutImageStreamTags simulates a server that does not serve the
-// imagestreamtags resource for the caller: every imagestreamtags request
-// fails with reason, which should be metav1.StatusReasonMethodNotAllowed
-// (apierrors.IsMethodNotSupported: old servers without update), NotFound
-// (the resource is not served) or Forbidden (no RBAC for it). This is what
-// makes `oc tag` fall back to creating the tag and then to updating
-// ImageStream.spec.tags.
-func WithoutImageStreamTags(reason metav1.StatusReason) Option {
-	return func(s *Server) { s.istagsUnserved = reason }
+// imagestreamtags resource to the caller: requests with the given verbs
+// (all verbs when none are given) fail with reason, which should be
+// metav1.StatusReasonMethodNotAllowed (apierrors.IsMethodNotSupported: old
+// servers without update), NotFound (the resource is not served) or
+// Forbidden (no RBAC for it). This is what makes `oc tag` fall back from
+// update to create, and from there to updating ImageStream.spec.tags:
+// WithoutImageStreamTags(metav1.StatusReasonMethodNotAllowed, "update")
+// leaves create working.
+func WithoutImageStreamTags(reason metav1.StatusReason, verbs ...string) Option {
+	return func(s *Server) {
+		s.istagsUnserved = reason
+		s.istagsUnservedVerbs = map[string]bool{}
+		for _, v := range verbs {
+			s.istagsUnservedVerbs[v] = true
+		}
+	}
 }
 
 // WithConflictOnNextUpdate makes the next client update of an ImageStream

@@ -2,6 +2,7 @@ package fakeopenshift
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -413,6 +414,20 @@ func TestImageStreamTagWrites(t *testing.T) {
 				return err
 			},
 			wantErr: apierrors.IsMethodNotSupported,
+		},
+		{
+			name: "old server: update not supported, create still works",
+			opts: []Option{WithoutImageStreamTags(metav1.StatusReasonMethodNotAllowed, "update")},
+			call: func(f *fixture) error {
+				_, err := f.client.ImageV1().ImageStreamTags(testNS).Update(context.Background(), ocTag(pin, false), metav1.UpdateOptions{})
+				if !apierrors.IsMethodNotSupported(err) {
+					return fmt.Errorf("update error = %v, want MethodNotSupported", err)
+				}
+				// the tag exists, so oc's create fallback meets AlreadyExists next
+				_, err = f.client.ImageV1().ImageStreamTags(testNS).Create(context.Background(), ocTag(pin, false), metav1.CreateOptions{})
+				return err
+			},
+			wantErr: apierrors.IsAlreadyExists,
 		},
 		{
 			name: "server not serving imagestreamtags: not found on create too",

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/deploybot/deploybot/cluster/demo"
+	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/examples"
+)
+
+var transcript = flag.String("transcript", "", "write the scripted session's output to this file")
+
+// chatSession drives `deploybot chat --demo` through a pipe, like a user
+// typing, and reads what it prints.
+type chatSession struct {
+	t    *testing.T
+	in   *io.PipeWriter
+	out  *output
+	done chan error
+	mark int
+}
+
+type output struct {
+	mu     sync.Mutex
+	buf    strings.Builder
+	change chan struct{}
+}
+
+func (o *output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.buf.Write(p)
+	select {
+	case o.change <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+func (o *output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.String()
+}
+
+func startChat(t *testing.T, args ...string) *chatSession {
+	t.Helper()
+	pr, pw := io.Pipe()
+	s := &chatSession{t: t, in: pw, out: &output{change: make(chan struct{}, 1)}, done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		s.done <- run(ctx, append([]string{"chat", "--demo", "--demo-tick", "10ms"}, args...), pr, s.out, io.Discard)
+	}()
+	return s
+}
+
+func (s *chatSession) send(line string) {
+	s.t.Helper()
+	if _, err := io.WriteString(s.in, line+"\n"); err != nil {
+		s.t.Fatalf("sending %q: %v", line, err)
+	}
+}
+
+// expect waits until output printed since the last expect matches re and
+// returns the submatches.
+func (s *chatSession) expect(re string) []string {
+	s.t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.After(30 * time.Second)
+	for {
+		all := s.out.String()
+		if loc := rx.FindStringSubmatchIndex(all[s.mark:]); loc != nil {
+			m := rx.FindStringSubmatch(all[s.mark:])
+			s.mark += loc[1]
+			return m
+		}
+		select {
+		case <-s.out.change:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			s.t.Fatalf("no output matching %q; output since the last match:\n%s", re, all[s.mark:])
+		}
+	}
+}
+
+// TestScriptedSession is the acceptance script of the core issue, typed
+// through stdin as alice, bob and carol against the demo cluster.
+func TestScriptedSession(t *testing.T) {
+	cfg, err := config.Parse(examples.Packit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The demo's digests are deterministic: ask a second demo which prod worker image never becomes Ready.
+	d, err := demo.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := strings.TrimPrefix(d.BrokenDigest("packit-worker", "prod"), "sha256:")
+
+	s := startChat(t)
+	s.send("status prod")
+	s.expect(`packit-worker:\s+image\s+[0-9a-f]{12}`)
+	s.send("@carol import prod")
+	s.expect(`carol may not do this in prod; the cluster's RBAC refuses`)
+
+	s.send("import prod")
+	m := s.expect(`#([a-z2-7]{10}) import prod: waiting for the requester to confirm`)
+	id := m[1]
+	plan := s.expect(`(?s)packit-worker: ([0-9a-f]{12}) → ([0-9a-f]{12}).*expires in 1h`)
+	newWorker := plan[2]
+	s.send("confirm #" + id)
+	s.expect(`#` + id + ` import prod: waiting for approval`)
+	s.send("approve #" + id)
+	s.expect(`you requested #` + id + `; someone else must approve it`)
+	s.send("@bob approve #" + id)
+	s.expect(`#` + id + ` import prod: succeeded`)
+	s.expect(`Done: .*7/7 workloads settled; approved by bob\.`)
+	s.send("@bob approve #" + id)
+	s.expect(`#` + id + `.*already`)
+	s.send("status prod")
+	s.expect(`packit-worker:\s+image\s+` + newWorker + `\s+imported [^\n]*\s+source\s+tracking quay.io/packit/packit-worker:prod`)
+
+	s.send("images worker prod")
+	hist := s.expect(`(?s)\* ` + newWorker + `.*?\n((?:\s+[0-9a-f]{12}\s+\S+ ago\s*\n)+)`)
+	var older string
+	for _, l := range strings.Split(hist[1], "\n") {
+		if f := strings.Fields(l); len(f) > 0 && !strings.HasPrefix(broken, f[0]) {
+			older = f[0]
+		}
+	}
+	if older == "" {
+		t.Fatalf("no older, working digest in the history:\n%s", hist[0])
+	}
+	s.send("revert worker prod " + older[:7])
+	id = s.expect(`#([a-z2-7]{10}) revert worker prod ` + older[:7] + `: waiting for the requester to confirm`)[1]
+	s.send("confirm #" + id)
+	s.send("@bob approve #" + id)
+	s.expect(`#` + id + ` revert worker prod \w+: succeeded`)
+	s.send("status prod")
+	s.expect(`packit-worker:\s+image\s+` + older + `.*\n\s+source\s+pinned quay.io/packit/packit-worker@sha256:` + older)
+
+	s.send("track worker prod")
+	id = s.expect(`#([a-z2-7]{10}) track worker prod: waiting for the requester to confirm`)[1]
+	s.send("confirm #" + id)
+	s.send("@bob approve #" + id)
+	s.expect(`#` + id + ` track worker prod: succeeded`)
+	s.send("status prod")
+	s.expect(`packit-worker:\s+image\s+` + newWorker + `.*\n\s+source\s+tracking quay.io/packit/packit-worker:prod\s+import\s+scheduled off`)
+
+	s.send("undo service prod")
+	id = s.expect(`#([a-z2-7]{10}) undo service prod: waiting for the requester to confirm`)[1]
+	s.expect(`image-trigger controller would re-apply the tag's image`)
+	s.send("confirm #" + id)
+	s.send("@bob approve #" + id)
+	s.expect(`#` + id + ` undo service prod: succeeded`)
+	s.send("history service prod")
+	s.expect(`REVISION\s+IMAGE\s+CHANGE-CAUSE`)
+
+	// Refusals: each says why and opens nothing.
+	s.send("import prod servce")
+	s.expect(`Unknown service "servce". Did you mean service \(packit-service\)\?`)
+	s.send("revert worker prod sha256:12345")
+	s.expect(`Malformed digest "sha256:12345"`)
+	s.send(`status "prod`)
+	s.expect(`Unbalanced quotes`)
+	s.send("pending")
+	s.send("audit 5")
+	s.expect(`Last 5 audit events`)
+
+	if err := s.in.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Fatalf("chat ended with %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("chat did not end after its input closed")
+	}
+	if *transcript != "" {
+		if err := os.WriteFile(*transcript, []byte(s.out.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestChatExitsAtEndOfInput: piped input is read to its end; the chat
+// returns 0 once running work has settled.
+func TestChatExitsAtEndOfInput(t *testing.T) {
+	var out output
+	out.change = make(chan struct{}, 1)
+	in := strings.NewReader("import stg worker\nconfirm\n")
+	if err := run(context.Background(), []string{"chat", "--demo", "--demo-tick", "10ms"}, in, &out, io.Discard); err != nil {
+		t.Fatalf("chat: %v", err)
+	}
+	if !regexp.MustCompile(`import stg worker: succeeded`).MatchString(out.String()) {
+		t.Errorf("the chat returned before the import settled:\n%s", out.String())
+	}
+}
+
+// TestVersionAndUsage: the non-chat entry points.
+func TestVersionAndUsage(t *testing.T) {
+	var out strings.Builder
+	if err := run(context.Background(), []string{"version"}, nil, &out, io.Discard); err != nil || !strings.HasPrefix(out.String(), "deploybot ") {
+		t.Errorf("version: %q, %v", out.String(), err)
+	}
+	if err := run(context.Background(), []string{"frobnicate"}, nil, io.Discard, io.Discard); err == nil {
+		t.Error("an unknown command succeeded")
+	}
+	if err := run(context.Background(), []string{"chat"}, strings.NewReader(""), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "--demo") {
+		t.Errorf("chat without a config: %v, want a hint at --config/--demo", err)
+	}
+}
