@@ -485,3 +485,61 @@ func TestReadOnlyCommands(t *testing.T) {
 		})
 	}
 }
+
+// TestForceRecoversStuckStatefulSet: after a rollout onto the never-Ready
+// image, the OrderedReady workers keep the broken pod even once the tag is
+// reverted; the bot says so, offers --force, and --force deletes exactly
+// the stuck pods so the workers recover.
+func TestForceRecoversStuckStatefulSet(t *testing.T) {
+	h := newHarness(t)
+	broken := h.demo.BrokenDigest("packit-worker", "stg")
+	id := h.open("alice", "revert worker stg "+strings.TrimPrefix(broken, "sha256:")[:7])
+	h.say("alice", "confirm #"+id)
+	h.bot.Wait()
+	if r := h.request(id); r.State != store.Failed {
+		t.Fatalf("rollout onto the broken image: %s, want Failed", r.State)
+	}
+
+	id = h.open("alice", "undo worker stg")
+	h.say("alice", "confirm #"+id)
+	h.bot.Wait()
+	r := h.request(id)
+	if r.State != store.Failed || !strings.Contains(r.Reason, "undo --force") {
+		t.Fatalf("undo without --force: %s %q, want Failed naming the stuck pod and offering --force", r.State, r.Reason)
+	}
+
+	reply := h.say("alice", "undo worker stg --force")
+	if reply != "" {
+		t.Fatalf("undo --force: %q", reply)
+	}
+	var forced *store.Request
+	for _, r := range h.requests() {
+		if r.Command == "undo worker stg --force" {
+			forced = r
+		}
+	}
+	if forced == nil {
+		t.Fatal("undo --force opened no request")
+	}
+	var pods []string
+	for _, tg := range forced.Plan.Targets {
+		pods = append(pods, tg.DeletePods...)
+	}
+	if len(pods) != 2 {
+		t.Fatalf("--force plans to delete %v, want the two stuck worker pods", pods)
+	}
+	h.say("alice", "confirm #"+forced.ID)
+	h.bot.Wait()
+	if r := h.request(forced.ID); r.State != store.Succeeded {
+		t.Fatalf("undo --force: %s %q\n%s", r.State, r.Reason, h.platform.all(forced.ID))
+	}
+	for _, name := range []string{"packit-worker-short-running", "packit-worker-long-running"} {
+		w, err := h.set.Workload(context.Background(), "stg", "StatefulSet", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !w.Settled || w.Ready != w.Desired {
+			t.Errorf("%s: %d/%d ready, settled %v; want recovered", name, w.Ready, w.Desired, w.Settled)
+		}
+	}
+}

@@ -3,7 +3,6 @@ package bot_test
 import (
 	"context"
 	"log/slog"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -111,8 +110,6 @@ func (h *harness) send(req bot.Request) string {
 	}
 	return r.text()
 }
-
-var idPattern = regexp.MustCompile(`#([a-z2-7]{10})\b`)
 
 // open runs a mutating command and returns the ID of the request it opened.
 func (h *harness) open(user, text string) string {

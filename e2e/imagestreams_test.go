@@ -124,9 +124,11 @@ func imagesRBAC() rbacObjects {
 				rbacv1.PolicyRule{APIGroups: []string{g}, Resources: []string{"imagestreams"}, Verbs: append([]string{"update", "patch"}, read...)},
 				rbacv1.PolicyRule{APIGroups: []string{g}, Resources: []string{"imagestreamtags"}, Verbs: []string{"get", "create", "update"}},
 				rbacv1.PolicyRule{APIGroups: []string{g}, Resources: []string{"imagestreamimports"}, Verbs: []string{"create"}}),
-			// May edit streams but not their tags: oc tag's Forbidden path.
+			// May edit streams and import, but not touch imagestreamtags:
+			// oc tag's Forbidden path.
 			role("stream-editor",
-				rbacv1.PolicyRule{APIGroups: []string{g}, Resources: []string{"imagestreams"}, Verbs: append([]string{"update"}, read...)}),
+				rbacv1.PolicyRule{APIGroups: []string{g}, Resources: []string{"imagestreams"}, Verbs: append([]string{"update"}, read...)},
+				rbacv1.PolicyRule{APIGroups: []string{g}, Resources: []string{"imagestreamimports"}, Verbs: []string{"create"}}),
 			role("stream-viewer",
 				rbacv1.PolicyRule{APIGroups: []string{g}, Resources: []string{"imagestreams"}, Verbs: read}),
 		},
@@ -333,85 +335,89 @@ func TestImageStreamsOverREST(t *testing.T) {
 	// track: back to the registry tag with the env's scheduled import
 	// restored; the import that follows cannot run here, and the result must
 	// say that the tag changed but the import failed.
-	t.Run("track", func(t *testing.T) {
-		t.Parallel()
-		const stream = "track-bot"
-		seedStream(ctx, t, adminImages, stream)
-		set := imagesSet(t, cp.UserConfig("deploybot"))
-		if res, err := set.Execute(ctx, pinPlan(stream, imageAt(stream, 2)), nil); err != nil || res.Targets[0].Outcome != cluster.PhaseChanged {
-			t.Fatalf("pinning first: %+v, %v", res, err)
-		}
-		plan := pinPlan(stream, cluster.Image{})
-		plan.Action = cluster.ActionTrack
-		plan.Targets[0].From = imageAt(stream, 2)
-		plan.Targets[0].SpecFrom = repoOf(stream) + ":" + imagesTag
-		plan.Targets[0].Scheduled = true
-		plan.Access = cluster.AccessFor(plan)
-		res, err := set.Execute(ctx, plan, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := res.Targets[0]
-		if r.Outcome != cluster.PhaseFailed || !strings.Contains(r.Error, "now tracks "+plan.Targets[0].SpecFrom) ||
-			!strings.Contains(r.Error, "imagestreamimports") {
-			t.Fatalf("track: %+v, want failed saying the tag tracks %s but importing (imagestreamimports) failed", r, plan.Targets[0].SpecFrom)
-		}
-		ts, err := set.Tag(ctx, imagesEnv, stream, imagesTag)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ts.Pinned() || ts.SpecFrom != plan.Targets[0].SpecFrom || !ts.Scheduled {
-			t.Fatalf("Tag after track: %+v, want tracking %s with scheduled import restored", ts, plan.Targets[0].SpecFrom)
-		}
-	})
+	for _, user := range []string{"deploybot", "alice"} {
+		t.Run("track/"+user, func(t *testing.T) {
+			t.Parallel()
+			stream := "track-" + user
+			seedStream(ctx, t, adminImages, stream)
+			set := imagesSet(t, cp.UserConfig(user))
+			if res, err := set.Execute(ctx, pinPlan(stream, imageAt(stream, 2)), nil); err != nil || res.Targets[0].Outcome != cluster.PhaseChanged {
+				t.Fatalf("pinning first: %+v, %v", res, err)
+			}
+			plan := pinPlan(stream, cluster.Image{})
+			plan.Action = cluster.ActionTrack
+			plan.Targets[0].From = imageAt(stream, 2)
+			plan.Targets[0].SpecFrom = repoOf(stream) + ":" + imagesTag
+			plan.Targets[0].Scheduled = true
+			plan.Access = cluster.AccessFor(plan)
+			res, err := set.Execute(ctx, plan, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := res.Targets[0]
+			if r.Outcome != cluster.PhaseFailed || !strings.Contains(r.Error, "now tracks "+plan.Targets[0].SpecFrom) ||
+				!strings.Contains(r.Error, "imagestreamimports") {
+				t.Fatalf("track: %+v, want failed saying the tag tracks %s but importing (imagestreamimports) failed", r, plan.Targets[0].SpecFrom)
+			}
+			ts, err := set.Tag(ctx, imagesEnv, stream, imagesTag)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ts.Pinned() || ts.SpecFrom != plan.Targets[0].SpecFrom || !ts.Scheduled {
+				t.Fatalf("Tag after track: %+v, want tracking %s with scheduled import restored", ts, plan.Targets[0].SpecFrom)
+			}
+		})
+	}
 
 	// Another writer changes the stream between deploybot's Get and its
 	// Update: the Update is refused with 409 Conflict and deploybot starts
 	// over from a fresh Get, keeping the other writer's change.
-	t.Run("conflict with a concurrent writer", func(t *testing.T) {
-		t.Parallel()
-		const stream = "race-bot"
-		seedStream(ctx, t, adminImages, stream)
-		racer := &racingTransport{
-			path: "/apis/image.openshift.io/v1/namespaces/" + imagesNS + "/imagestreams/" + stream,
-			race: func(ctx context.Context) error {
-				return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-					is, err := adminImages.ImageV1().ImageStreams(imagesNS).Get(ctx, stream, metav1.GetOptions{})
-					if err != nil {
+	for _, user := range []string{"deploybot", "alice"} {
+		t.Run("conflict with a concurrent writer/"+user, func(t *testing.T) {
+			t.Parallel()
+			stream := "race-" + user
+			seedStream(ctx, t, adminImages, stream)
+			racer := &racingTransport{
+				path: "/apis/image.openshift.io/v1/namespaces/" + imagesNS + "/imagestreams/" + stream,
+				race: func(ctx context.Context) error {
+					return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+						is, err := adminImages.ImageV1().ImageStreams(imagesNS).Get(ctx, stream, metav1.GetOptions{})
+						if err != nil {
+							return err
+						}
+						if is.Annotations == nil {
+							is.Annotations = map[string]string{}
+						}
+						is.Annotations["racer"] = "was here"
+						specTagOf(is, "stg").ImportPolicy.Scheduled = true
+						_, err = adminImages.ImageV1().ImageStreams(imagesNS).Update(ctx, is, metav1.UpdateOptions{})
 						return err
-					}
-					if is.Annotations == nil {
-						is.Annotations = map[string]string{}
-					}
-					is.Annotations["racer"] = "was here"
-					specTagOf(is, "stg").ImportPolicy.Scheduled = true
-					_, err = adminImages.ImageV1().ImageStreams(imagesNS).Update(ctx, is, metav1.UpdateOptions{})
-					return err
-				})
-			},
-		}
-		cfg := cp.UserConfig("deploybot")
-		cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { racer.base = rt; return racer }
-		set := imagesSet(t, cfg)
-		to := imageAt(stream, 1)
-		res, err := set.Execute(ctx, pinPlan(stream, to), nil)
-		if err != nil || res.Targets[0].Outcome != cluster.PhaseChanged {
-			t.Fatalf("pin racing another writer: %+v, %v; want changed", res, err)
-		}
-		if codes := racer.putCodes(); !reflect.DeepEqual(codes, []int{http.StatusConflict, http.StatusOK}) {
-			t.Fatalf("deploybot's stream updates were answered %v, want [409 200]: a conflict, then a retry from a fresh read", codes)
-		}
-		after, err := adminImages.ImageV1().ImageStreams(imagesNS).Get(ctx, stream, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := specTagOf(after, imagesTag); got.From == nil || got.From.Name != to.Ref || got.ImportPolicy.Scheduled {
-			t.Errorf("spec tag %s after the race: %+v, want pinned to %s", imagesTag, got, to.Ref)
-		}
-		if after.Annotations["racer"] != "was here" || !specTagOf(after, "stg").ImportPolicy.Scheduled {
-			t.Errorf("the other writer's change was lost: annotations %v, stg %+v", after.Annotations, specTagOf(after, "stg"))
-		}
-	})
+					})
+				},
+			}
+			cfg := cp.UserConfig(user)
+			cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { racer.base = rt; return racer }
+			set := imagesSet(t, cfg)
+			to := imageAt(stream, 1)
+			res, err := set.Execute(ctx, pinPlan(stream, to), nil)
+			if err != nil || res.Targets[0].Outcome != cluster.PhaseChanged {
+				t.Fatalf("pin racing another writer: %+v, %v; want changed", res, err)
+			}
+			if codes := racer.putCodes(); !reflect.DeepEqual(codes, []int{http.StatusConflict, http.StatusOK}) {
+				t.Fatalf("deploybot's stream updates were answered %v, want [409 200]: a conflict, then a retry from a fresh read", codes)
+			}
+			after, err := adminImages.ImageV1().ImageStreams(imagesNS).Get(ctx, stream, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := specTagOf(after, imagesTag); got.From == nil || got.From.Name != to.Ref || got.ImportPolicy.Scheduled {
+				t.Errorf("spec tag %s after the race: %+v, want pinned to %s", imagesTag, got, to.Ref)
+			}
+			if after.Annotations["racer"] != "was here" || !specTagOf(after, "stg").ImportPolicy.Scheduled {
+				t.Errorf("the other writer's change was lost: annotations %v, stg %+v", after.Annotations, specTagOf(after, "stg"))
+			}
+		})
+	}
 
 	// import needs ImageStreamImport, which only openshift-apiserver serves:
 	// each target must fail with a reason, none may pass as a success.

@@ -290,7 +290,7 @@ func TestRolloutUndoOnTriggeredDeploymentIsReverted(t *testing.T) {
 	}
 	current := d.Spec.Template.Spec.Containers[0].Image
 
-	// kubectl rollout undo --to-revision=1: the ReplicaSet's template
+	// kubectl rollout undo (to the previous revision, 2): the ReplicaSet's template
 	// (without pod-template-hash) and annotations in one JSON patch
 	rss, err := kube.AppsV1().ReplicaSets(prodNS).List(ctx, metav1.ListOptions{LabelSelector: "component=packit-service"})
 	if err != nil {
@@ -298,12 +298,12 @@ func TestRolloutUndoOnTriggeredDeploymentIsReverted(t *testing.T) {
 	}
 	var target *appsv1.ReplicaSet
 	for i := range rss.Items {
-		if rss.Items[i].Annotations[revisionAnnotation] == "1" {
+		if rss.Items[i].Annotations[revisionAnnotation] == fmt.Sprint(historyLen-1) {
 			target = &rss.Items[i]
 		}
 	}
 	if target == nil {
-		t.Fatal("no revision 1")
+		t.Fatal("no previous revision")
 	}
 	tmpl := target.Spec.Template.DeepCopy()
 	delete(tmpl.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
@@ -397,7 +397,7 @@ func TestSeededState(t *testing.T) {
 				}
 				broken := c.BrokenDigest(svc.Name, env.Name)
 				wantBroken := svc.Name == "packit-worker" || svc.Name == "packit-service"
-				if (broken != "") != wantBroken || broken == d(3) || (wantBroken && broken != d(2)) {
+				if (broken != "") != wantBroken || broken == d(historyLen) || (wantBroken && broken != d(brokenN)) {
 					t.Errorf("broken digest = %q", broken)
 				}
 				for _, w := range svc.Workloads {

@@ -20,9 +20,10 @@ import (
 const historyLen = 3
 
 // brokenN is the history entry of a broken service's image that never
-// becomes Ready: an older one, so the seeded state is healthy and `undo`
-// (to the previous revision) or a revert to it shows a failing rollout.
-const brokenN = 2
+// becomes Ready: the oldest, so the seeded state is healthy and a plain
+// `undo` (to the previous revision) works, while a revert to it (or
+// `undo --to-revision 1`) shows a failing rollout.
+const brokenN = 1
 
 // importedAgo is how long before the clock's now each history entry was
 // imported (index n-1 for digest n).
