@@ -25,12 +25,15 @@ type Executor interface {
 
 // Bot is the dispatcher: every adapter hands it Requests.
 type Bot struct {
-	cfg       *config.Config
-	deps      commands.Deps
-	store     store.Store
-	exec      Executor
-	log       *slog.Logger
-	platforms map[string]Platform
+	cfg   *config.Config
+	deps  commands.Deps
+	store store.Store
+	exec  Executor
+	// executorFor, when set, gives the executor that acts for a requester
+	// (execution: impersonate); exec is used otherwise.
+	executorFor func(requester store.Person) (Executor, error)
+	log         *slog.Logger
+	platforms   map[string]Platform
 	// rolloutDeadline bounds how long a rollout is followed.
 	rolloutDeadline time.Duration
 
@@ -53,6 +56,13 @@ func WithClock(now func() time.Time) Option { return func(b *Bot) { b.deps.Now =
 
 // WithRolloutDeadline bounds how long rollouts are followed (default 10m).
 func WithRolloutDeadline(d time.Duration) Option { return func(b *Bot) { b.rolloutDeadline = d } }
+
+// WithExecutorFor makes approved Plans execute through the executor fn
+// returns for the request's requester, e.g. clients that impersonate them so
+// the API server enforces their RBAC again.
+func WithExecutorFor(fn func(requester store.Person) (Executor, error)) Option {
+	return func(b *Bot) { b.executorFor = fn }
+}
 
 // WithPlatform registers a platform that request messages are posted to.
 func WithPlatform(p Platform) Option { return func(b *Bot) { b.platforms[p.Name()] = p } }

@@ -414,8 +414,16 @@ func (b *Bot) execute(ctx context.Context, id string) {
 		b.progressFor(id).add(p)
 		b.refresh(ctx, id)
 	}
-	result, execErr := b.exec.Execute(ctx, r.Plan, report)
-	result.Rollouts = b.exec.Follow(ctx, r.Plan, result, b.rolloutDeadline, report)
+	exec := b.exec
+	var result cluster.Result
+	var execErr error
+	if b.executorFor != nil {
+		exec, execErr = b.executorFor(r.Requester)
+	}
+	if execErr == nil {
+		result, execErr = exec.Execute(ctx, r.Plan, report)
+		result.Rollouts = exec.Follow(ctx, r.Plan, result, b.rolloutDeadline, report)
+	}
 	final, reason := store.Succeeded, ""
 	if execErr != nil {
 		final, reason = store.Failed, execErr.Error()

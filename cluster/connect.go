@@ -41,3 +41,13 @@ func Connect(cfg *rest.Config, namespace string) (EnvClient, error) {
 	}
 	return EnvClient{Kube: kube, Images: images.ImageV1(), Namespace: namespace}, nil
 }
+
+// ConnectAs builds an environment's clients that act as user and groups
+// through impersonation headers, so the API server enforces the user's RBAC
+// again on every call (execution: impersonate). The bot's own credentials
+// need the impersonate verb on users and groups.
+func ConnectAs(cfg *rest.Config, namespace, user string, groups []string) (EnvClient, error) {
+	as := rest.CopyConfig(cfg)
+	as.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
+	return Connect(as, namespace)
+}

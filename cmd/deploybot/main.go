@@ -14,6 +14,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -26,6 +28,7 @@ import (
 	"github.com/deploybot/deploybot/examples"
 	"github.com/deploybot/deploybot/store"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 // version is set with -ldflags "-X main.version=..."; otherwise the module
@@ -91,6 +94,9 @@ type setup struct {
 	store    store.Store
 	demo     *demo.Cluster
 	stateDir string
+	// rest are the environments' client configs (not in demo mode), for
+	// execution: impersonate.
+	rest map[string]*rest.Config
 }
 
 func build(ctx context.Context, configPath string, useDemo bool, statePath string, tick time.Duration) (*setup, error) {
@@ -123,11 +129,13 @@ func build(ctx context.Context, configPath string, useDemo bool, statePath strin
 			return nil, fmt.Errorf("starting the demo cluster: %w", err)
 		}
 	} else {
+		s.rest = map[string]*rest.Config{}
 		for _, e := range s.cfg.Environments {
 			rc, err := cluster.RESTConfig(e.Kubeconfig, e.Context)
 			if err != nil {
 				return nil, fmt.Errorf("environment %s: %w", e.Name, err)
 			}
+			s.rest[e.Name] = rc
 			ec, err := cluster.Connect(rc, e.Namespace)
 			if err != nil {
 				return nil, fmt.Errorf("environment %s: %w", e.Name, err)
@@ -172,7 +180,46 @@ func build(ctx context.Context, configPath string, useDemo bool, statePath strin
 	return &s, nil
 }
 
+// botOptions are the options that follow from the configuration.
+func (s *setup) botOptions() ([]bot.Option, error) {
+	if s.cfg.Execution != config.ExecutionImpersonate {
+		return nil, nil
+	}
+	if s.demo != nil {
+		return nil, errors.New("execution: impersonate needs a real API server to enforce RBAC; the demo cluster cannot impersonate, use execution: serviceaccount with --demo")
+	}
+	return []bot.Option{bot.WithExecutorFor(s.impersonating())}, nil
+}
+
+// impersonating returns executors that act as the requester through
+// impersonation headers, one cached Set per identity.
+func (s *setup) impersonating() func(store.Person) (bot.Executor, error) {
+	var mu sync.Mutex
+	sets := map[string]*cluster.Set{}
+	return func(p store.Person) (bot.Executor, error) {
+		key := p.User + "\x00" + strings.Join(p.Groups, "\x00")
+		mu.Lock()
+		defer mu.Unlock()
+		if set, ok := sets[key]; ok {
+			return set, nil
+		}
+		envs := map[string]cluster.EnvClient{}
+		for _, e := range s.cfg.Environments {
+			ec, err := cluster.ConnectAs(s.rest[e.Name], e.Namespace, p.User, p.Groups)
+			if err != nil {
+				return nil, fmt.Errorf("acting as %s in %s: %w", p.User, e.Name, err)
+			}
+			envs[e.Name] = ec
+		}
+		sets[key] = cluster.NewSet(envs)
+		return sets[key], nil
+	}
+}
+
 func (s *setup) close() {
+	if c, ok := s.store.(io.Closer); ok {
+		_ = c.Close()
+	}
 	if s.demo != nil {
 		s.demo.Stop()
 	}
@@ -206,7 +253,11 @@ func chat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	defer s.close()
 
 	tc := terminal.New(stdout, *user)
-	b := bot.New(s.cfg, s.set, s.checker, s.store, s.set, bot.WithLogger(logger), bot.WithPlatform(tc))
+	opts, err := s.botOptions()
+	if err != nil {
+		return err
+	}
+	b := bot.New(s.cfg, s.set, s.checker, s.store, s.set, append(opts, bot.WithLogger(logger), bot.WithPlatform(tc))...)
 	defer b.Close()
 	go sweep(ctx, b, logger)
 
