@@ -22,7 +22,7 @@ import (
 // harness is the whole bot on the demo cluster, with a recording platform
 // and a clock the test moves.
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	cfg      *config.Config
 	demo     *demo.Cluster
 	set      *cluster.Set
@@ -35,7 +35,7 @@ type harness struct {
 	now time.Time
 }
 
-func newHarness(t *testing.T, opts ...func(*harnessOptions)) *harness {
+func newHarness(t testing.TB, opts ...func(*harnessOptions)) *harness {
 	t.Helper()
 	o := harnessOptions{}
 	for _, f := range opts {

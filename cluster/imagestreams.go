@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	imagev1 "github.com/openshift/api/image/v1"
@@ -285,8 +286,10 @@ func (c EnvClient) setTag(ctx context.Context, stream, tag, ref string, schedule
 			switch {
 			case err == nil:
 				return nil
-			case apierrors.IsMethodNotSupported(err), apierrors.IsForbidden(err):
-				// fall back to editing the stream's spec, like oc's legacy path
+			case apierrors.IsMethodNotSupported(err), apierrors.IsForbidden(err), notServed(err):
+				// fall back to editing the stream's spec, like oc's legacy path;
+				// also when the server does not serve imagestreamtags at all
+				// (ImageStreams from a CustomResourceDefinition, say)
 			default:
 				return err
 			}
@@ -342,4 +345,25 @@ func (s *Set) LookupImage(ctx context.Context, env, stream, ref string) (Image, 
 		return Image{}, fmt.Errorf("looking up %s: %w", ref, err)
 	}
 	return img, nil
+}
+
+// notServed reports whether err is the API server's 404 for a resource it
+// does not serve, as opposed to the NotFound of a missing object: the former
+// is a plain "404 page not found" that client-go turns into a NotFound with
+// no object name and an UnexpectedServerResponse cause.
+func notServed(err error) bool {
+	var se apierrors.APIStatus
+	if !apierrors.IsNotFound(err) || !errors.As(err, &se) {
+		return false
+	}
+	d := se.Status().Details
+	if d == nil || d.Name == "" {
+		return true
+	}
+	for _, c := range d.Causes {
+		if c.Type == metav1.CauseTypeUnexpectedServerResponse {
+			return true
+		}
+	}
+	return false
 }

@@ -9,21 +9,18 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	imagev1 "github.com/openshift/api/image/v1"
+	imageclient "github.com/openshift/client-go/image/clientset/versioned"
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-
-	imagev1 "github.com/openshift/api/image/v1"
-	corev1 "k8s.io/api/core/v1"
-
-	imageclient "github.com/openshift/client-go/image/clientset/versioned"
 
 	"github.com/deploybot/deploybot/auth"
 	"github.com/deploybot/deploybot/cluster"
@@ -226,6 +223,17 @@ func TestAccessMatrix(t *testing.T) {
 	}
 	checker := auth.NewChecker(clients)
 	waitRBAC(ctx, t, checker, groups)
+	// And the bot's right to impersonate: any user may review itself, so
+	// this succeeds once impersonating is allowed.
+	impCfg := cp.UserConfig("deploybot")
+	impCfg.Impersonate = rest.ImpersonationConfig{UserName: "carol", Groups: groups["carol"]}
+	asCarol := clientFor(t, impCfg)
+	waitFor(ctx, t, "deploybot may impersonate", func() (bool, string) {
+		_, err := asCarol.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: "get", Resource: "pods"}},
+		}, metav1.CreateOptions{})
+		return err == nil, errString(err)
+	})
 
 	prober := newProber(t, cp, groups)
 
@@ -402,7 +410,6 @@ type prober struct {
 	cp      *clustertest.ControlPlane
 	groups  map[string][]string
 	admin   *http.Client
-	mu      sync.Mutex
 	clients map[string]*http.Client
 	cache   map[probeMode]map[cellKey]probeResult
 	users   map[string]kubernetes.Interface
