@@ -122,14 +122,19 @@ func targetProgress(r TargetResult) Progress {
 }
 
 func imageChange(from, to Image) string {
-	f, t := ShortDigest(from.Digest), ShortDigest(to.Digest)
-	if f == "" {
-		f = "(none)"
+	return shortImage(from, "(none)") + " → " + shortImage(to, "(unknown)")
+}
+
+// shortImage shows an image by its short digest, else by its reference
+// (workloads that run tag references have no digest), else as missing.
+func shortImage(i Image, missing string) string {
+	switch {
+	case i.Digest != "":
+		return ShortDigest(i.Digest)
+	case i.Ref != "":
+		return i.Ref
 	}
-	if t == "" {
-		t = "(unknown)"
-	}
-	return f + " → " + t
+	return missing
 }
 
 func failed(t Target, format string, args ...any) TargetResult {

@@ -374,10 +374,14 @@ func (e evaluator) deployment(w *followed, d *appsv1.Deployment) state {
 		} else {
 			st.message = fmt.Sprintf("waiting for the image trigger to set %s", ShortDigest(w.digest))
 		}
+		st.updated = 0 // the template does not name the new image yet
 		return st
 	}
 	if d.Status.ObservedGeneration < d.Generation {
 		st.message = "waiting for the deployment controller"
+		// The status still describes the previous template: none of the
+		// replicas counted as updated run the new one yet.
+		st.updated = 0
 		return st
 	}
 	for _, c := range d.Status.Conditions {
@@ -418,10 +422,14 @@ func (e evaluator) statefulSet(w *followed, sts *appsv1.StatefulSet, now time.Ti
 		} else {
 			st.message = fmt.Sprintf("waiting for the image trigger to set %s", ShortDigest(w.digest))
 		}
+		st.updated = 0 // the template does not name the new image yet
 		return st
 	}
 	if sts.Status.ObservedGeneration < sts.Generation || sts.Status.UpdateRevision == "" {
 		st.message = "waiting for the statefulset controller"
+		// The status still describes the previous template: none of the
+		// replicas counted as updated run the new one yet.
+		st.updated = 0
 		return st
 	}
 	all, err := e.selectedPods(sts.Spec.Selector)
