@@ -353,31 +353,45 @@ func didYouMean(word string, candidates []string) string {
 	return ""
 }
 
-// Suggest returns the candidate closest to word (case-insensitive edit
-// distance of 1 for words up to 3 letters, 2 up to 8, then a quarter of the
-// word), or "" when none is close.
+// Suggest returns the candidate closest to word, or "" when none is close
+// enough to be a likely typo: a case-insensitive edit distance of at most 2
+// (or a third of a long word), or word being the start of exactly one
+// candidate. Config validation and the command parser both use it, so a
+// typo gets the same "did you mean" everywhere.
 func Suggest(word string, candidates []string) string {
-	best, bestDist := "", -1
 	w := strings.ToLower(word)
-	limit := 1
-	switch {
-	case len(w) > 8:
-		limit = len(w) / 4
-	case len(w) > 3:
-		limit = 2
+	if w == "" {
+		return ""
 	}
+	best, bestDist := "", -1
+	limit := max(2, len([]rune(w))/3)
+	var prefixed []string
 	for _, c := range candidates {
-		d := editDistance(w, strings.ToLower(c))
+		lc := strings.ToLower(c)
+		if len(w) >= 3 && strings.HasPrefix(lc, w) {
+			prefixed = append(prefixed, c)
+		}
+		d := editDistance(w, lc)
 		if d <= limit && (bestDist < 0 || d < bestDist) {
 			best, bestDist = c, d
 		}
 	}
+	if best == "" && len(prefixed) == 1 {
+		return prefixed[0]
+	}
 	return best
 }
+
+// maxWord bounds the words compared for suggestions; longer ones are not
+// typos, and chat input must not buy quadratic work.
+const maxWord = 64
 
 // editDistance is the Levenshtein distance of a and b, in runes.
 func editDistance(a, b string) int {
 	ra, rb := []rune(a), []rune(b)
+	if len(ra) > maxWord || len(rb) > maxWord {
+		return max(len(ra), len(rb))
+	}
 	prev := make([]int, len(rb)+1)
 	cur := make([]int, len(rb)+1)
 	for j := range prev {
