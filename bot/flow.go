@@ -441,6 +441,10 @@ func (b *Bot) execute(ctx context.Context, id string) {
 		b.log.Error("recording the outcome", "request", id, "err", err)
 	}
 	b.refresh(ctx, id)
+	// The final message shows the progress; nothing renders it again.
+	b.mu.Lock()
+	delete(b.progress, id)
+	b.mu.Unlock()
 }
 
 func failureSummary(res cluster.Result) string {
