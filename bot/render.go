@@ -30,6 +30,17 @@ func (b *Bot) progressFor(id string) *progressLog {
 	return p
 }
 
+// progressLines returns the live progress of a request that is executing.
+func (b *Bot) progressLines(id string) []string {
+	b.mu.Lock()
+	p, ok := b.progress[id]
+	b.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	return p.snapshot()
+}
+
 func (p *progressLog) add(ev cluster.Progress) {
 	key, line := progressLine(ev)
 	p.mu.Lock()
@@ -105,7 +116,7 @@ func (b *Bot) renderRequest(r *store.Request) Reply {
 		people = append(people, strings.ToUpper(line[:1])+line[1:])
 	}
 	out.Sections = append(out.Sections, commands.Section{Lines: people})
-	if lines := b.progressFor(r.ID).snapshot(); len(lines) > 0 {
+	if lines := b.progressLines(r.ID); len(lines) > 0 {
 		out.Sections = append(out.Sections, commands.Section{Heading: "Progress", Lines: lines, Pre: true})
 	}
 	switch r.State {
