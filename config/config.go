@@ -25,6 +25,32 @@ type Config struct {
 	Execution string `json:"execution,omitempty"`
 	// Store selects where requests, approvals and audit records live.
 	Store Store `json:"store,omitempty"`
+	// Slack configures the Slack platform of `deploybot serve`; secrets come
+	// from the environment, never from this file.
+	Slack *Slack `json:"slack,omitempty"`
+	// Discord configures the Discord platform of `deploybot serve`.
+	Discord *Discord `json:"discord,omitempty"`
+}
+
+// Slack is the Slack platform's configuration.
+type Slack struct {
+	// Mode is "http" (slash commands and interactions posted to
+	// /slack/commands and /slack/interactions) or "socket" (Socket Mode).
+	Mode string `json:"mode,omitempty"`
+	// APIURL overrides the Slack Web API base URL (also $SLACK_API_URL).
+	APIURL string `json:"apiURL,omitempty"`
+}
+
+// Discord is the Discord platform's configuration.
+type Discord struct {
+	// Prefix starts a message command; default "!deploy".
+	Prefix string `json:"prefix,omitempty"`
+	// Guilds are the guild IDs the bot listens in and registers /deploy in.
+	Guilds []string `json:"guilds,omitempty"`
+	// Channels, when set, restrict message commands to these channel IDs.
+	Channels []string `json:"channels,omitempty"`
+	// APIURL overrides Discord's REST API base URL.
+	APIURL string `json:"apiURL,omitempty"`
 }
 
 // Environment is one deploy target: a namespace on a cluster.

@@ -48,6 +48,7 @@ const usage = `usage: deploybot <command> [flags]
 
 commands:
   chat      the terminal chat (--demo for the built-in demo cluster)
+  serve     the chat platforms (Slack, Discord) over HTTP and their own connections
   version   print the version
 `
 
@@ -59,6 +60,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	switch args[0] {
 	case "chat":
 		return chat(ctx, args[1:], stdin, stdout, stderr)
+	case "serve":
+		return serve(ctx, args[1:], os.Getenv, stdout, stderr, nil)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "deploybot", buildVersion())
 		return nil

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/deploybot/deploybot/bot"
+	"github.com/deploybot/deploybot/config"
+)
+
+// adapter is a chat platform as `serve` runs it: a bot.Platform that may
+// serve HTTP endpoints and may hold a connection of its own (Socket Mode, the
+// Discord gateway).
+type adapter interface {
+	bot.Platform
+	// Routes registers the adapter's HTTP endpoints.
+	Routes(mux *http.ServeMux)
+	// Run holds the adapter's own connection until ctx ends; adapters that
+	// only serve HTTP return nil at once.
+	Run(ctx context.Context) error
+}
+
+// adapterEnv is what building an adapter may use.
+type adapterEnv struct {
+	cfg    *config.Config
+	bot    *bot.Bot
+	log    *slog.Logger
+	getenv func(string) string
+	demo   bool
+}
+
+// adapters is the explicit table of chat platforms `serve` can run. Each
+// builder returns nil when its platform is not configured (no secrets in the
+// environment). Adding a platform is one folder under bot/ and one row here.
+var adapters = []struct {
+	name  string
+	build func(adapterEnv) (adapter, error)
+}{}
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready chan<- string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "configuration file (YAML)")
+	useDemo := fs.Bool("demo", false, "run against the built-in demo cluster (examples/packit.yaml unless --config is given)")
+	listen := fs.String("listen", ":8080", "address of the HTTP endpoints (Slack, Discord, health)")
+	statePath := fs.String("state", "", "state file (default: a temporary one with --demo, else $XDG_STATE_HOME/deploybot/state.json)")
+	tick := fs.Duration("demo-tick", 0, "how long one demo pod takes to become ready")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error (JSON logs on stderr)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	s, err := build(ctx, *configPath, *useDemo, *statePath, *tick)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	opts, err := s.botOptions()
+	if err != nil {
+		return err
+	}
+	b := bot.New(s.cfg, s.set, s.checker, s.store, s.set, append(opts, bot.WithLogger(logger))...)
+	defer b.Close()
+	go sweep(ctx, b, logger)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	env := adapterEnv{cfg: s.cfg, bot: b, log: logger, getenv: getenv, demo: *useDemo}
+	var running []adapter
+	for _, a := range adapters {
+		ad, err := a.build(env)
+		if err != nil {
+			return fmt.Errorf("setting up %s: %w", a.name, err)
+		}
+		if ad == nil {
+			logger.Info("platform not configured", "platform", a.name)
+			continue
+		}
+		b.AddPlatform(ad)
+		ad.Routes(mux)
+		running = append(running, ad)
+	}
+	if len(running) == 0 {
+		return errors.New("no chat platform is configured: set SLACK_SIGNING_SECRET (Slack) or DISCORD_PUBLIC_KEY / DISCORD_BOT_TOKEN (Discord); see README")
+	}
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", *listen, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	errs := make(chan error, len(running)+1)
+	go func() { errs <- srv.Serve(ln) }()
+	for _, ad := range running {
+		go func() {
+			if err := ad.Run(ctx); err != nil {
+				errs <- fmt.Errorf("%s: %w", ad.Name(), err)
+			}
+		}()
+	}
+	logger.Info("serving", "addr", ln.Addr().String())
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errs:
+		if !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("stopping", "err", err)
+			shutdown(srv)
+			return err
+		}
+	}
+	shutdown(srv)
+	return nil
+}
+
+// shutdown stops accepting requests and lets in-flight acks finish.
+func shutdown(srv *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(ctx)
+}
