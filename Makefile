@@ -20,10 +20,11 @@ demo: build
 test: lint unit fuzz-brief
 
 # The real-control-plane tests need etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl and kwok: built once from pinned modules (hack/tools) into
+# kube-scheduler, kubectl and kwok (and the chart tests the Helm CLI): built once from pinned modules (hack/tools) into
 # $${XDG_CACHE_HOME:-~/.cache}/deploybot/controlplane, ~9 minutes cold, instant after.
 controlplane:
 	@bash hack/controlplane/build.sh >/dev/null
+	@bash hack/helm.sh version >/dev/null
 
 unit: controlplane
 	DEPLOYBOT_CONTROLPLANE_BIN="$$(bash hack/controlplane/build.sh | tail -n1)" $(GO) test -count=1 -timeout 30m ./...

@@ -33,6 +33,7 @@ type Bot struct {
 	// (execution: impersonate); exec is used otherwise.
 	executorFor func(requester store.Person) (Executor, error)
 	log         *slog.Logger
+	metrics     Metrics
 	platforms   map[string]Platform
 	// rolloutDeadline bounds how long a rollout is followed.
 	rolloutDeadline time.Duration
@@ -43,6 +44,9 @@ type Bot struct {
 
 	mu       sync.Mutex
 	progress map[string]*progressLog
+
+	// rep is this replica's name, clock, heartbeat and schedule identity (leader.go).
+	rep *replica
 }
 
 // Option configures a Bot.
@@ -77,11 +81,13 @@ func New(cfg *config.Config, cl commands.Cluster, access commands.Access, st sto
 		store:           st,
 		exec:            exec,
 		log:             slog.Default(),
+		metrics:         noMetrics{},
 		platforms:       map[string]Platform{},
 		rolloutDeadline: 10 * time.Minute,
 		ctx:             ctx,
 		cancel:          cancel,
 		progress:        map[string]*progressLog{},
+		rep:             newReplica(),
 	}
 	for _, o := range opts {
 		o(b)
@@ -119,14 +125,23 @@ func (b *Bot) background(fn func(ctx context.Context)) {
 
 // Handle takes one inbound request to its reply. It returns an error only
 // when replying itself failed; everything the user did wrong is a reply.
-func (b *Bot) Handle(ctx context.Context, req Request, resp Responder) error {
+func (b *Bot) Handle(ctx context.Context, req Request, resp Responder) (err error) {
+	ctx = withEvent(ctx, eventID(req))
+	rec := &outcomeResponder{Responder: resp}
+	resp = rec
+	command := "none" // until the text is parsed
+	if req.Action != nil {
+		command = string(req.Action.Kind)
+	}
+	defer func() { b.metrics.Request(req.Platform, command, rec.result(err)) }()
 	if req.DedupeKey != "" {
 		first, err := b.store.Once(ctx, "event/"+req.Platform+"/"+req.DedupeKey, 24*time.Hour)
 		if err != nil {
 			return b.fail(ctx, resp, "checking for a redelivered event", err)
 		}
 		if !first {
-			b.log.Info("ignoring redelivered event", "platform", req.Platform, "key", req.DedupeKey)
+			b.logFor(ctx).Info("ignoring redelivered event", "platform", req.Platform)
+			markOutcome(resp, OutcomeDuplicate)
 			return nil
 		}
 	}
@@ -137,13 +152,19 @@ func (b *Bot) Handle(ctx context.Context, req Request, resp Responder) error {
 	res := commands.Parse(b.cfg, commands.Input{Text: req.Text, ChannelEnv: caller.ChannelEnv})
 	switch res.Kind {
 	case commands.Ignore:
+		markOutcome(resp, OutcomeIgnored)
 		return nil
 	case commands.ReplyKind:
+		command = replyCommand(req.Text, res.Reply)
+		if command != "help" {
+			markOutcome(resp, OutcomeInvalid)
+		}
 		return resp.Respond(ctx, Reply{Output: res.Reply})
 	}
 	cmd := res.Command
+	command = cmd.Name
 	spec, _ := commands.Lookup(cmd.Name)
-	b.log.Info("command", "platform", req.Platform, "user", req.User.ID, "k8sUser", caller.User, "command", cmd.Name, "text", req.Text)
+	b.logFor(ctx).Info("command", "platform", req.Platform, "user", req.User.ID, "k8sUser", caller.User, "command", cmd.Name, "text", req.Text)
 	switch {
 	case spec.Flow:
 		return b.handleFlow(ctx, req, caller, cmd, resp)
@@ -181,6 +202,7 @@ func person(c commands.Caller) store.Person {
 
 // refuse answers the sender privately; a refusal changes nothing.
 func (b *Bot) refuse(ctx context.Context, resp Responder, format string, args ...any) error {
+	markOutcome(resp, OutcomeRefused)
 	return resp.Respond(ctx, Reply{Output: commands.Output{Private: true, Sections: []commands.Section{{Lines: []string{fmt.Sprintf(format, args...)}}}}})
 }
 
@@ -188,6 +210,7 @@ func (b *Bot) refuse(ctx context.Context, resp Responder, format string, args ..
 func (b *Bot) fail(ctx context.Context, resp Responder, doing string, err error) error {
 	var ue *commands.UserError
 	if errors.As(err, &ue) {
+		markOutcome(resp, OutcomeInvalid)
 		out := ue.Output
 		out.Private = true
 		return resp.Respond(ctx, Reply{Output: out})
@@ -203,7 +226,8 @@ func (b *Bot) fail(ctx context.Context, resp Responder, doing string, err error)
 	if errors.Is(err, store.ErrNotFound) {
 		return b.refuse(ctx, resp, "There is no such request. `pending` lists the open ones.")
 	}
-	b.log.Error(doing, "err", err)
+	b.logFor(ctx).Error(doing, "err", err)
+	markOutcome(resp, OutcomeError)
 	return b.refuse(ctx, resp, "Something went wrong while %s: %v", doing, err)
 }
 

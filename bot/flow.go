@@ -102,6 +102,8 @@ func (b *Bot) handleAction(ctx context.Context, req Request, caller commands.Cal
 		return b.deny(ctx, caller, id, "", resp)
 	case ActionCancel:
 		return b.cancelRequest(ctx, caller, id, resp)
+	case ActionSkip:
+		return b.skipButton(ctx, req, caller, id, resp)
 	}
 	return b.refuse(ctx, resp, "Unknown button %q.", req.Action.Kind)
 }
@@ -114,6 +116,9 @@ func (b *Bot) handleFlow(ctx context.Context, req Request, caller commands.Calle
 	case "audit":
 		return b.auditLog(ctx, cmd.N, resp)
 	case "schedule":
+		if cmd.Sub == commands.ScheduleSkip {
+			return b.skipCommand(ctx, req, caller, cmd, resp)
+		}
 		return b.schedule(ctx, caller, cmd, resp)
 	}
 	if caller.User == "" {
@@ -392,7 +397,7 @@ func (b *Bot) audit(ctx context.Context, r *store.Request, actor, action string,
 	if err := b.store.Record(ctx, e); err != nil {
 		b.log.Error("recording audit event", "request", r.ID, "err", err)
 	}
-	b.log.Info("audit", "request", r.ID, "actor", actor, "action", action, "from", string(from), "to", string(to),
+	b.logFor(ctx).Info("audit", "request", r.ID, "actor", actor, "action", action, "from", string(from), "to", string(to),
 		"env", r.Plan.Env, "planHash", r.PlanHash, "outcome", outcome)
 }
 
@@ -404,25 +409,37 @@ func (b *Bot) startExecution(id string) {
 }
 
 func (b *Bot) execute(ctx context.Context, id string) {
-	r, err := b.transition(ctx, id, "deploybot", "execute", func(r *store.Request) error { return store.Transition(r, store.Executing) })
+	r, err := b.transition(ctx, id, "deploybot", "execute", func(r *store.Request) error {
+		if err := store.Transition(r, store.Executing); err != nil {
+			return err
+		}
+		b.claimExecution(r)
+		return nil
+	})
 	if err != nil {
 		b.log.Info("not executing", "request", id, "reason", err)
 		return
 	}
+	execCtx, stopHeartbeat := b.heartbeat(ctx, id)
+	defer stopHeartbeat()
 	b.refresh(ctx, id)
 	report := func(p cluster.Progress) {
 		b.progressFor(id).add(p)
+		b.recordTarget(ctx, id, p)
 		b.refresh(ctx, id)
 	}
 	exec := b.exec
 	var result cluster.Result
 	var execErr error
-	if b.executorFor != nil {
+	if b.executorFor != nil && r.Requester.Platform != SchedulePlatform {
 		exec, execErr = b.executorFor(r.Requester)
 	}
+	var followed time.Duration
 	if execErr == nil {
-		result, execErr = exec.Execute(ctx, r.Plan, report)
-		result.Rollouts = exec.Follow(ctx, r.Plan, result, b.rolloutDeadline, report)
+		result, execErr = exec.Execute(execCtx, r.Plan, report)
+		start := time.Now()
+		result.Rollouts = exec.Follow(execCtx, r.Plan, result, b.rolloutDeadline, report)
+		followed = time.Since(start)
 	}
 	final, reason := store.Succeeded, ""
 	if execErr != nil {
@@ -430,12 +447,11 @@ func (b *Bot) execute(ctx context.Context, id string) {
 	} else if result.Failed() {
 		final, reason = store.Failed, failureSummary(result)
 	}
+	if len(result.Rollouts) > 0 {
+		b.metrics.Rollout(r.Plan.Env, string(r.Plan.Action), string(final), followed)
+	}
 	_, err = b.transition(ctx, id, "deploybot", "finish", func(r *store.Request) error {
-		r.Result = &result
-		if reason != "" {
-			r.Reason = reason
-		}
-		return store.Transition(r, final)
+		return b.finish(r, result, final, reason)
 	})
 	if err != nil {
 		b.log.Error("recording the outcome", "request", id, "err", err)
@@ -462,8 +478,12 @@ func failureSummary(res cluster.Result) string {
 	return strings.Join(parts, "; ")
 }
 
-// Sweep expires requests whose approval window has passed.
+// Sweep expires requests whose approval window has passed and reports
+// executions whose replica died.
 func (b *Bot) Sweep(ctx context.Context) error {
+	if err := b.recoverExecutions(ctx); err != nil {
+		return err
+	}
 	open, err := b.store.List(ctx, store.ListOptions{States: []store.State{store.AwaitingConfirm, store.AwaitingApproval, store.Approved}})
 	if err != nil {
 		return fmt.Errorf("listing open requests: %w", err)

@@ -42,6 +42,9 @@ const (
 	ActionCancel  ActionKind = "cancel"
 	ActionApprove ActionKind = "approve"
 	ActionDeny    ActionKind = "deny"
+	// ActionSkip skips the next run of a scheduled import; its RequestID is
+	// the ID that run's request will have.
+	ActionSkip ActionKind = "skip"
 )
 
 // Action is a button press.
@@ -58,6 +61,10 @@ type Reply struct {
 	// update one message in place.
 	RequestID string
 	Buttons   []Button
+	// Final is set on a request message whose request reached a terminal
+	// state: nothing will update it again, so adapters that must ration
+	// updates (Slack's response_url allows five) keep one for it.
+	Final bool
 }
 
 // Button is one button of a request message. It carries only the request ID;

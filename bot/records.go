@@ -94,6 +94,7 @@ func (b *Bot) schedule(ctx context.Context, caller commands.Caller, cmd commands
 				line += " until " + p.Until.In(loc).Format("Mon 2006-01-02 15:04 MST")
 			}
 		}
+		line += b.scheduleNotes(ctx, env, sched.Next(now))
 		lines = append(lines, line)
 	}
 	return resp.Respond(ctx, Reply{Output: commands.Output{Title: "Scheduled imports", Sections: []commands.Section{{Lines: lines, Pre: true}}}})

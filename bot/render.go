@@ -133,7 +133,7 @@ func (b *Bot) renderRequest(r *store.Request) Reply {
 	case store.AwaitingApproval:
 		out.Sections = append(out.Sections, commands.Section{Lines: []string{fmt.Sprintf("Someone else with access to %s: `approve #%s` or `deny #%s [reason]`.", r.Plan.Env, r.ID, r.ID)}})
 	}
-	return Reply{Output: out, RequestID: r.ID, Buttons: buttons(r)}
+	return Reply{Output: out, RequestID: r.ID, Buttons: buttons(r), Final: r.State.Terminal()}
 }
 
 func outcomeText(r *store.Request) string {
@@ -203,6 +203,7 @@ func (b *Bot) post(ctx context.Context, platform, channel string, r *store.Reque
 	}
 	ref, err := p.Post(ctx, channel, b.renderRequest(r))
 	if err != nil {
+		b.metrics.PlatformError(platform, "post")
 		b.log.Error("posting request message", "request", r.ID, "err", err)
 		return
 	}
@@ -230,6 +231,7 @@ func (b *Bot) refresh(ctx context.Context, id string) {
 			continue
 		}
 		if err := p.Update(ctx, ref, reply); err != nil {
+			b.metrics.PlatformError(ref.Platform, "update")
 			b.log.Error("updating request message", "request", id, "platform", ref.Platform, "err", err)
 		}
 	}

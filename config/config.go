@@ -77,6 +77,24 @@ type Environment struct {
 	TimeZone string `json:"timeZone,omitempty"`
 	// Channels, when set, restrict mutating commands for this env to these channels.
 	Channels []string `json:"channels,omitempty"`
+	// Channel is where the scheduled imports of this env are announced: the
+	// heads-up, the run's request message, skipped and missed runs.
+	Channel *ChannelRef `json:"channel,omitempty"`
+	// ScheduleHeadsUp is how long before a scheduled import a heads-up with a
+	// Skip button is posted to Channel; zero posts none.
+	ScheduleHeadsUp Duration `json:"scheduleHeadsUp,omitempty"`
+	// AutoApproveScheduled approves scheduled imports by themselves; without
+	// it they wait for Approvals.Count approvals like any request.
+	AutoApproveScheduled bool `json:"autoApproveScheduled,omitempty"`
+	// CatchUp runs a scheduled import that was missed while no replica was
+	// up, once, when one is up again; without it the miss is only reported.
+	CatchUp bool `json:"catchUp,omitempty"`
+}
+
+// ChannelRef is one chat channel on one platform.
+type ChannelRef struct {
+	Platform string `json:"platform"`
+	ID       string `json:"id"`
 }
 
 // Approvals is the approval policy of an environment.
@@ -140,6 +158,23 @@ type Store struct {
 	Backend string `json:"backend,omitempty"`
 	// Path of the file store.
 	Path string `json:"path,omitempty"`
+	// Namespace of the kubernetes backend's ConfigMaps and leader Lease;
+	// default: the namespace the bot's pod runs in.
+	Namespace string `json:"namespace,omitempty"`
+	// Retention bounds how long and how many finished requests and audit
+	// records the kubernetes backend keeps; zero fields take the defaults.
+	Retention Retention `json:"retention,omitempty"`
+}
+
+// Retention bounds the records a store keeps.
+type Retention struct {
+	// Age is how long finished requests (and, in the kubernetes backend,
+	// audit records) are kept; default 720h (30 days).
+	Age Duration `json:"age,omitempty"`
+	// Requests is how many finished requests are kept at most.
+	Requests int `json:"requests,omitempty"`
+	// AuditEvents is how many audit records the kubernetes backend keeps at most.
+	AuditEvents int `json:"auditEvents,omitempty"`
 }
 
 // Duration is a time.Duration written as "30m", "1h".

@@ -385,7 +385,7 @@ func TestValidate(t *testing.T) {
 				c.Identities.Groups = []GroupMapping{
 					{Platform: "slack", ID: "S1", Groups: []string{"packit-admins"}},
 					{Platform: "slack", ID: "S1", Groups: []string{"x"}},
-					{Platform: "discord", ID: "R1"},
+					{Platform: "discord", ID: "998877665544332211"},
 				}
 			},
 			want: []string{

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -148,6 +149,11 @@ func (c *Config) Validate() error {
 	default:
 		ps.add("store.backend", "%q is not one of file, kubernetes", c.Store.Backend)
 	}
+
+	validateScheduling(&ps, c)
+	validateStore(&ps, c.Store)
+	validateDiscord(&ps, c)
+	validateSlack(&ps, c)
 
 	if len(ps) == 0 {
 		return nil
@@ -410,3 +416,53 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(rb)]
 }
+
+// slackID is a Slack ID: workspace T…, user U… or W…, channel C…/G…/D…,
+// user group S…, upper-case letters and digits.
+var slackID = regexp.MustCompile(`^[A-Z][A-Z0-9]{1,31}$`)
+
+// validateSlack checks the slack section and every Slack ID the config
+// names elsewhere, so a user ID without its workspace or a group's @handle
+// is found at start-up instead of as a user who is silently unmapped.
+// Secrets have no field here: they come from SLACK_* environment variables.
+func validateSlack(ps *problems, c *Config) {
+	if s := c.Slack; s != nil {
+		switch s.Mode {
+		case "", "http", "socket":
+		default:
+			ps.add("slack.mode", "%q is not one of http, socket%s", s.Mode, didYouMean(s.Mode, []string{"http", "socket"}))
+		}
+		if s.APIURL != "" {
+			u, err := url.Parse(s.APIURL)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+				ps.add("slack.apiURL", "%q is not an http(s) URL; it stands in for https://slack.com/api/, e.g. http://127.0.0.1:9999/api/", s.APIURL)
+			}
+		}
+	}
+	for i, u := range c.Identities.Users {
+		if u.Platform != "slack" || u.ID == "" {
+			continue
+		}
+		team, user, scoped := strings.Cut(u.ID, "/")
+		if !scoped || !slackID.MatchString(team) || !slackID.MatchString(user) {
+			ps.add(fmt.Sprintf("identities.users[%d].id", i), "%q is not TEAM/USER: Slack user IDs are scoped by workspace, e.g. T0123ABCD/U0456EFGH (the member ID from the user's profile, after the workspace ID)", u.ID)
+		}
+	}
+	for i, g := range c.Identities.Groups {
+		if g.Platform == "slack" && g.ID != "" && !slackID.MatchString(g.ID) {
+			ps.add(fmt.Sprintf("identities.groups[%d].id", i), "%q is not a Slack user group ID: write its ID (e.g. S0789IJKL), not its @handle or name", g.ID)
+		}
+	}
+	for i, ch := range c.Channels {
+		if ch.Platform == "slack" && ch.ID != "" && !slackID.MatchString(ch.ID) {
+			ps.add(fmt.Sprintf("channels[%d].id", i), slackChannelProblem, ch.ID)
+		}
+	}
+	for i, e := range c.Environments {
+		if ch := e.Channel; ch != nil && ch.Platform == "slack" && ch.ID != "" && !slackID.MatchString(ch.ID) {
+			ps.add(fmt.Sprintf("environments[%d].channel.id", i), slackChannelProblem, ch.ID)
+		}
+	}
+}
+
+const slackChannelProblem = "%q is not a Slack channel ID: write its ID (e.g. C0123DEPLOY, from the channel's details), not its #name"

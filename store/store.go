@@ -75,6 +75,14 @@ type Request struct {
 	Messages  []MessageRef    `json:"messages,omitempty"`
 	// Locks are the "env/service" keys this request holds while not terminal.
 	Locks []string `json:"locks,omitempty"`
+	// Executor is the replica that moved the request to Executing; with
+	// Heartbeat it tells the other replicas whether it is still at it.
+	Executor string `json:"executor,omitempty"`
+	// Heartbeat is when the executor last said it was still executing.
+	Heartbeat time.Time `json:"heartbeat,omitzero"`
+	// Done are the per-target results recorded as each target finished, so
+	// that a request whose executor died can say what was done and what not.
+	Done []cluster.TargetResult `json:"done,omitempty"`
 }
 
 // AuditEvent is one recorded transition.

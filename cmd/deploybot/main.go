@@ -152,6 +152,13 @@ func build(ctx context.Context, configPath string, useDemo bool, statePath strin
 	s.set = cluster.NewSet(envs)
 	s.checker = auth.NewChecker(kube)
 
+	// In a cluster (or by config) the state lives in ConfigMaps (state.go).
+	if ks, err := kubeStore(ctx, s.cfg, useDemo, statePath); err != nil {
+		return nil, err
+	} else if ks != nil {
+		s.store = ks
+		return &s, nil
+	}
 	if statePath == "" {
 		statePath = s.cfg.Store.Path
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/deploybot/deploybot/bot"
@@ -42,7 +43,10 @@ type adapterEnv struct {
 var adapters = []struct {
 	name  string
 	build func(adapterEnv) (adapter, error)
-}{}
+}{
+	{"discord", newDiscordAdapter},
+	{"slack", newSlackAdapter},
+}
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready chan<- string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -71,12 +75,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	b := bot.New(s.cfg, s.set, s.checker, s.store, s.set, append(opts, bot.WithLogger(logger))...)
+	opts = append(opts, s.replicaOptions(ctx, logger)...)
+	reg := s.newMetrics()
+	b := bot.New(s.cfg, s.set, s.checker, s.store, s.set, append(opts, bot.WithLogger(logger), bot.WithMetrics(reg))...)
 	defer b.Close()
-	go sweep(ctx, b, logger)
+	defer s.startDuties(ctx, b, logger)() // state.go: recovery, leader election, scheduler, sweeper
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	s.opsRoutes(mux, reg, logger)
 	env := adapterEnv{cfg: s.cfg, bot: b, log: logger, getenv: getenv, demo: *useDemo}
 	var running []adapter
 	for _, a := range adapters {
@@ -103,9 +110,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	errs := make(chan error, len(running)+1)
 	go func() { errs <- srv.Serve(ln) }()
+	// Adapters get their own context: on the way out the HTTP server stops
+	// first (in-flight acks finish and enqueue), then the adapters drain what
+	// they queued and deliver pending message updates before serve returns.
+	runCtx, stopAdapters := context.WithCancel(context.Background())
+	var adaptersDone sync.WaitGroup
 	for _, ad := range running {
+		adaptersDone.Add(1)
 		go func() {
-			if err := ad.Run(ctx); err != nil {
+			defer adaptersDone.Done()
+			if err := ad.Run(runCtx); err != nil {
 				errs <- fmt.Errorf("%s: %w", ad.Name(), err)
 			}
 		}()
@@ -114,17 +128,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
+	var failure error
 	select {
 	case <-ctx.Done():
 	case err := <-errs:
 		if !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("stopping", "err", err)
-			shutdown(srv)
-			return err
+			failure = err
 		}
 	}
 	shutdown(srv)
-	return nil
+	stopAdapters()
+	adaptersDone.Wait()
+	return failure
 }
 
 // shutdown stops accepting requests and lets in-flight acks finish.

@@ -1,0 +1,807 @@
+package bot_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/deploybot/deploybot/auth"
+	"github.com/deploybot/deploybot/bot"
+	"github.com/deploybot/deploybot/bot/terminal"
+	"github.com/deploybot/deploybot/cluster"
+	"github.com/deploybot/deploybot/cluster/demo"
+	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/examples"
+	"github.com/deploybot/deploybot/store"
+)
+
+// fakeClock is a bot.Clock whose time only the test moves; moving it fires
+// the timers that are due, so scheduled runs happen without sleeping.
+type fakeClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	waiters []clockWaiter
+}
+
+type clockWaiter struct {
+	at time.Time
+	ch chan time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	if d <= 0 {
+		ch <- c.now
+		return ch
+	}
+	c.waiters = append(c.waiters, clockWaiter{at: c.now.Add(d), ch: ch})
+	return ch
+}
+
+func (c *fakeClock) Until(t time.Time) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	if !t.After(c.now) {
+		ch <- c.now
+		return ch
+	}
+	c.waiters = append(c.waiters, clockWaiter{at: t, ch: ch})
+	return ch
+}
+
+// Set moves the clock to t and fires every timer due by then.
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+	c.waiters = slices.DeleteFunc(c.waiters, func(w clockWaiter) bool {
+		if w.at.After(t) {
+			return false
+		}
+		w.ch <- t
+		return true
+	})
+}
+
+func (c *fakeClock) Add(d time.Duration) { c.Set(c.Now().Add(d)) }
+
+// sleepers is how many timers are pending.
+func (c *fakeClock) sleepers() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.waiters)
+}
+
+// schedHarness is the bot on the demo cluster with prod's schedule
+// ("0 2 * * 2" UTC) announced in the terminal channel prod-deploys, a fake
+// clock and any number of replicas sharing one store.
+type schedHarness struct {
+	t        *testing.T
+	cfg      *config.Config
+	demo     *demo.Cluster
+	set      *cluster.Set
+	checker  *auth.Checker
+	store    store.Store
+	platform *recorder
+	exec     *countingExecutor
+	clock    *fakeClock
+	// run is prod's first scheduled run after the clock's start.
+	run time.Time
+}
+
+const prodChannel = "prod-deploys"
+
+func newSchedHarness(t *testing.T, mutate func(prod *config.Environment)) *schedHarness {
+	t.Helper()
+	cfg, err := config.Parse(examples.Packit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod, _ := cfg.Env("prod")
+	prod.Channel = &config.ChannelRef{Platform: terminal.Name, ID: prodChannel}
+	prod.ScheduleHeadsUp = config.Duration{Duration: 30 * time.Minute}
+	if mutate != nil {
+		mutate(prod)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	h := &schedHarness{t: t, cfg: cfg, store: store.NewMemory(), platform: &recorder{},
+		clock: &fakeClock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}}
+	s, err := prod.Cron()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.run = s.Next(h.clock.Now())
+	h.demo, err = demo.New(cfg, demo.WithTick(5*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := h.demo.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); h.demo.Stop() })
+	envs := h.demo.EnvClients()
+	kube := map[string]kubernetes.Interface{}
+	for name, ec := range envs {
+		kube[name] = ec.Kube
+	}
+	h.set = cluster.NewSet(envs)
+	h.checker = auth.NewChecker(kube)
+	h.exec = &countingExecutor{inner: h.set}
+	// The schedule runs as the bot's service account, which may import
+	// into prod like a deployer.
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "deploybot-deployer", Namespace: prod.Namespace},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "system:serviceaccount:deploybot:deploybot"}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "deploybot-demo-deployer"},
+	}
+	if _, err := h.demo.Kube("prod").RbacV1().RoleBindings(prod.Namespace).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// replica builds one bot replica on the shared store, cluster and clock.
+func (h *schedHarness) replica(name string, exec bot.Executor, opts ...bot.Option) *bot.Bot {
+	if exec == nil {
+		exec = h.exec
+	}
+	b := bot.New(h.cfg, h.set, h.checker, h.store, exec, append([]bot.Option{
+		bot.WithTimeSource(h.clock), bot.WithPlatform(h.platform), bot.WithReplicaName(name),
+		bot.WithScheduleIdentity("system:serviceaccount:deploybot:deploybot", []string{"system:serviceaccounts"}),
+		bot.WithLogger(slog.New(slog.DiscardHandler)), bot.WithRolloutDeadline(20 * time.Second),
+	}, opts...)...)
+	h.t.Cleanup(b.Close)
+	return b
+}
+
+// lead runs b's leader duties until the returned stop is called.
+func (h *schedHarness) lead(b *bot.Bot) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); b.Lead(ctx) }()
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}
+	h.t.Cleanup(stop)
+	return stop
+}
+
+// idle waits until n timers are pending: the leader's loops have done what
+// was due and sleep.
+func (h *schedHarness) idle(n int) {
+	h.t.Helper()
+	eventually(h.t, fmt.Sprintf("%d timers pending", n), func() (bool, string) {
+		got := h.clock.sleepers()
+		return got >= n, fmt.Sprintf("%d pending", got)
+	})
+}
+
+func (h *schedHarness) say(b *bot.Bot, user, text string) string {
+	h.t.Helper()
+	return h.send(b, bot.Request{Platform: terminal.Name, User: bot.ChatUser{ID: user, Name: user}, Channel: terminal.Channel, Text: text})
+}
+
+func (h *schedHarness) click(b *bot.Bot, user string, kind bot.ActionKind, id string) string {
+	h.t.Helper()
+	return h.send(b, bot.Request{Platform: terminal.Name, User: bot.ChatUser{ID: user, Name: user}, Channel: prodChannel,
+		Action: &bot.Action{Kind: kind, RequestID: id}})
+}
+
+func (h *schedHarness) send(b *bot.Bot, req bot.Request) string {
+	h.t.Helper()
+	var r responder
+	if err := b.Handle(context.Background(), req, &r); err != nil {
+		h.t.Fatalf("Handle(%q): %v", req.Text, err)
+	}
+	return r.text()
+}
+
+// announcements are the texts of the posts that show no request.
+func (h *schedHarness) announcements() []string {
+	h.platform.mu.Lock()
+	defer h.platform.mu.Unlock()
+	var out []string
+	for _, p := range h.platform.posts {
+		if p.RequestID == "" {
+			out = append(out, strings.Join(terminal.Render(p.Output), "\n"))
+		}
+	}
+	return out
+}
+
+func (h *schedHarness) announced(substr string) int {
+	n := 0
+	for _, a := range h.announcements() {
+		if strings.Contains(a, substr) {
+			n++
+		}
+	}
+	return n
+}
+
+func (h *schedHarness) request(id string) (*store.Request, bool) {
+	r, err := h.store.Get(context.Background(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, false
+	}
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return r, true
+}
+
+// waitState waits until request id exists and is in one of states.
+func (h *schedHarness) waitState(id string, states ...store.State) *store.Request {
+	h.t.Helper()
+	var r *store.Request
+	eventually(h.t, fmt.Sprintf("#%s in %v", id, states), func() (bool, string) {
+		var ok bool
+		r, ok = h.request(id)
+		if !ok {
+			return false, "no such request"
+		}
+		return slices.Contains(states, r.State), fmt.Sprintf("state %s (%s)", r.State, r.Reason)
+	})
+	return r
+}
+
+// eventually polls cond every few milliseconds for up to 20 seconds.
+func eventually(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: last seen %s", what, detail)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestRunID(t *testing.T) {
+	at := time.Date(2026, 11, 24, 2, 0, 0, 0, time.FixedZone("CET", 3600))
+	tests := []struct {
+		name string
+		env  string
+		want string
+	}{
+		{"short env, in UTC", "prod", "prod-20261124-0100z"},
+		{"long env is hashed", strings.Repeat("e", 63), ""},
+	}
+	for _, tt := range tests {
+		got := bot.RunID(tt.env, at)
+		if tt.want != "" && got != tt.want {
+			t.Errorf("%s: RunID = %q, want %q", tt.name, got, tt.want)
+		}
+		if len(got) > 64 || strings.Trim(got, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+			t.Errorf("%s: RunID %q is not a valid request ID", tt.name, got)
+		}
+	}
+}
+
+// TestScheduledImport: the heads-up comes lead time before the run, with a
+// Skip button; at the run the schedule opens an import under prod's policy,
+// once, which either waits for an approval or approves itself; the outcome
+// is reported in the request's message like any import's.
+func TestScheduledImport(t *testing.T) {
+	tests := []struct {
+		name       string
+		auto       bool
+		wantPolicy string
+		wantAudit  string // the actions on the request, newest first
+	}{
+		{name: "waits for approval", wantPolicy: "It will wait for one approval.",
+			wantAudit: "deploybot:finish deploybot:execute bob:approve system:serviceaccount:deploybot:deploybot:open system:serviceaccount:deploybot:deploybot:plan"},
+		{name: "auto-approved", auto: true, wantPolicy: "approved by the schedule itself",
+			wantAudit: "deploybot:finish deploybot:execute system:serviceaccount:deploybot:deploybot:auto-approve system:serviceaccount:deploybot:deploybot:plan"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newSchedHarness(t, func(e *config.Environment) { e.AutoApproveScheduled = tt.auto })
+			b := h.replica("a", nil)
+			h.lead(b)
+			id := bot.RunID("prod", h.run)
+
+			h.clock.Set(h.run.Add(-31 * time.Minute))
+			h.idle(2)
+			if n := h.announced("Heads-up"); n != 0 {
+				t.Fatalf("%d heads-ups 31 minutes before the run, want none yet", n)
+			}
+			h.clock.Set(h.run.Add(-30 * time.Minute))
+			eventually(t, "the heads-up", func() (bool, string) { return h.announced("Heads-up") == 1, strings.Join(h.announcements(), "\n---\n") })
+			headsUp, _ := h.platform.post(0)
+			if len(headsUp.Buttons) != 1 || headsUp.Buttons[0].Action != bot.ActionSkip || headsUp.Buttons[0].RequestID != id {
+				t.Errorf("heads-up buttons = %+v, want one Skip for %s", headsUp.Buttons, id)
+			}
+			text := h.announcements()[0]
+			for _, want := range []string{"Heads-up: scheduled import of prod at Tue 2026-11-24 02:00 UTC (in 30m)", tt.wantPolicy, "schedule skip prod", "If it ran now"} {
+				if !strings.Contains(text, want) {
+					t.Errorf("heads-up lacks %q:\n%s", want, text)
+				}
+			}
+
+			h.clock.Set(h.run)
+			var r *store.Request
+			if tt.auto {
+				r = h.waitState(id, store.Succeeded, store.Failed)
+			} else {
+				r = h.waitState(id, store.AwaitingApproval)
+				if r.Requester.Platform != bot.SchedulePlatform || r.Requester.Name != "schedule" || r.Requester.User != "system:serviceaccount:deploybot:deploybot" {
+					t.Errorf("requester = %+v, want the schedule as the bot's service account", r.Requester)
+				}
+				eventually(t, "the request's message in "+prodChannel, func() (bool, string) {
+					r, _ = h.request(id)
+					return len(r.Messages) == 1 && r.Messages[0].Channel == prodChannel, fmt.Sprintf("%+v", r.Messages)
+				})
+				if reply := h.say(b, "bob", "approve #"+id); reply != "" {
+					t.Fatalf("approve: %q", reply)
+				}
+				r = h.waitState(id, store.Succeeded, store.Failed)
+			}
+			b.Wait()
+			if r.State != store.Succeeded {
+				t.Fatalf("scheduled import %s: %s", r.State, r.Reason)
+			}
+			if n := h.exec.total(); n != 1 {
+				t.Errorf("executed %d times, want once", n)
+			}
+			final := strings.Join(terminal.Render(h.platform.last(id).Output), "\n")
+			for _, want := range []string{"succeeded", "workloads settled"} {
+				if !strings.Contains(final, want) {
+					t.Errorf("final message lacks %q:\n%s", want, final)
+				}
+			}
+			events, _ := h.store.Audit(context.Background(), 0)
+			var actions []string
+			for _, e := range events {
+				if e.RequestID == id && e.Action != "schedule-heads-up" {
+					actions = append(actions, e.Actor+":"+e.Action)
+				}
+			}
+			if got := strings.Join(actions, " "); got != tt.wantAudit {
+				t.Errorf("audit = %q, want %q", got, tt.wantAudit)
+			}
+
+			// A week later the registry has nothing newer: the run says so
+			// and leaves a finished record.
+			next := bot.RunID("prod", h.run.AddDate(0, 0, 7))
+			h.clock.Set(h.run.AddDate(0, 0, 7))
+			r = h.waitState(next, store.Succeeded)
+			if !strings.Contains(r.Reason, "Nothing to import") {
+				t.Errorf("second run: %s, want nothing to import", r.Reason)
+			}
+			eventually(t, "the nothing-to-import notice", func() (bool, string) {
+				return h.announced("Nothing to import") == 1, strings.Join(h.announcements(), "\n---\n")
+			})
+			if n := h.exec.total(); n != 1 {
+				t.Errorf("executed %d times after a run with nothing to import, want once", n)
+			}
+		})
+	}
+}
+
+// TestScheduleSkip: the next run is skipped by the command or by the
+// heads-up's button, by someone who may import into prod; it then does not
+// happen (nor its heads-up) and the run after it does.
+func TestScheduleSkip(t *testing.T) {
+	tests := []struct {
+		name      string
+		skip      func(h *schedHarness, b *bot.Bot) string
+		wantReply string
+		skipped   bool
+	}{
+		{name: "command", skip: func(h *schedHarness, b *bot.Bot) string { return h.say(b, "alice", "schedule skip prod") },
+			wantReply: "alice skipped the scheduled import of prod at Tue 2026-11-24 02:00 UTC. The next run is at Tue 2026-12-01 02:00 UTC.", skipped: true},
+		{name: "button", skip: func(h *schedHarness, b *bot.Bot) string {
+			return h.click(b, "bob", bot.ActionSkip, bot.RunID("prod", h.run))
+		}, wantReply: "bob skipped the scheduled import of prod at Tue 2026-11-24 02:00 UTC.", skipped: true},
+		{name: "a viewer may not", skip: func(h *schedHarness, b *bot.Bot) string { return h.say(b, "carol", "schedule skip prod") },
+			wantReply: "You cannot skip a run of the schedule of prod: carol may not do this in prod"},
+		{name: "a button of a past run", skip: func(h *schedHarness, b *bot.Bot) string {
+			return h.click(b, "bob", bot.ActionSkip, bot.RunID("prod", h.run.AddDate(0, 0, -7)))
+		}, wantReply: "That scheduled run is no longer the next one"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newSchedHarness(t, nil)
+			b := h.replica("a", nil)
+			h.lead(b)
+			h.idle(2)
+			if reply := tt.skip(h, b); !strings.Contains(reply, tt.wantReply) {
+				t.Fatalf("reply %q, want %q", reply, tt.wantReply)
+			}
+			shown := h.say(b, "carol", "schedule prod")
+			if got := strings.Contains(shown, "that run is SKIPPED by"); got != tt.skipped {
+				t.Errorf("schedule shows skipped = %v, want %v:\n%s", got, tt.skipped, shown)
+			}
+			id := bot.RunID("prod", h.run)
+			h.clock.Set(h.run.Add(-30 * time.Minute))
+			if tt.skipped {
+				h.clock.Set(h.run)
+				h.idle(2)
+				r, ok := h.request(id)
+				if !ok || r.State != store.Cancelled || r.ClosedBy == nil {
+					t.Fatalf("skipped run: %+v, want a cancelled record with who skipped it", r)
+				}
+				if n := h.announced("Heads-up"); n != 0 {
+					t.Errorf("%d heads-ups for a skipped run, want none", n)
+				}
+				if reply := h.say(b, "alice", "schedule skip prod"); !strings.Contains(reply, "skipped the scheduled import of prod at Tue 2026-12-01") {
+					t.Errorf("skipping the following run: %q", reply)
+				}
+				if reply := h.click(b, "bob", bot.ActionSkip, bot.RunID("prod", h.run.AddDate(0, 0, 7))); !strings.Contains(reply, "was already skipped by alice") {
+					t.Errorf("skipping it again: %q", reply)
+				}
+				return
+			}
+			eventually(t, "the heads-up", func() (bool, string) { return h.announced("Heads-up") == 1, strings.Join(h.announcements(), "\n") })
+			h.clock.Set(h.run)
+			h.waitState(id, store.AwaitingApproval)
+		})
+	}
+	// Whatever was skipped, nothing was executed.
+}
+
+// TestSchedulePauseHonoured: a paused schedule posts no heads-up and its run
+// leaves a record of the pause; after resume the schedule runs again.
+func TestSchedulePauseHonoured(t *testing.T) {
+	h := newSchedHarness(t, nil)
+	b := h.replica("a", nil)
+	h.lead(b)
+	h.idle(2)
+	if reply := h.say(b, "alice", "schedule pause prod"); !strings.Contains(reply, "PAUSED by alice") {
+		t.Fatalf("pause: %q", reply)
+	}
+	h.clock.Set(h.run.Add(-30 * time.Minute))
+	h.clock.Set(h.run)
+	r := h.waitState(bot.RunID("prod", h.run), store.Cancelled)
+	if !strings.Contains(r.Reason, "Paused by alice") {
+		t.Errorf("paused run: %q", r.Reason)
+	}
+	eventually(t, "the pause notice", func() (bool, string) {
+		return h.announced("Paused by alice") == 1, strings.Join(h.announcements(), "\n")
+	})
+	if n := h.announced("Heads-up"); n != 0 {
+		t.Errorf("%d heads-ups while paused, want none", n)
+	}
+	if reply := h.say(b, "alice", "schedule resume prod"); strings.Contains(reply, "PAUSED") {
+		t.Fatalf("resume: %q", reply)
+	}
+	h.clock.Set(h.run.AddDate(0, 0, 7))
+	h.waitState(bot.RunID("prod", h.run.AddDate(0, 0, 7)), store.AwaitingApproval)
+	if n := h.exec.total(); n != 0 {
+		t.Errorf("executed %d times, want none", n)
+	}
+}
+
+// TestScheduleMissedRun: a run no replica was up for is reported when one
+// comes up, and run (once) only with catchUp; with no record of any earlier
+// run (a new install) nothing counts as missed.
+func TestScheduleMissedRun(t *testing.T) {
+	tests := []struct {
+		name       string
+		catchUp    bool
+		history    bool
+		wantState  store.State // of the (first) missed run's request; "" for none
+		wantNotice string
+		weeksDown  int // more runs missed after the first
+	}{
+		{name: "reported", history: true, wantState: store.Expired,
+			wantNotice: "The scheduled import of prod at Tue 2026-11-24 02:00 UTC was missed: no deploybot replica was running. catchUp is off"},
+		{name: "caught up", catchUp: true, history: true, wantState: store.AwaitingApproval,
+			wantNotice: "catchUp is on, so the latest runs now, once, as #prod-20261124-0200z."},
+		{name: "new install", catchUp: true},
+		{name: "two missed, the latest caught up", catchUp: true, history: true, weeksDown: 1, wantState: store.Expired,
+			wantNotice: "The scheduled import of prod at Tue 2026-11-24 02:00 UTC and Tue 2026-12-01 02:00 UTC was missed: no deploybot replica was running. catchUp is on, so the latest runs now, once, as #prod-20261201-0200z."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newSchedHarness(t, func(e *config.Environment) { e.CatchUp = tt.catchUp })
+			if tt.history {
+				prev := h.run.AddDate(0, 0, -7)
+				if err := h.store.Create(context.Background(), &store.Request{ID: bot.RunID("prod", prev), State: store.Succeeded,
+					Requester: store.Person{Platform: bot.SchedulePlatform, Name: "schedule"}, Command: "import prod"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.clock.Set(h.run.AddDate(0, 0, 7*tt.weeksDown).Add(3 * time.Hour))
+			id := bot.RunID("prod", h.run)
+			for replica := range 2 { // a second start reports nothing again
+				b := h.replica(fmt.Sprintf("r%d", replica), nil)
+				stop := h.lead(b)
+				h.idle(2 * (replica + 1))
+				stop()
+			}
+			r, ok := h.request(id)
+			switch {
+			case tt.wantState == "" && ok:
+				t.Errorf("new install left %s for the run it never saw", r.State)
+			case tt.wantState != "" && !ok:
+				t.Fatalf("missed run left no request")
+			case tt.wantState != "" && r.State != tt.wantState:
+				t.Errorf("missed run is %s (%s), want %s", r.State, r.Reason, tt.wantState)
+			}
+			notices := h.announcements()
+			if tt.wantNotice == "" {
+				if len(notices) != 0 {
+					t.Errorf("announced %q, want nothing", notices)
+				}
+				return
+			}
+			if n := h.announced(tt.wantNotice); n != 1 {
+				t.Errorf("notice %q announced %d times, want once; announcements:\n%s", tt.wantNotice, n, strings.Join(notices, "\n---\n"))
+			}
+			if n := h.exec.total(); n != 0 {
+				t.Errorf("executed %d times, want none (prod waits for approval)", n)
+			}
+			if tt.weeksDown > 0 {
+				latest, ok := h.request(bot.RunID("prod", h.run.AddDate(0, 0, 7*tt.weeksDown)))
+				if !ok || latest.State != store.AwaitingApproval {
+					t.Errorf("the latest missed run: %+v, want it caught up and waiting for approval", latest)
+				}
+			}
+		})
+	}
+}
+
+// TestScheduleDueAtHandOver: a leader that starts a few minutes after a run
+// was due (the old one died at 02:00) runs it, late but on time, and
+// reports nothing missed.
+func TestScheduleDueAtHandOver(t *testing.T) {
+	h := newSchedHarness(t, nil)
+	if err := h.store.Create(context.Background(), &store.Request{ID: bot.RunID("prod", h.run.AddDate(0, 0, -7)), State: store.Succeeded,
+		Requester: store.Person{Platform: bot.SchedulePlatform, Name: "schedule"}, Command: "import prod"}); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Set(h.run.Add(2 * time.Minute))
+	h.lead(h.replica("a", nil))
+	h.waitState(bot.RunID("prod", h.run), store.AwaitingApproval)
+	h.idle(2)
+	if n := h.announced("missed"); n != 0 {
+		t.Errorf("a run started 2 minutes late was reported missed: %q", h.announcements())
+	}
+}
+
+// flakyStore fails creating scheduled runs' requests while failing is set.
+type flakyStore struct {
+	store.Store
+	failing atomic.Bool
+}
+
+func (f *flakyStore) Create(ctx context.Context, r *store.Request) error {
+	if f.failing.Load() && strings.HasPrefix(r.ID, "prod-") {
+		return errors.New("etcdserver: request timed out")
+	}
+	return f.Store.Create(ctx, r)
+}
+
+// TestScheduleRetriesAfterStoreError: a run the store could not record is
+// tried again shortly, and happens once.
+func TestScheduleRetriesAfterStoreError(t *testing.T) {
+	h := newSchedHarness(t, nil)
+	flaky := &flakyStore{Store: h.store}
+	flaky.failing.Store(true)
+	h.store = flaky
+	h.lead(h.replica("a", nil))
+	h.idle(2)
+	h.clock.Set(h.run)
+	h.idle(2)
+	if _, ok := h.request(bot.RunID("prod", h.run)); ok {
+		t.Fatal("a run was recorded while the store failed")
+	}
+	flaky.failing.Store(false)
+	h.clock.Add(30 * time.Second)
+	h.waitState(bot.RunID("prod", h.run), store.AwaitingApproval)
+}
+
+// TestScheduleRunsOnceWithTwoLeaders: should two replicas lead at once (a
+// lease lost unnoticed), the heads-up and the run still happen once.
+func TestScheduleRunsOnceWithTwoLeaders(t *testing.T) {
+	h := newSchedHarness(t, func(e *config.Environment) { e.AutoApproveScheduled = true })
+	a, b := h.replica("a", nil), h.replica("b", nil)
+	h.lead(a)
+	h.lead(b)
+	h.idle(4)
+	h.clock.Set(h.run.Add(-30 * time.Minute))
+	h.idle(4)
+	h.clock.Set(h.run)
+	h.waitState(bot.RunID("prod", h.run), store.Succeeded)
+	a.Wait()
+	b.Wait()
+	if n := h.announced("Heads-up"); n != 1 {
+		t.Errorf("%d heads-ups, want 1", n)
+	}
+	if n := h.exec.total(); n != 1 {
+		t.Errorf("executed %d times, want 1", n)
+	}
+	if n := h.platform.count() - len(h.announcements()); n != 1 {
+		t.Errorf("%d request messages, want 1", n)
+	}
+}
+
+// stallingExecutor finishes the Plan's first target and then hangs until its
+// context ends, as a replica does that dies (or is cut off) mid-import.
+type stallingExecutor struct {
+	inner   bot.Executor
+	stalled chan struct{}
+	once    sync.Once
+}
+
+func (s *stallingExecutor) Execute(ctx context.Context, p cluster.Plan, report func(cluster.Progress)) (cluster.Result, error) {
+	first := cluster.Plan{Action: p.Action, Env: p.Env, Namespace: p.Namespace, Targets: p.Targets[:1], Policy: p.Policy}
+	res, err := s.inner.Execute(ctx, first, report)
+	if err != nil {
+		return res, err
+	}
+	s.once.Do(func() { close(s.stalled) })
+	<-ctx.Done()
+	for _, t := range p.Targets[1:] {
+		res.Targets = append(res.Targets, cluster.TargetResult{Service: t.Service, Outcome: cluster.PhaseFailed, From: t.From, To: t.To, Error: ctx.Err().Error()})
+	}
+	return res, nil
+}
+
+func (s *stallingExecutor) Follow(context.Context, cluster.Plan, cluster.Result, time.Duration, func(cluster.Progress)) []cluster.RolloutResult {
+	return nil
+}
+
+// openApproved opens `import prod` as alice and has bob approve it on b.
+func (h *schedHarness) openApproved(b *bot.Bot) string {
+	h.t.Helper()
+	before := h.platform.count()
+	if reply := h.say(b, "alice", "import prod"); reply != "" {
+		h.t.Fatalf("import: %q", reply)
+	}
+	post, ok := h.platform.post(before)
+	if !ok {
+		h.t.Fatal("no request opened")
+	}
+	id := post.RequestID
+	if reply := h.say(b, "alice", "confirm #"+id); reply != "" {
+		h.t.Fatalf("confirm: %q", reply)
+	}
+	if reply := h.say(b, "bob", "approve #"+id); reply != "" {
+		h.t.Fatalf("approve: %q", reply)
+	}
+	return id
+}
+
+// TestDeadExecutionReported: a replica dies after the first of prod's
+// imports; the request is reported Failed with what was done and what may
+// or may not have been, by another replica once the heartbeat is stale, or
+// at once by the same replica restarted; nothing runs again.
+func TestDeadExecutionReported(t *testing.T) {
+	tests := []struct {
+		name   string
+		report func(h *schedHarness) *bot.Bot
+	}{
+		{name: "another replica after the heartbeat stopped", report: func(h *schedHarness) *bot.Bot {
+			other := h.replica("b", nil)
+			if err := other.Sweep(context.Background()); err != nil {
+				h.t.Fatal(err)
+			}
+			h.clock.Add(30 * time.Second)
+			if err := other.Sweep(context.Background()); err != nil {
+				h.t.Fatal(err)
+			}
+			return other
+		}},
+		{name: "the same replica restarted", report: func(h *schedHarness) *bot.Bot {
+			again := h.replica("a", nil)
+			if err := again.Recover(context.Background()); err != nil {
+				h.t.Fatal(err)
+			}
+			return again
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newSchedHarness(t, nil)
+			stall := &stallingExecutor{inner: h.set, stalled: make(chan struct{})}
+			counting := &countingExecutor{inner: stall}
+			a := h.replica("a", counting, bot.WithHeartbeat(10*time.Second, time.Minute))
+			id := h.openApproved(a)
+			<-stall.stalled
+			r := h.waitState(id, store.Executing)
+			eventually(t, "the first target recorded", func() (bool, string) {
+				r, _ = h.request(id)
+				return len(r.Done) == 1, fmt.Sprintf("%+v", r.Done)
+			})
+			first := r.Plan.Targets[0].Service
+			a.Close() // the replica dies: its context ends and nothing is recorded after
+
+			h.clock.Add(45 * time.Second)
+			if r, _ := h.request(id); r.State != store.Executing {
+				t.Fatalf("before the report: %s", r.State)
+			}
+			reporter := tt.report(h)
+			r = h.waitState(id, store.Failed)
+			for _, want := range []string{"Replica a stopped while executing this request", "Done: " + first + " changed",
+				"Not reported finished, so they may or may not have changed: ", "did not run anything again", "`import prod` again"} {
+				if !strings.Contains(r.Reason, want) {
+					t.Errorf("reason lacks %q:\n%s", want, r.Reason)
+				}
+			}
+			for _, tg := range r.Plan.Targets[1:] {
+				if !strings.Contains(r.Reason, tg.Service) {
+					t.Errorf("reason does not name %s, which was not reported finished:\n%s", tg.Service, r.Reason)
+				}
+			}
+			final := strings.Join(terminal.Render(h.platform.last(id).Output), "\n")
+			if !strings.Contains(final, "Failed: Replica a stopped") {
+				t.Errorf("the request's message was not updated truthfully:\n%s", final)
+			}
+			if err := reporter.Sweep(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			reporter.Wait()
+			if n := counting.total(); n != 1 {
+				t.Errorf("executed %d times, want once: a half-done import is never run again", n)
+			}
+		})
+	}
+}
+
+// TestReplicaTakenForDeadStops: a replica whose heartbeat is late is
+// reported dead by another; at its next heartbeat it stops executing, and
+// what it did meanwhile is added to the report, never hidden.
+func TestReplicaTakenForDeadStops(t *testing.T) {
+	h := newSchedHarness(t, nil)
+	stall := &stallingExecutor{inner: h.set, stalled: make(chan struct{})}
+	a := h.replica("a", stall, bot.WithHeartbeat(time.Minute, time.Hour))
+	other := h.replica("b", nil, bot.WithHeartbeat(time.Minute, 10*time.Second))
+	id := h.openApproved(a)
+	<-stall.stalled
+	h.waitState(id, store.Executing)
+	h.idle(1)                     // a's heartbeat timer
+	h.clock.Add(20 * time.Second) // past b's stale limit, before a's next heartbeat
+	if err := other.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.waitState(id, store.Failed)
+	h.clock.Add(time.Minute) // a's heartbeat finds the request taken and stops
+	a.Wait()
+	r, _ := h.request(id)
+	if r.State != store.Failed {
+		t.Fatalf("state %s, want Failed as reported", r.State)
+	}
+	for _, want := range []string{"Replica a stopped while executing", "Later, replica a, which had been taken for dead, stopped with: "} {
+		if !strings.Contains(r.Reason, want) {
+			t.Errorf("reason lacks %q:\n%s", want, r.Reason)
+		}
+	}
+	if r.Result == nil || len(r.Result.Targets) != len(r.Plan.Targets) {
+		t.Errorf("result = %+v, want a's result for every target", r.Result)
+	}
+}

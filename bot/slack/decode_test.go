@@ -1,0 +1,153 @@
+package slack
+
+import (
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/deploybot/deploybot/bot"
+)
+
+func TestDecodeCommand(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		body    string
+		want    inbound
+		wantErr string
+	}{
+		{
+			name: "slash command",
+			body: string(commandBody("T0PACKIT", "U0ALICE", "alice", "C0DEPLOY", " import prod worker ", "https://hooks.slack.com/commands/T0/1/x", "123.456.abc")),
+			want: inbound{kind: kindCommand, team: "T0PACKIT", user: "U0ALICE", userName: "alice", channel: "C0DEPLOY",
+				text: "import prod worker", responseURL: "https://hooks.slack.com/commands/T0/1/x", dedupeKey: "command/123.456.abc"},
+		},
+		{
+			name: "bare /deploy asks for help",
+			body: string(commandBody("T0PACKIT", "U0ALICE", "alice", "C0DEPLOY", "", "https://hooks.slack.com/x", "t1")),
+			want: inbound{kind: kindCommand, team: "T0PACKIT", user: "U0ALICE", userName: "alice", channel: "C0DEPLOY",
+				text: "help", responseURL: "https://hooks.slack.com/x", dedupeKey: "command/t1"},
+		},
+		{name: "no user", body: "team_id=T1&channel_id=C1&text=status", wantErr: "no user ID"},
+		{name: "no team", body: "user_id=U1&channel_id=C1&text=status", wantErr: "no team ID"},
+		{name: "user ID that is not Slack's", body: "team_id=T1&user_id=U1%2F..&channel_id=C1", wantErr: "not a Slack ID"},
+		{name: "response_url that is not http", body: "team_id=T1&user_id=U1&channel_id=C1&response_url=file%3A%2F%2F%2Fetc%2Fpasswd", wantErr: "not an http(s) URL"},
+		{name: "broken form", body: "team_id=%zz", wantErr: "decoding the slash command form"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := decodeCommand([]byte(tc.body))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecodeInteraction(t *testing.T) {
+	click := func(action bot.ActionKind, id string) string {
+		return string(clickBody("T0PACKIT", "U0BOB", "bob", "C0DEPLOY", "1700000000.000001", action, id, "https://hooks.slack.com/actions/T0/1/y", "trig-9"))
+	}
+	for _, tc := range []struct {
+		name    string
+		body    string
+		want    inbound
+		wantErr error
+		errText string
+	}{
+		{
+			name: "approve click",
+			body: click(bot.ActionApprove, "k3xq9v2m1p"),
+			want: inbound{kind: kindAction, team: "T0PACKIT", user: "U0BOB", userName: "bob", channel: "C0DEPLOY",
+				action: &bot.Action{Kind: bot.ActionApprove, RequestID: "k3xq9v2m1p"}, responseURL: "https://hooks.slack.com/actions/T0/1/y",
+				messageTS: "1700000000.000001", dedupeKey: "action/trig-9"},
+		},
+		{name: "unknown action is not ours", body: click("launch", "k3xq9v2m1p"), wantErr: errNotAButton},
+		{name: "shortcut is not a button", body: "payload=" + url.QueryEscape(`{"type":"shortcut","callback_id":"x"}`), wantErr: errNotAButton},
+		{name: "request ID with a path", body: click(bot.ActionApprove, "../../etc"), errText: "not one deploybot issues"},
+		{name: "no payload", body: "x=1", errText: "no payload"},
+		{name: "payload not JSON", body: "payload=%7Bnope", errText: "decoding the interaction payload"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := decodeInteraction([]byte(tc.body))
+			switch {
+			case tc.wantErr != nil:
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tc.wantErr)
+				}
+				return
+			case tc.errText != "":
+				if err == nil || !strings.Contains(err.Error(), tc.errText) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.errText)
+				}
+				return
+			case err != nil:
+				t.Fatal(err)
+			}
+			if *got.action != *tc.want.action {
+				t.Errorf("action = %+v, want %+v", *got.action, *tc.want.action)
+			}
+			got.action, tc.want.action = nil, nil
+			if got != tc.want {
+				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzDecodeCommand: any body either decodes into an event with the IDs
+// deploybot needs and a dedupe key, or is an error; it never panics.
+func FuzzDecodeCommand(f *testing.F) {
+	f.Add(commandBody("T0PACKIT", "U0ALICE", "alice", "C0DEPLOY", "import prod", "https://hooks.slack.com/commands/1", "1.2.3"))
+	f.Add(commandBody("T1", "U1", "", "C1", "", "", ""))
+	f.Add([]byte("team_id=T1&user_id=U1&channel_id=C1&text=%E2%80%94dry-run&response_url=http%3A%2F%2F%5B%3A%3A1%5D%3A80%2F"))
+	f.Add([]byte("%zz"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		in, err := decodeCommand(body)
+		if err != nil {
+			return
+		}
+		if in.kind != kindCommand || in.team == "" || in.user == "" || in.channel == "" || in.text == "" || in.dedupeKey == "" {
+			t.Fatalf("decoded an incomplete command: %+v", in)
+		}
+		if err := in.check(); err != nil {
+			t.Fatalf("decoded a command that fails its own check: %v", err)
+		}
+	})
+}
+
+// FuzzDecodeInteraction: any body either decodes into a click on one of
+// deploybot's buttons carrying a well-formed request ID, or is an error.
+func FuzzDecodeInteraction(f *testing.F) {
+	f.Add(clickBody("T0PACKIT", "U0BOB", "bob", "C0DEPLOY", "1700000000.000001", bot.ActionApprove, "k3xq9v2m1p", "https://hooks.slack.com/actions/1", "t"))
+	f.Add(clickBody("T1", "U1", "", "C1", "", bot.ActionDeny, "#abc", "", ""))
+	f.Add([]byte("payload=" + url.QueryEscape(`{"type":"block_actions","team":{"id":"T1"},"user":{"id":"U1"},"channel":{"id":"C1"},"actions":[null]}`)))
+	f.Add([]byte("payload=" + url.QueryEscape(`{"type":"block_actions","state":{"values":{"a":{"b":{"type":"x"}}}},"actions":[{"action_id":"confirm","value":"x"}]}`)))
+	f.Add([]byte("payload=%7B"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		in, err := decodeInteraction(body)
+		if err != nil {
+			return
+		}
+		if in.kind != kindAction || in.action == nil || !validRequestID(in.action.RequestID) || in.dedupeKey == "" {
+			t.Fatalf("decoded an incomplete click: %+v", in)
+		}
+		switch in.action.Kind {
+		case bot.ActionConfirm, bot.ActionCancel, bot.ActionApprove, bot.ActionDeny:
+		default:
+			t.Fatalf("decoded a click on a button deploybot does not have: %q", in.action.Kind)
+		}
+		if err := in.check(); err != nil {
+			t.Fatalf("decoded a click that fails its own check: %v", err)
+		}
+	})
+}
