@@ -235,6 +235,20 @@ func TestAccessMatrix(t *testing.T) {
 		return err == nil, errString(err)
 	})
 
+	// The matrix reads and deletes (dry-run) named worker pods: wait until
+	// the StatefulSet controller has made them, or a busy machine turns the
+	// verdict into a 404.
+	waitFor(ctx, t, "the matrix's worker pods", func() (bool, string) {
+		for _, e := range matrixEnvs {
+			for _, name := range []string{"packit-worker-short-running-1", "packit-worker-long-running-1", "tokman-1"} {
+				if _, err := admin.CoreV1().Pods(e.ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
+					return false, e.ns + "/" + name + ": " + err.Error()
+				}
+			}
+		}
+		return true, ""
+	})
+
 	prober := newProber(t, cp, groups)
 
 	type disagreement struct {
