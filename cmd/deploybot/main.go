@@ -241,22 +241,12 @@ func (s *setup) close() {
 func chat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "configuration file (YAML)")
-	useDemo := fs.Bool("demo", false, "run against the built-in demo cluster (examples/packit.yaml)")
+	common := addCommonFlags(fs, "warn")
 	user := fs.String("user", "alice", "terminal user to act as (mapped through identities with platform: terminal)")
-	statePath := fs.String("state", "", "state file (default: a temporary one with --demo, else $XDG_STATE_HOME/deploybot/state.json)")
-	tick := fs.Duration("demo-tick", 0, "how long one demo pod takes to become ready (default 1s)")
-	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error (logs go to stderr as JSON)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
-
-	s, err := build(ctx, *configPath, *useDemo, *statePath, *tick)
+	s, logger, err := common.setUp(ctx, stderr)
 	if err != nil {
 		return err
 	}
@@ -275,6 +265,38 @@ func chat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return tc.RunInteractive(ctx, b, f)
 	}
 	return tc.RunLines(ctx, b, stdin)
+}
+
+// commonFlags are the flags chat and serve share: what to run against,
+// where state lives, and logging.
+type commonFlags struct {
+	configPath, statePath, logLevel *string
+	useDemo                         *bool
+	tick                            *time.Duration
+}
+
+func addCommonFlags(fs *flag.FlagSet, defaultLevel string) commonFlags {
+	return commonFlags{
+		configPath: fs.String("config", "", "configuration file (YAML)"),
+		useDemo:    fs.Bool("demo", false, "run against the built-in demo cluster (examples/packit.yaml unless --config is given)"),
+		statePath:  fs.String("state", "", "state file (default: a temporary one with --demo, else $XDG_STATE_HOME/deploybot/state.json)"),
+		tick:       fs.Duration("demo-tick", 0, "how long one demo pod takes to become ready (default 1s)"),
+		logLevel:   fs.String("log-level", defaultLevel, "log level: debug, info, warn, error (JSON logs on stderr)"),
+	}
+}
+
+// setUp builds the JSON logger and everything the bot runs on.
+func (c commonFlags) setUp(ctx context.Context, stderr io.Writer) (*setup, *slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*c.logLevel)); err != nil {
+		return nil, nil, fmt.Errorf("--log-level: %w", err)
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	s, err := build(ctx, *c.configPath, *c.useDemo, *c.statePath, *c.tick)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, logger, nil
 }
 
 // sweep expires requests whose approval window has passed.

@@ -51,22 +51,12 @@ var adapters = []struct {
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready chan<- string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "configuration file (YAML)")
-	useDemo := fs.Bool("demo", false, "run against the built-in demo cluster (examples/packit.yaml unless --config is given)")
+	common := addCommonFlags(fs, "info")
 	listen := fs.String("listen", ":8080", "address of the HTTP endpoints (Slack, Discord, health)")
-	statePath := fs.String("state", "", "state file (default: a temporary one with --demo, else $XDG_STATE_HOME/deploybot/state.json)")
-	tick := fs.Duration("demo-tick", 0, "how long one demo pod takes to become ready")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error (JSON logs on stderr)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
-
-	s, err := build(ctx, *configPath, *useDemo, *statePath, *tick)
+	s, logger, err := common.setUp(ctx, stderr)
 	if err != nil {
 		return err
 	}
@@ -84,7 +74,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	s.opsRoutes(mux, reg, logger)
-	env := adapterEnv{cfg: s.cfg, bot: b, log: logger, getenv: getenv, demo: *useDemo}
+	env := adapterEnv{cfg: s.cfg, bot: b, log: logger, getenv: getenv, demo: *common.useDemo}
 	var running []adapter
 	for _, a := range adapters {
 		ad, err := a.build(env)
