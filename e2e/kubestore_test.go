@@ -109,55 +109,10 @@ func TestKubeStoreContractTwoReplicas(t *testing.T) {
 	var n atomic.Int32
 	storetest.Run(t, func() store.Store {
 		inst := kube.WithInstance(fmt.Sprintf("two-%d", n.Add(1)))
-		return &alternating{stores: []store.Store{newKubeStore(t, a, ns, inst), newKubeStore(t, b, ns, inst)}}
+		return storetest.Alternate(newKubeStore(t, a, ns, inst), newKubeStore(t, b, ns, inst))
 	})
 }
 
-// alternating sends each call to the next of several stores.
-type alternating struct {
-	mu     sync.Mutex
-	n      int
-	stores []store.Store
-}
-
-func (a *alternating) next() store.Store {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.n++
-	return a.stores[a.n%len(a.stores)]
-}
-
-func (a *alternating) Create(ctx context.Context, r *store.Request) error {
-	return a.next().Create(ctx, r)
-}
-func (a *alternating) Get(ctx context.Context, id string) (*store.Request, error) {
-	return a.next().Get(ctx, id)
-}
-func (a *alternating) Update(ctx context.Context, id string, fn func(*store.Request) error) (*store.Request, error) {
-	return a.next().Update(ctx, id, fn)
-}
-func (a *alternating) List(ctx context.Context, o store.ListOptions) ([]*store.Request, error) {
-	return a.next().List(ctx, o)
-}
-func (a *alternating) Record(ctx context.Context, e store.AuditEvent) error {
-	return a.next().Record(ctx, e)
-}
-func (a *alternating) Audit(ctx context.Context, n int) ([]store.AuditEvent, error) {
-	return a.next().Audit(ctx, n)
-}
-func (a *alternating) Once(ctx context.Context, key string, ttl time.Duration) (bool, error) {
-	return a.next().Once(ctx, key, ttl)
-}
-func (a *alternating) Pauses(ctx context.Context) (map[string]store.Pause, error) {
-	return a.next().Pauses(ctx)
-}
-func (a *alternating) SetPause(ctx context.Context, env string, p *store.Pause) error {
-	return a.next().SetPause(ctx, env, p)
-}
-
-// TestKubeStoreObjects pins what operators see with kubectl: a request's
-// ConfigMap carries its state as a label, and its lock exists exactly while
-// it is not finished.
 func TestKubeStoreObjects(t *testing.T) {
 	cp := controlPlane(t)
 	ctx := testContext(t, time.Minute)
