@@ -10,8 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/deploybot/deploybot/cluster"
-	"github.com/deploybot/deploybot/commands"
+	"github.com/deploybot/deploybot/plan"
 )
 
 // AuthenticatedGroup is the group the API server gives every authenticated
@@ -32,17 +31,15 @@ type Checker struct {
 	Parallel int
 }
 
-var _ commands.Access = (*Checker)(nil)
-
 // NewChecker returns a Checker with one client per environment name.
 func NewChecker(clients map[string]kubernetes.Interface) *Checker {
 	return &Checker{clients: clients, Parallel: DefaultParallel}
 }
 
-// Denied implements commands.Access: it returns the calls user (with groups)
+// Denied returns the calls user (with groups)
 // may not make on env's cluster, each with the API server's reason, in the
 // order of calls; identical calls are asked once.
-func (c *Checker) Denied(ctx context.Context, env, user string, groups []string, calls []cluster.Access) ([]commands.Denial, error) {
+func (c *Checker) Denied(ctx context.Context, env, user string, groups []string, calls []plan.Access) ([]plan.Denial, error) {
 	client, ok := c.clients[env]
 	if !ok {
 		return nil, fmt.Errorf("checking access on %s: no cluster client for environment %q", env, env)
@@ -53,7 +50,7 @@ func (c *Checker) Denied(ctx context.Context, env, user string, groups []string,
 	if !slices.Contains(groups, AuthenticatedGroup) {
 		groups = append(slices.Clip(groups), AuthenticatedGroup)
 	}
-	var unique []cluster.Access
+	var unique []plan.Access
 	for _, a := range calls {
 		if !slices.Contains(unique, a) {
 			unique = append(unique, a)
@@ -73,7 +70,7 @@ func (c *Checker) Denied(ctx context.Context, env, user string, groups []string,
 		errMu    sync.Mutex
 		firstErr error
 	)
-	fail := func(a cluster.Access, err error) {
+	fail := func(a plan.Access, err error) {
 		errMu.Lock()
 		defer errMu.Unlock()
 		if firstErr == nil {
@@ -103,10 +100,10 @@ func (c *Checker) Denied(ctx context.Context, env, user string, groups []string,
 	if firstErr != nil {
 		return nil, firstErr
 	}
-	var denials []commands.Denial
+	var denials []plan.Denial
 	for i, reason := range reasons {
 		if reason != "" {
-			denials = append(denials, commands.Denial{Access: unique[i], Reason: reason})
+			denials = append(denials, plan.Denial{Access: unique[i], Reason: reason})
 		}
 	}
 	return denials, nil
@@ -114,7 +111,7 @@ func (c *Checker) Denied(ctx context.Context, env, user string, groups []string,
 
 // review asks one LocalSubjectAccessReview and returns "" when allowed, or
 // the reason it is not.
-func review(ctx context.Context, client kubernetes.Interface, user string, groups []string, a cluster.Access) (string, error) {
+func review(ctx context.Context, client kubernetes.Interface, user string, groups []string, a plan.Access) (string, error) {
 	lsar := &authorizationv1.LocalSubjectAccessReview{
 		ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace},
 		Spec: authorizationv1.SubjectAccessReviewSpec{
@@ -149,7 +146,7 @@ func review(ctx context.Context, client kubernetes.Interface, user string, group
 }
 
 // resourceOf names the resource as RBAC rules do: resource or resource/subresource.
-func resourceOf(a cluster.Access) string {
+func resourceOf(a plan.Access) string {
 	if a.Subresource != "" {
 		return a.Resource + "/" + a.Subresource
 	}

@@ -17,8 +17,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/deploybot/deploybot/auth/authtest"
-	"github.com/deploybot/deploybot/cluster"
-	"github.com/deploybot/deploybot/commands"
+	"github.com/deploybot/deploybot/plan"
 )
 
 const prodNS = "packit--prod"
@@ -44,10 +43,10 @@ func demoRBAC() []runtime.Object {
 }
 
 var (
-	importCall = cluster.Access{Verb: "create", Group: "image.openshift.io", Resource: "imagestreamimports", Namespace: prodNS}
-	tagCall    = cluster.Access{Verb: "update", Group: "image.openshift.io", Resource: "imagestreamtags", Namespace: prodNS, Name: "packit-worker:prod"}
-	readCall   = cluster.Access{Verb: "get", Group: "image.openshift.io", Resource: "imagestreams", Namespace: prodNS, Name: "packit-worker"}
-	scaleCall  = cluster.Access{Verb: "update", Group: "apps", Resource: "statefulsets", Subresource: "scale", Namespace: prodNS}
+	importCall = plan.Access{Verb: "create", Group: "image.openshift.io", Resource: "imagestreamimports", Namespace: prodNS}
+	tagCall    = plan.Access{Verb: "update", Group: "image.openshift.io", Resource: "imagestreamtags", Namespace: prodNS, Name: "packit-worker:prod"}
+	readCall   = plan.Access{Verb: "get", Group: "image.openshift.io", Resource: "imagestreams", Namespace: prodNS, Name: "packit-worker"}
+	scaleCall  = plan.Access{Verb: "update", Group: "apps", Resource: "statefulsets", Subresource: "scale", Namespace: prodNS}
 )
 
 func newChecker(t *testing.T) (*Checker, *k8sfake.Clientset) {
@@ -62,30 +61,30 @@ func TestCheckerDenied(t *testing.T) {
 		name   string
 		user   string
 		groups []string
-		calls  []cluster.Access
-		want   []commands.Denial
+		calls  []plan.Access
+		want   []plan.Denial
 	}{
 		{
 			name: "bob may import and tag", user: "bob", groups: []string{"packit-admins"},
-			calls: []cluster.Access{readCall, importCall, tagCall},
+			calls: []plan.Access{readCall, importCall, tagCall},
 		},
 		{
 			name: "alice may read but not import", user: "alice", groups: []string{"packit-devs"},
-			calls: []cluster.Access{readCall, importCall, tagCall},
-			want: []commands.Denial{
+			calls: []plan.Access{readCall, importCall, tagCall},
+			want: []plan.Denial{
 				{Access: importCall, Reason: "RBAC: no rule allows create imagestreamimports"},
 				{Access: tagCall, Reason: "RBAC: no rule allows update imagestreamtags"},
 			},
 		},
 		{
 			name: "subresource named in the reason", user: "bob", groups: []string{"packit-admins"},
-			calls: []cluster.Access{scaleCall},
-			want:  []commands.Denial{{Access: scaleCall, Reason: "RBAC: no rule allows update statefulsets/scale"}},
+			calls: []plan.Access{scaleCall},
+			want:  []plan.Denial{{Access: scaleCall, Reason: "RBAC: no rule allows update statefulsets/scale"}},
 		},
 		{
 			name: "identical calls asked once", user: "carol", groups: []string{"packit-viewers"},
-			calls: []cluster.Access{importCall, readCall, importCall},
-			want:  []commands.Denial{{Access: importCall, Reason: "RBAC: no rule allows create imagestreamimports"}},
+			calls: []plan.Access{importCall, readCall, importCall},
+			want:  []plan.Denial{{Access: importCall, Reason: "RBAC: no rule allows create imagestreamimports"}},
 		},
 		{
 			name: "no calls", user: "carol",
@@ -117,9 +116,9 @@ func TestCheckerAsksOneReviewPerCall(t *testing.T) {
 		seen = append(seen, *lsar.DeepCopy())
 		return false, nil, nil
 	})
-	var calls []cluster.Access
+	var calls []plan.Access
 	for i := range 40 {
-		calls = append(calls, cluster.Access{Verb: "get", Group: "image.openshift.io", Resource: "imagestreams", Namespace: prodNS, Name: fmt.Sprintf("s%d", i)})
+		calls = append(calls, plan.Access{Verb: "get", Group: "image.openshift.io", Resource: "imagestreams", Namespace: prodNS, Name: fmt.Sprintf("s%d", i)})
 	}
 	groups := []string{"packit-devs"}
 	denied, err := checker.Denied(t.Context(), "prod", "alice", groups, calls)
@@ -148,11 +147,11 @@ func TestCheckerReasonFromServer(t *testing.T) {
 		lsar.Status = authorizationv1.SubjectAccessReviewStatus{Denied: true, Reason: "denied by policy webhook", EvaluationError: "webhook timed out"}
 		return true, lsar, nil
 	})
-	got, err := checker.Denied(t.Context(), "prod", "bob", nil, []cluster.Access{importCall})
+	got, err := checker.Denied(t.Context(), "prod", "bob", nil, []plan.Access{importCall})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []commands.Denial{{Access: importCall, Reason: "denied by policy webhook (webhook timed out)"}}
+	want := []plan.Denial{{Access: importCall, Reason: "denied by policy webhook (webhook timed out)"}}
 	if !slices.Equal(got, want) {
 		t.Errorf("Denied = %+v, want %+v", got, want)
 	}
@@ -172,13 +171,13 @@ func TestCheckerErrors(t *testing.T) {
 		name    string
 		env     string
 		user    string
-		calls   []cluster.Access
+		calls   []plan.Access
 		wantErr string
 		wantIs  error
 	}{
-		{"unknown env", "qa", "bob", []cluster.Access{readCall}, `checking access on qa: no cluster client for environment "qa"`, nil},
-		{"no user", "prod", "", []cluster.Access{readCall}, "checking access on prod: no Kubernetes user to check", nil},
-		{"API error", "prod", "bob", []cluster.Access{readCall, importCall},
+		{"unknown env", "qa", "bob", []plan.Access{readCall}, `checking access on qa: no cluster client for environment "qa"`, nil},
+		{"no user", "prod", "", []plan.Access{readCall}, "checking access on prod: no Kubernetes user to check", nil},
+		{"API error", "prod", "bob", []plan.Access{readCall, importCall},
 			"checking whether bob may create imagestreamimports in packit--prod: " + forbidden.Error(), forbidden},
 	}
 	for _, tt := range tests {

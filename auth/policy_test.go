@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deploybot/deploybot/cluster"
+	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 )
 
@@ -19,10 +19,10 @@ var (
 
 // request returns a prod import request in state st, created at t0, expiring in an hour.
 func request(st store.State, approvals int, approvedBy ...store.Person) *store.Request {
-	plan := cluster.Plan{Action: cluster.ActionImport, Env: "prod", Namespace: "packit--prod",
-		Policy: cluster.Policy{Confirm: true, Approvals: approvals, Expiry: time.Hour}}
+	rollback := plan.Plan{Action: plan.ActionImport, Env: "prod", Namespace: "packit--prod",
+		Policy: plan.Policy{Confirm: true, Approvals: approvals, Expiry: time.Hour}}
 	r := &store.Request{ID: "abc123", State: st, Requester: alice, Command: "import prod",
-		Plan: plan, PlanHash: plan.Hash(), CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+		Plan: rollback, PlanHash: rollback.Hash(), CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
 	for _, p := range approvedBy {
 		r.Approvals = append(r.Approvals, store.Approval{By: p, At: t0, PlanHash: r.PlanHash})
 	}

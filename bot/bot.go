@@ -10,17 +10,17 @@ import (
 	"time"
 
 	"github.com/deploybot/deploybot/auth"
-	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/commands"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 )
 
 // Executor performs stored, approved Plans and follows their rollouts.
 // *cluster.Set implements it.
 type Executor interface {
-	Execute(ctx context.Context, p cluster.Plan, report func(cluster.Progress)) (cluster.Result, error)
-	Follow(ctx context.Context, p cluster.Plan, r cluster.Result, deadline time.Duration, report func(cluster.Progress)) []cluster.RolloutResult
+	Execute(ctx context.Context, p plan.Plan, report func(plan.Progress)) (plan.Result, error)
+	Follow(ctx context.Context, p plan.Plan, r plan.Result, deadline time.Duration, report func(plan.Progress)) []plan.RolloutResult
 }
 
 // Bot is the dispatcher: every adapter hands it Requests.
@@ -180,8 +180,8 @@ func (b *Bot) Handle(ctx context.Context, req Request, resp Responder) (err erro
 }
 
 // caller maps the chat user to a Kubernetes identity.
-func (b *Bot) caller(req Request) commands.Caller {
-	c := commands.Caller{
+func (b *Bot) caller(req Request) plan.Caller {
+	c := plan.Caller{
 		Platform:   req.Platform,
 		ChatID:     req.User.ID,
 		Name:       req.User.Name,
@@ -196,7 +196,7 @@ func (b *Bot) caller(req Request) commands.Caller {
 	return c
 }
 
-func person(c commands.Caller) store.Person {
+func person(c plan.Caller) store.Person {
 	return store.Person{Platform: c.Platform, ChatID: c.ChatID, Name: c.Name, User: c.User, Groups: c.Groups}
 }
 
@@ -232,7 +232,7 @@ func (b *Bot) fail(ctx context.Context, resp Responder, doing string, err error)
 }
 
 // unmapped is the reply to a chat user with no Kubernetes identity.
-func unmappedReply(c commands.Caller) string {
+func unmappedReply(c plan.Caller) string {
 	return fmt.Sprintf("You (%s user %q) are not mapped to a Kubernetes identity, so you can only run `help` and `whoami`. "+
 		"Ask an admin to add you under identities.users with platform: %s and id: %q.", c.Platform, c.ChatID, c.Platform, c.ChatID)
 }

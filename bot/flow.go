@@ -9,38 +9,38 @@ import (
 	"time"
 
 	"github.com/deploybot/deploybot/auth"
-	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/commands"
+	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 )
 
 // handleMutating plans a mutating command, checks the requester's access and
 // opens a request that waits for confirmation and approvals as the env's
 // policy says. Nothing changes in the cluster here.
-func (b *Bot) handleMutating(ctx context.Context, req Request, caller commands.Caller, cmd commands.Command, resp Responder) error {
+func (b *Bot) handleMutating(ctx context.Context, req Request, caller plan.Caller, cmd plan.Command, resp Responder) error {
 	if caller.User == "" {
 		return b.refuse(ctx, resp, "%s", unmappedReply(caller))
 	}
-	plan, err := commands.BuildPlan(ctx, b.deps, caller, cmd)
+	p, err := commands.BuildPlan(ctx, b.deps, caller, cmd)
 	if err != nil {
 		return b.fail(ctx, resp, "planning "+cmd.Name, err)
 	}
-	if env, ok := b.cfg.Env(plan.Env); ok && len(env.Channels) > 0 && !slices.Contains(env.Channels, req.Channel) {
-		return b.refuse(ctx, resp, "Changes to %s can only be requested in %s.", plan.Env, strings.Join(env.Channels, ", "))
+	if env, ok := b.cfg.Env(p.Env); ok && len(env.Channels) > 0 && !slices.Contains(env.Channels, req.Channel) {
+		return b.refuse(ctx, resp, "Changes to %s can only be requested in %s.", p.Env, strings.Join(env.Channels, ", "))
 	}
-	denied, err := b.deps.Access.Denied(ctx, plan.Env, caller.User, caller.Groups, plan.Access)
+	denied, err := b.deps.Access.Denied(ctx, p.Env, caller.User, caller.Groups, p.Access)
 	if err != nil {
 		return b.fail(ctx, resp, "checking your access", err)
 	}
 	if len(denied) > 0 {
-		return b.refuse(ctx, resp, "%s", deniedText(caller.User, plan.Env, denied))
+		return b.refuse(ctx, resp, "%s", deniedText(caller.User, p.Env, denied))
 	}
-	out := commands.RenderPlan(plan)
+	out := commands.RenderPlan(p)
 	if cmd.DryRun {
 		out.Sections = append(out.Sections, commands.Section{Lines: []string{"Dry run: nothing was changed and no request was opened."}})
 		return resp.Respond(ctx, Reply{Output: out})
 	}
-	if !plan.Changes() {
+	if !p.Changes() {
 		out.Sections = append(out.Sections, commands.Section{Lines: []string{"Nothing to change, so no request was opened."}})
 		return resp.Respond(ctx, Reply{Output: out})
 	}
@@ -52,12 +52,12 @@ func (b *Bot) handleMutating(ctx context.Context, req Request, caller commands.C
 		Requester: person(caller),
 		Command:   cmd.Text,
 		Channel:   req.Channel,
-		Plan:      plan,
-		PlanHash:  plan.Hash(),
+		Plan:      p,
+		PlanHash:  p.Hash(),
 		CreatedAt: now,
 		UpdatedAt: now,
-		ExpiresAt: now.Add(plan.Policy.Expiry),
-		Locks:     locks(plan),
+		ExpiresAt: now.Add(p.Policy.Expiry),
+		Locks:     locks(p),
 	}
 	err = b.store.Create(ctx, r)
 	var busy *store.BusyError
@@ -74,9 +74,9 @@ func (b *Bot) handleMutating(ctx context.Context, req Request, caller commands.C
 	b.audit(ctx, r, caller.User, "plan", "", store.Planned, "")
 	next := store.Approved
 	switch {
-	case plan.Policy.Confirm:
+	case p.Policy.Confirm:
 		next = store.AwaitingConfirm
-	case plan.Policy.Approvals > 0:
+	case p.Policy.Approvals > 0:
 		next = store.AwaitingApproval
 	}
 	r, err = b.transition(ctx, r.ID, caller.User, "open", func(r *store.Request) error { return store.Transition(r, next) })
@@ -91,7 +91,7 @@ func (b *Bot) handleMutating(ctx context.Context, req Request, caller commands.C
 }
 
 // handleAction handles a button press.
-func (b *Bot) handleAction(ctx context.Context, req Request, caller commands.Caller, resp Responder) error {
+func (b *Bot) handleAction(ctx context.Context, req Request, caller plan.Caller, resp Responder) error {
 	id := strings.TrimPrefix(req.Action.RequestID, "#")
 	switch req.Action.Kind {
 	case ActionConfirm:
@@ -109,7 +109,7 @@ func (b *Bot) handleAction(ctx context.Context, req Request, caller commands.Cal
 }
 
 // handleFlow runs the commands that act on requests rather than clusters.
-func (b *Bot) handleFlow(ctx context.Context, req Request, caller commands.Caller, cmd commands.Command, resp Responder) error {
+func (b *Bot) handleFlow(ctx context.Context, req Request, caller plan.Caller, cmd plan.Command, resp Responder) error {
 	switch cmd.Name {
 	case "pending":
 		return b.pending(ctx, resp)
@@ -144,7 +144,7 @@ func (b *Bot) handleFlow(ctx context.Context, req Request, caller commands.Calle
 // resolveID returns the command's request ID; without one it picks the only
 // open request the command could mean, so typing the ID is needed only when
 // it is ambiguous.
-func (b *Bot) resolveID(ctx context.Context, caller commands.Caller, cmd commands.Command) (string, error) {
+func (b *Bot) resolveID(ctx context.Context, caller plan.Caller, cmd plan.Command) (string, error) {
 	if cmd.ID != "" {
 		return cmd.ID, nil
 	}
@@ -211,7 +211,7 @@ func (b *Bot) expireIfDue(ctx context.Context, r *store.Request) error {
 	return refusef("#%s expired at %s; nothing was changed. Run the command again to open a new request.", r.ID, r.ExpiresAt.UTC().Format(time.RFC3339))
 }
 
-func (b *Bot) confirm(ctx context.Context, caller commands.Caller, id string, resp Responder) error {
+func (b *Bot) confirm(ctx context.Context, caller plan.Caller, id string, resp Responder) error {
 	r, err := b.store.Get(ctx, id)
 	if err != nil {
 		return b.fail(ctx, resp, "finding #"+id, err)
@@ -242,7 +242,7 @@ func (b *Bot) confirm(ctx context.Context, caller commands.Caller, id string, re
 	return nil
 }
 
-func (b *Bot) approve(ctx context.Context, caller commands.Caller, id string, resp Responder) error {
+func (b *Bot) approve(ctx context.Context, caller plan.Caller, id string, resp Responder) error {
 	r, err := b.store.Get(ctx, id)
 	if err != nil {
 		return b.fail(ctx, resp, "finding #"+id, err)
@@ -295,7 +295,7 @@ func (b *Bot) currentPlanHash(ctx context.Context, r *store.Request) (string, er
 	if res.Kind != commands.RunKind {
 		return "", fmt.Errorf("re-reading %q did not give a command", r.Command)
 	}
-	requester := commands.Caller{Platform: r.Requester.Platform, ChatID: r.Requester.ChatID, Name: r.Requester.Name,
+	requester := plan.Caller{Platform: r.Requester.Platform, ChatID: r.Requester.ChatID, Name: r.Requester.Name,
 		User: r.Requester.User, Groups: r.Requester.Groups, ChannelEnv: r.Plan.Env}
 	p, err := commands.BuildPlan(ctx, b.deps, requester, res.Command)
 	if err != nil {
@@ -308,7 +308,7 @@ func (b *Bot) currentPlanHash(ctx context.Context, r *store.Request) (string, er
 	return p.Hash(), nil
 }
 
-func (b *Bot) deny(ctx context.Context, caller commands.Caller, id, reason string, resp Responder) error {
+func (b *Bot) deny(ctx context.Context, caller plan.Caller, id, reason string, resp Responder) error {
 	r, err := b.store.Get(ctx, id)
 	if err != nil {
 		return b.fail(ctx, resp, "finding #"+id, err)
@@ -337,7 +337,7 @@ func (b *Bot) deny(ctx context.Context, caller commands.Caller, id, reason strin
 	return nil
 }
 
-func (b *Bot) cancelRequest(ctx context.Context, caller commands.Caller, id string, resp Responder) error {
+func (b *Bot) cancelRequest(ctx context.Context, caller plan.Caller, id string, resp Responder) error {
 	p := person(caller)
 	_, err := b.transition(ctx, id, caller.User, "cancel", func(r *store.Request) error {
 		if r.Requester.Platform != caller.Platform || r.Requester.ChatID != caller.ChatID {
@@ -423,13 +423,13 @@ func (b *Bot) execute(ctx context.Context, id string) {
 	execCtx, stopHeartbeat := b.heartbeat(ctx, id)
 	defer stopHeartbeat()
 	b.refresh(ctx, id)
-	report := func(p cluster.Progress) {
+	report := func(p plan.Progress) {
 		b.progressFor(id).add(p)
 		b.recordTarget(ctx, id, p)
 		b.refresh(ctx, id)
 	}
 	exec := b.exec
-	var result cluster.Result
+	var result plan.Result
 	var execErr error
 	if b.executorFor != nil && r.Requester.Platform != SchedulePlatform {
 		exec, execErr = b.executorFor(r.Requester)
@@ -463,15 +463,15 @@ func (b *Bot) execute(ctx context.Context, id string) {
 	b.mu.Unlock()
 }
 
-func failureSummary(res cluster.Result) string {
+func failureSummary(res plan.Result) string {
 	var parts []string
 	for _, t := range res.Targets {
-		if t.Outcome == cluster.PhaseFailed {
+		if t.Outcome == plan.PhaseFailed {
 			parts = append(parts, t.Service+": "+t.Error)
 		}
 	}
 	for _, o := range res.Rollouts {
-		if o.Outcome != cluster.PhaseSettled {
+		if o.Outcome != plan.PhaseSettled {
 			parts = append(parts, strings.ToLower(o.Workload.Kind)+"/"+o.Workload.Name+": "+o.Reason)
 		}
 	}
@@ -500,7 +500,7 @@ func (b *Bot) Sweep(ctx context.Context) error {
 }
 
 // locks are the env/service keys a Plan holds while its request is open.
-func locks(p cluster.Plan) []string {
+func locks(p plan.Plan) []string {
 	var out []string
 	for _, t := range p.Targets {
 		if !t.Unchanged {
@@ -510,7 +510,7 @@ func locks(p cluster.Plan) []string {
 	return out
 }
 
-func deniedText(user, env string, denied []commands.Denial) string {
+func deniedText(user, env string, denied []plan.Denial) string {
 	lines := []string{fmt.Sprintf("%s may not do this in %s; the cluster's RBAC refuses:", user, env)}
 	for _, d := range denied {
 		a := d.Access

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/deploybot/deploybot/bot"
-	"github.com/deploybot/deploybot/cluster"
+	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 )
 
@@ -293,7 +293,7 @@ func TestUndoTriggeredWorkloadPinsTag(t *testing.T) {
 	h := newHarness(t)
 	id := h.open("alice", "undo service prod")
 	r := h.request(id)
-	if r.Plan.Action != cluster.ActionPin {
+	if r.Plan.Action != plan.ActionPin {
 		t.Fatalf("undo of a triggered workload planned %s, want a pin of the stream tag", r.Plan.Action)
 	}
 	if notes := strings.Join(r.Plan.Notes, " "); !strings.Contains(notes, "image-trigger controller") {

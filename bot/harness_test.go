@@ -15,6 +15,7 @@ import (
 	"github.com/deploybot/deploybot/cluster/demo"
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/examples"
+	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 	"k8s.io/client-go/kubernetes"
 )
@@ -143,7 +144,7 @@ func (h *harness) requests() []*store.Request {
 	return rs
 }
 
-func (h *harness) tag(env, service string) cluster.TagState {
+func (h *harness) tag(env, service string) plan.TagState {
 	h.t.Helper()
 	e, _ := h.cfg.Env(env)
 	s, _ := h.cfg.Service(service)
@@ -255,7 +256,7 @@ type countingExecutor struct {
 	runs  map[string]int
 }
 
-func (c *countingExecutor) Execute(ctx context.Context, p cluster.Plan, report func(cluster.Progress)) (cluster.Result, error) {
+func (c *countingExecutor) Execute(ctx context.Context, p plan.Plan, report func(plan.Progress)) (plan.Result, error) {
 	c.mu.Lock()
 	if c.runs == nil {
 		c.runs = map[string]int{}
@@ -265,7 +266,7 @@ func (c *countingExecutor) Execute(ctx context.Context, p cluster.Plan, report f
 	return c.inner.Execute(ctx, p, report)
 }
 
-func (c *countingExecutor) Follow(ctx context.Context, p cluster.Plan, r cluster.Result, d time.Duration, report func(cluster.Progress)) []cluster.RolloutResult {
+func (c *countingExecutor) Follow(ctx context.Context, p plan.Plan, r plan.Result, d time.Duration, report func(plan.Progress)) []plan.RolloutResult {
 	return c.inner.Follow(ctx, p, r, d, report)
 }
 

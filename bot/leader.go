@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/deploybot/deploybot/cluster"
+	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 )
 
@@ -207,26 +207,26 @@ func (b *Bot) heartbeat(ctx context.Context, id string) (execCtx context.Context
 // recordTarget stores a target's result as soon as the executor reports it
 // finished, so that the request tells what was done even if this replica
 // dies before the end.
-func (b *Bot) recordTarget(ctx context.Context, id string, p cluster.Progress) {
+func (b *Bot) recordTarget(ctx context.Context, id string, p plan.Progress) {
 	if p.Workload.Name != "" || p.Service == "" {
 		return
 	}
 	switch p.Phase {
-	case cluster.PhaseChanged, cluster.PhaseUnchanged, cluster.PhaseFailed:
+	case plan.PhaseChanged, plan.PhaseUnchanged, plan.PhaseFailed:
 	default:
 		return
 	}
 	_, err := b.store.Update(ctx, id, func(r *store.Request) error {
-		tr := cluster.TargetResult{Service: p.Service, Outcome: p.Phase}
+		tr := plan.TargetResult{Service: p.Service, Outcome: p.Phase}
 		for _, t := range r.Plan.Targets {
 			if t.Service == p.Service {
 				tr.From, tr.To = t.From, t.To
 			}
 		}
-		if p.Phase == cluster.PhaseFailed {
+		if p.Phase == plan.PhaseFailed {
 			tr.Error = p.Message
 		}
-		r.Done = slices.DeleteFunc(r.Done, func(d cluster.TargetResult) bool { return d.Service == p.Service })
+		r.Done = slices.DeleteFunc(r.Done, func(d plan.TargetResult) bool { return d.Service == p.Service })
 		r.Done = append(r.Done, tr)
 		return nil
 	})
@@ -239,7 +239,7 @@ func (b *Bot) recordTarget(ctx context.Context, id string, p cluster.Progress) {
 // replica reported the execution dead meanwhile, r stays as reported and what
 // this replica did after all is added to the reason: the record never claims
 // less than happened.
-func (b *Bot) finish(r *store.Request, result cluster.Result, final store.State, reason string) error {
+func (b *Bot) finish(r *store.Request, result plan.Result, final store.State, reason string) error {
 	if r.State != store.Executing && r.Executor == b.rep.name {
 		r.Result = &result
 		did := resultSummary(result)
@@ -258,7 +258,7 @@ func (b *Bot) finish(r *store.Request, result cluster.Result, final store.State,
 }
 
 // resultSummary says per target what an execution did.
-func resultSummary(res cluster.Result) string {
+func resultSummary(res plan.Result) string {
 	var parts []string
 	for _, t := range res.Targets {
 		parts = append(parts, targetSummary(t))
@@ -269,13 +269,13 @@ func resultSummary(res cluster.Result) string {
 	return strings.Join(parts, ", ")
 }
 
-func targetSummary(t cluster.TargetResult) string {
+func targetSummary(t plan.TargetResult) string {
 	switch t.Outcome {
-	case cluster.PhaseChanged:
+	case plan.PhaseChanged:
 		return fmt.Sprintf("%s changed %s → %s", t.Service, shortOr(t.From.Digest, t.From.Ref), shortOr(t.To.Digest, t.To.Ref))
-	case cluster.PhaseUnchanged:
+	case plan.PhaseUnchanged:
 		return t.Service + " unchanged"
-	case cluster.PhaseFailed:
+	case plan.PhaseFailed:
 		return t.Service + " failed: " + t.Error
 	}
 	return t.Service + " " + t.Outcome
@@ -283,7 +283,7 @@ func targetSummary(t cluster.TargetResult) string {
 
 func shortOr(digest, ref string) string {
 	if digest != "" {
-		return cluster.ShortDigest(digest)
+		return plan.ShortDigest(digest)
 	}
 	if ref != "" {
 		return ref
@@ -337,7 +337,7 @@ func (b *Bot) recoverExecutions(ctx context.Context) error {
 				return errTaken // it moved on or its replica spoke up meanwhile
 			}
 			r.Reason = orphanReason(r, b.rep.name)
-			r.Result = &cluster.Result{Targets: r.Done}
+			r.Result = &plan.Result{Targets: r.Done}
 			return store.Transition(r, store.Failed)
 		})
 		if err != nil {
@@ -362,7 +362,7 @@ func orphanReason(r *store.Request, reporter string) string {
 		fmt.Fprintf(&b, " (last heard from at %s)", r.Heartbeat.UTC().Format("2006-01-02 15:04:05 MST"))
 	}
 	b.WriteString(". ")
-	done := map[string]cluster.TargetResult{}
+	done := map[string]plan.TargetResult{}
 	for _, d := range r.Done {
 		done[d.Service] = d
 	}

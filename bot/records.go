@@ -7,8 +7,8 @@ import (
 
 	"github.com/robfig/cron/v3"
 
-	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/commands"
+	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 )
 
@@ -58,7 +58,7 @@ func (b *Bot) auditLog(ctx context.Context, n int, resp Responder) error {
 // schedule shows the scheduled imports of one or all environments, or
 // pauses or resumes one. The pause lives in the store, so every replica and a
 // restart see it.
-func (b *Bot) schedule(ctx context.Context, caller commands.Caller, cmd commands.Command, resp Responder) error {
+func (b *Bot) schedule(ctx context.Context, caller plan.Caller, cmd plan.Command, resp Responder) error {
 	if cmd.Sub != "" {
 		return b.pauseSchedule(ctx, caller, cmd, resp)
 	}
@@ -102,7 +102,7 @@ func (b *Bot) schedule(ctx context.Context, caller commands.Caller, cmd commands
 
 // pauseSchedule pauses or resumes env's scheduled imports; whoever may import
 // into the environment may do so.
-func (b *Bot) pauseSchedule(ctx context.Context, caller commands.Caller, cmd commands.Command, resp Responder) error {
+func (b *Bot) pauseSchedule(ctx context.Context, caller plan.Caller, cmd plan.Command, resp Responder) error {
 	if caller.User == "" {
 		return b.refuse(ctx, resp, "%s", unmappedReply(caller))
 	}
@@ -115,11 +115,11 @@ func (b *Bot) pauseSchedule(ctx context.Context, caller commands.Caller, cmd com
 	}
 	// Pausing decides whether imports happen, so it takes what an import of
 	// every service of the env takes.
-	imp := cluster.Plan{Action: cluster.ActionImport, Env: env.Name, Namespace: env.Namespace}
+	imp := plan.Plan{Action: plan.ActionImport, Env: env.Name, Namespace: env.Namespace}
 	for _, svc := range b.cfg.Services {
-		imp.Targets = append(imp.Targets, cluster.Target{Service: svc.Name, Stream: svc.ImageStream, Tag: env.Tag})
+		imp.Targets = append(imp.Targets, plan.Target{Service: svc.Name, Stream: svc.ImageStream, Tag: env.Tag})
 	}
-	calls := cluster.ExecuteAccess(imp)
+	calls := plan.ExecuteAccess(imp)
 	denied, err := b.deps.Access.Denied(ctx, env.Name, caller.User, caller.Groups, calls)
 	if err != nil {
 		return b.fail(ctx, resp, "checking your access", err)
@@ -142,7 +142,7 @@ func (b *Bot) pauseSchedule(ctx context.Context, caller commands.Caller, cmd com
 	if err := b.store.Record(ctx, e); err != nil {
 		b.log.Error("recording audit event", "action", action, "err", err)
 	}
-	return b.schedule(ctx, caller, commands.Command{Name: "schedule", Env: env.Name}, resp)
+	return b.schedule(ctx, caller, plan.Command{Name: "schedule", Env: env.Name}, resp)
 }
 
 func onOff(b bool) string {

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/commands"
+	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 )
 
@@ -41,7 +41,7 @@ func (b *Bot) progressLines(id string) []string {
 	return p.snapshot()
 }
 
-func (p *progressLog) add(ev cluster.Progress) {
+func (p *progressLog) add(ev plan.Progress) {
 	key, line := progressLine(ev)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -61,7 +61,7 @@ func (p *progressLog) snapshot() []string {
 	return out
 }
 
-func progressLine(ev cluster.Progress) (key, line string) {
+func progressLine(ev plan.Progress) (key, line string) {
 	if ev.Workload.Name == "" {
 		line = ev.Service + ": " + ev.Phase
 		if ev.Message != "" {
@@ -93,9 +93,9 @@ var stateWords = map[store.State]string{
 // renderRequest is the request message: the Plan, who asked and approved,
 // progress, outcome, and the buttons that fit its state.
 func (b *Bot) renderRequest(r *store.Request) Reply {
-	plan := commands.RenderPlan(r.Plan)
+	p := commands.RenderPlan(r.Plan)
 	out := commands.Output{Title: fmt.Sprintf("#%s %s: %s", r.ID, r.Command, stateWords[r.State])}
-	out.Sections = append(out.Sections, plan.Sections...)
+	out.Sections = append(out.Sections, p.Sections...)
 	people := []string{"Requested by " + r.Requester.Name + " (" + r.Requester.User + ")"}
 	if n := r.Plan.Policy.Approvals; n > 0 {
 		var by []string
@@ -143,15 +143,15 @@ func outcomeText(r *store.Request) string {
 	var parts []string
 	for _, t := range r.Result.Targets {
 		switch t.Outcome {
-		case cluster.PhaseChanged:
-			parts = append(parts, fmt.Sprintf("%s %s → %s", t.Service, cluster.ShortDigest(t.From.Digest), cluster.ShortDigest(t.To.Digest)))
-		case cluster.PhaseUnchanged:
+		case plan.PhaseChanged:
+			parts = append(parts, fmt.Sprintf("%s %s → %s", t.Service, plan.ShortDigest(t.From.Digest), plan.ShortDigest(t.To.Digest)))
+		case plan.PhaseUnchanged:
 			parts = append(parts, t.Service+" unchanged")
 		}
 	}
 	settled := 0
 	for _, o := range r.Result.Rollouts {
-		if o.Outcome == cluster.PhaseSettled {
+		if o.Outcome == plan.PhaseSettled {
 			settled++
 		}
 	}

@@ -12,9 +12,9 @@ import (
 
 	"github.com/robfig/cron/v3"
 
-	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/commands"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 )
 
@@ -346,19 +346,19 @@ func joinAnd(items []string) string {
 }
 
 // scheduleCaller is the schedule as a caller of commands.
-func (b *Bot) scheduleCaller(env string) commands.Caller {
+func (b *Bot) scheduleCaller(env string) plan.Caller {
 	p := b.schedulePerson()
-	return commands.Caller{Platform: p.Platform, ChatID: p.ChatID, Name: p.Name, User: p.User, Groups: p.Groups, ChannelEnv: env}
+	return plan.Caller{Platform: p.Platform, ChatID: p.ChatID, Name: p.Name, User: p.User, Groups: p.Groups, ChannelEnv: env}
 }
 
 // schedulePlan plans `import ENV` as the schedule.
-func (b *Bot) schedulePlan(ctx context.Context, env *config.Environment) (commands.Command, cluster.Plan, error) {
+func (b *Bot) schedulePlan(ctx context.Context, env *config.Environment) (plan.Command, plan.Plan, error) {
 	res := commands.Parse(b.cfg, commands.Input{Text: "import " + env.Name, ChannelEnv: env.Name})
 	if res.Kind != commands.RunKind {
-		return commands.Command{}, cluster.Plan{}, fmt.Errorf("`import %s` does not parse: %s", env.Name, strings.Join(outputLines(res.Reply), " "))
+		return plan.Command{}, plan.Plan{}, fmt.Errorf("`import %s` does not parse: %s", env.Name, strings.Join(outputLines(res.Reply), " "))
 	}
-	plan, err := commands.BuildPlan(ctx, b.deps, b.scheduleCaller(env.Name), res.Command)
-	return res.Command, plan, err
+	p, err := commands.BuildPlan(ctx, b.deps, b.scheduleCaller(env.Name), res.Command)
+	return res.Command, p, err
 }
 
 func outputLines(o commands.Output) []string {
@@ -383,8 +383,8 @@ func (b *Bot) openScheduled(ctx context.Context, env *config.Environment, t time
 	}
 	id := RunID(env.Name, t)
 	person := b.schedulePerson()
-	finished := func(state store.State, reason, action string, plan *cluster.Plan, result *cluster.Result) (bool, error) {
-		ok, err := b.recordRun(ctx, env, t, state, reason, plan, result, action, "schedule")
+	finished := func(state store.State, reason, action string, p *plan.Plan, result *plan.Result) (bool, error) {
+		ok, err := b.recordRun(ctx, env, t, state, reason, p, result, action, "schedule")
 		if ok {
 			lines := []string{reason}
 			if note != "" {
@@ -394,23 +394,23 @@ func (b *Bot) openScheduled(ctx context.Context, env *config.Environment, t time
 		}
 		return ok, err
 	}
-	cmd, plan, err := b.schedulePlan(ctx, env)
+	cmd, p, err := b.schedulePlan(ctx, env)
 	if err != nil {
 		return finished(store.Failed, "Planning the scheduled import failed, so nothing was changed: "+err.Error(), "schedule-failed", nil, nil)
 	}
-	denied, err := b.deps.Access.Denied(ctx, env.Name, person.User, person.Groups, plan.Access)
+	denied, err := b.deps.Access.Denied(ctx, env.Name, person.User, person.Groups, p.Access)
 	if err != nil {
-		return finished(store.Failed, "Checking the schedule's access failed, so nothing was changed: "+err.Error(), "schedule-failed", &plan, nil)
+		return finished(store.Failed, "Checking the schedule's access failed, so nothing was changed: "+err.Error(), "schedule-failed", &p, nil)
 	}
 	if len(denied) > 0 {
-		return finished(store.Failed, "The schedule runs as "+deniedText(person.User, env.Name, denied)+"\nNothing was changed.", "schedule-failed", &plan, nil)
+		return finished(store.Failed, "The schedule runs as "+deniedText(person.User, env.Name, denied)+"\nNothing was changed.", "schedule-failed", &p, nil)
 	}
-	if !plan.Changes() {
-		res := &cluster.Result{}
-		for _, tg := range plan.Targets {
-			res.Targets = append(res.Targets, cluster.TargetResult{Service: tg.Service, Outcome: cluster.PhaseUnchanged, From: tg.From, To: tg.To})
+	if !p.Changes() {
+		res := &plan.Result{}
+		for _, tg := range p.Targets {
+			res.Targets = append(res.Targets, plan.TargetResult{Service: tg.Service, Outcome: plan.PhaseUnchanged, From: tg.From, To: tg.To})
 		}
-		return finished(store.Succeeded, "Nothing to import: every tag already has the registry's image.", "schedule-unchanged", &plan, res)
+		return finished(store.Succeeded, "Nothing to import: every tag already has the registry's image.", "schedule-unchanged", &p, res)
 	}
 
 	now := b.now()
@@ -424,12 +424,12 @@ func (b *Bot) openScheduled(ctx context.Context, env *config.Environment, t time
 		Requester: person,
 		Command:   cmd.Text,
 		Channel:   channel,
-		Plan:      plan,
-		PlanHash:  plan.Hash(),
+		Plan:      p,
+		PlanHash:  p.Hash(),
 		CreatedAt: now,
 		UpdatedAt: now,
-		ExpiresAt: now.Add(plan.Policy.Expiry),
-		Locks:     locks(plan),
+		ExpiresAt: now.Add(p.Policy.Expiry),
+		Locks:     locks(p),
 	}
 	err = b.store.Create(ctx, r)
 	var busy *store.BusyError
@@ -440,7 +440,7 @@ func (b *Bot) openScheduled(ctx context.Context, env *config.Environment, t time
 	}
 	switch {
 	case errors.As(err, &busy):
-		return finished(store.Cancelled, fmt.Sprintf("%s was busy with #%s, so this run did not happen; nothing was changed.", busy.Lock, busy.ID), "schedule-busy", &plan, nil)
+		return finished(store.Cancelled, fmt.Sprintf("%s was busy with #%s, so this run did not happen; nothing was changed.", busy.Lock, busy.ID), "schedule-busy", &p, nil)
 	case errors.Is(err, store.ErrExists):
 		return false, nil // another replica claimed the run meanwhile
 	case err != nil:
@@ -451,7 +451,7 @@ func (b *Bot) openScheduled(ctx context.Context, env *config.Environment, t time
 		b.announce(ctx, env, Reply{Output: commands.Output{Title: b.runTitle(env, t), Sections: []commands.Section{{Lines: []string{note}}}}})
 	}
 	next, action := store.Approved, "open"
-	if plan.Policy.Approvals > 0 {
+	if p.Policy.Approvals > 0 {
 		if env.AutoApproveScheduled {
 			action = "auto-approve"
 		} else {
@@ -483,11 +483,11 @@ func (b *Bot) openScheduled(ctx context.Context, env *config.Environment, t time
 // recordRun leaves the finished request of a run that did not become an
 // import; false means the run was already claimed.
 func (b *Bot) recordRun(ctx context.Context, env *config.Environment, t time.Time, state store.State, reason string,
-	plan *cluster.Plan, result *cluster.Result, action, actor string, closedBy ...store.Person) (bool, error) {
+	planned *plan.Plan, result *plan.Result, action, actor string, closedBy ...store.Person) (bool, error) {
 	now := b.now()
-	p := cluster.Plan{Action: cluster.ActionImport, Env: env.Name, Namespace: env.Namespace}
-	if plan != nil {
-		p = *plan
+	p := plan.Plan{Action: plan.ActionImport, Env: env.Name, Namespace: env.Namespace}
+	if planned != nil {
+		p = *planned
 	}
 	r := &store.Request{
 		ID:        RunID(env.Name, t),
@@ -557,16 +557,16 @@ func (b *Bot) headsUp(ctx context.Context, s scheduled, t time.Time) {
 		policy,
 		fmt.Sprintf("Skip this run with the button or `schedule skip %s`; `schedule pause %s` pauses the schedule.", env.Name, env.Name),
 	}})
-	_, plan, err := b.schedulePlan(ctx, env)
+	_, p, err := b.schedulePlan(ctx, env)
 	switch {
 	case err != nil:
 		out.Sections = append(out.Sections, commands.Section{Lines: []string{"What it would import could not be read now: " + err.Error()}})
-	case !plan.Changes():
+	case !p.Changes():
 		out.Sections = append(out.Sections, commands.Section{Lines: []string{"Right now there is nothing to import; the run checks again."}})
 	default:
 		// The env's "needs: confirm ..." line is about people's requests;
 		// the schedule needs no confirmation and its approvals are said above.
-		lines := slices.DeleteFunc(outputLines(commands.RenderPlan(plan)), func(l string) bool { return strings.HasPrefix(l, "needs: ") })
+		lines := slices.DeleteFunc(outputLines(commands.RenderPlan(p)), func(l string) bool { return strings.HasPrefix(l, "needs: ") })
 		out.Sections = append(out.Sections, commands.Section{Heading: "If it ran now", Lines: lines, Pre: true})
 	}
 	reply := Reply{Output: out, Buttons: []Button{{Action: ActionSkip, RequestID: id, Label: "Skip this run",
@@ -613,7 +613,7 @@ func (b *Bot) fmtTime(env *config.Environment, t time.Time) string {
 }
 
 // skipCommand is `schedule skip ENV`: skip env's next run.
-func (b *Bot) skipCommand(ctx context.Context, req Request, caller commands.Caller, cmd commands.Command, resp Responder) error {
+func (b *Bot) skipCommand(ctx context.Context, req Request, caller plan.Caller, cmd plan.Command, resp Responder) error {
 	env, ok := b.cfg.Env(cmd.Env)
 	if !ok {
 		return b.refuse(ctx, resp, "Unknown environment %q.", cmd.Env)
@@ -627,7 +627,7 @@ func (b *Bot) skipCommand(ctx context.Context, req Request, caller commands.Call
 
 // skipButton is the Skip button of a heads-up: it skips the run the heads-up
 // announced, if that is still the next one.
-func (b *Bot) skipButton(ctx context.Context, req Request, caller commands.Caller, id string, resp Responder) error {
+func (b *Bot) skipButton(ctx context.Context, req Request, caller plan.Caller, id string, resp Responder) error {
 	now := b.now()
 	for _, s := range b.scheduledEnvs() {
 		if t := s.sched.Next(now); RunID(s.env.Name, t) == id {
@@ -650,7 +650,7 @@ func runStateText(r *store.Request) string {
 
 // skip records env's run at t as skipped by caller, who must be allowed to
 // import into env.
-func (b *Bot) skip(ctx context.Context, req Request, caller commands.Caller, s scheduled, t time.Time, resp Responder) error {
+func (b *Bot) skip(ctx context.Context, req Request, caller plan.Caller, s scheduled, t time.Time, resp Responder) error {
 	env := s.env
 	if caller.User == "" {
 		return b.refuse(ctx, resp, "%s", unmappedReply(caller))
@@ -693,12 +693,12 @@ func (b *Bot) skip(ctx context.Context, req Request, caller commands.Caller, s s
 // scheduleDenied is what skipping (like pausing) env's schedule takes: what
 // an import of every service of env takes, since it decides whether imports
 // happen.
-func (b *Bot) scheduleDenied(ctx context.Context, caller commands.Caller, env *config.Environment) ([]commands.Denial, error) {
-	imp := cluster.Plan{Action: cluster.ActionImport, Env: env.Name, Namespace: env.Namespace}
+func (b *Bot) scheduleDenied(ctx context.Context, caller plan.Caller, env *config.Environment) ([]plan.Denial, error) {
+	imp := plan.Plan{Action: plan.ActionImport, Env: env.Name, Namespace: env.Namespace}
 	for _, svc := range b.cfg.Services {
-		imp.Targets = append(imp.Targets, cluster.Target{Service: svc.Name, Stream: svc.ImageStream, Tag: env.Tag})
+		imp.Targets = append(imp.Targets, plan.Target{Service: svc.Name, Stream: svc.ImageStream, Tag: env.Tag})
 	}
-	return b.deps.Access.Denied(ctx, env.Name, caller.User, caller.Groups, cluster.ExecuteAccess(imp))
+	return b.deps.Access.Denied(ctx, env.Name, caller.User, caller.Groups, plan.ExecuteAccess(imp))
 }
 
 // scheduleNotes adds to `schedule`'s line for env: whether its next run is

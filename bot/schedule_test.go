@@ -23,6 +23,7 @@ import (
 	"github.com/deploybot/deploybot/cluster/demo"
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/examples"
+	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 )
 
@@ -658,8 +659,8 @@ type stallingExecutor struct {
 	once    sync.Once
 }
 
-func (s *stallingExecutor) Execute(ctx context.Context, p cluster.Plan, report func(cluster.Progress)) (cluster.Result, error) {
-	first := cluster.Plan{Action: p.Action, Env: p.Env, Namespace: p.Namespace, Targets: p.Targets[:1], Policy: p.Policy}
+func (s *stallingExecutor) Execute(ctx context.Context, p plan.Plan, report func(plan.Progress)) (plan.Result, error) {
+	first := plan.Plan{Action: p.Action, Env: p.Env, Namespace: p.Namespace, Targets: p.Targets[:1], Policy: p.Policy}
 	res, err := s.inner.Execute(ctx, first, report)
 	if err != nil {
 		return res, err
@@ -667,12 +668,12 @@ func (s *stallingExecutor) Execute(ctx context.Context, p cluster.Plan, report f
 	s.once.Do(func() { close(s.stalled) })
 	<-ctx.Done()
 	for _, t := range p.Targets[1:] {
-		res.Targets = append(res.Targets, cluster.TargetResult{Service: t.Service, Outcome: cluster.PhaseFailed, From: t.From, To: t.To, Error: ctx.Err().Error()})
+		res.Targets = append(res.Targets, plan.TargetResult{Service: t.Service, Outcome: plan.PhaseFailed, From: t.From, To: t.To, Error: ctx.Err().Error()})
 	}
 	return res, nil
 }
 
-func (s *stallingExecutor) Follow(context.Context, cluster.Plan, cluster.Result, time.Duration, func(cluster.Progress)) []cluster.RolloutResult {
+func (s *stallingExecutor) Follow(context.Context, plan.Plan, plan.Result, time.Duration, func(plan.Progress)) []plan.RolloutResult {
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/deploybot/deploybot/plan"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -30,54 +31,54 @@ const templateWait = 5 * time.Minute
 // reports Progress per target as it goes; report may be nil. The error is for
 // a Plan that cannot run at all (unknown env or action, wrong namespace);
 // per-target failures are in the Result.
-func (s *Set) Execute(ctx context.Context, plan Plan, report func(Progress)) (Result, error) {
-	c, err := s.Env(plan.Env)
+func (s *Set) Execute(ctx context.Context, p plan.Plan, report func(plan.Progress)) (plan.Result, error) {
+	c, err := s.Env(p.Env)
 	if err != nil {
-		return Result{}, fmt.Errorf("executing %s plan: %w", plan.Action, err)
+		return plan.Result{}, fmt.Errorf("executing %s plan: %w", p.Action, err)
 	}
-	if plan.Namespace != c.Namespace {
-		return Result{}, fmt.Errorf("executing %s plan: it names namespace %q but environment %s is namespace %q", plan.Action, plan.Namespace, plan.Env, c.Namespace)
+	if p.Namespace != c.Namespace {
+		return plan.Result{}, fmt.Errorf("executing %s plan: it names namespace %q but environment %s is namespace %q", p.Action, p.Namespace, p.Env, c.Namespace)
 	}
-	var run func(context.Context, Target, func(Progress)) TargetResult
-	switch plan.Action {
-	case ActionImport:
+	var run func(context.Context, plan.Target, func(plan.Progress)) plan.TargetResult
+	switch p.Action {
+	case plan.ActionImport:
 		run = c.executeImport
-	case ActionPin:
+	case plan.ActionPin:
 		run = c.executePin
-	case ActionTrack:
+	case plan.ActionTrack:
 		run = c.executeTrack
-	case ActionRollback:
+	case plan.ActionRollback:
 		run = c.executeRollback
 	default:
-		return Result{}, fmt.Errorf("executing plan: unknown action %q", plan.Action)
+		return plan.Result{}, fmt.Errorf("executing plan: unknown action %q", p.Action)
 	}
 	rep := serialReporter(report)
 
-	res := Result{Targets: make([]TargetResult, len(plan.Targets))}
-	todo := func(i int, t Target) {
+	res := plan.Result{Targets: make([]plan.TargetResult, len(p.Targets))}
+	todo := func(i int, t plan.Target) {
 		r := run(ctx, t, rep)
-		if r.Outcome != PhaseFailed && len(t.DeletePods) > 0 {
-			deleted, err := c.deleteStuckPods(ctx, plan.Action, t, r, rep)
+		if r.Outcome != plan.PhaseFailed && len(t.DeletePods) > 0 {
+			deleted, err := c.deleteStuckPods(ctx, p.Action, t, r, rep)
 			switch {
 			case err != nil:
-				r.Outcome, r.Error = PhaseFailed, err.Error()
+				r.Outcome, r.Error = plan.PhaseFailed, err.Error()
 			case deleted > 0:
 				// e.g. undo --force of a set already rolled back: the
 				// template stays, the recreated pods are the change.
-				r.Outcome = PhaseChanged
+				r.Outcome = plan.PhaseChanged
 			}
 		}
 		res.Targets[i] = r
 		rep(targetProgress(r))
 	}
 	var wg sync.WaitGroup
-	for i, t := range plan.Targets {
+	for i, t := range p.Targets {
 		if t.Unchanged {
-			res.Targets[i] = TargetResult{Service: t.Service, Outcome: PhaseUnchanged, From: t.From, To: t.To}
+			res.Targets[i] = plan.TargetResult{Service: t.Service, Outcome: plan.PhaseUnchanged, From: t.From, To: t.To}
 			rep(targetProgress(res.Targets[i]))
 			continue
 		}
-		if plan.Action == ActionImport {
+		if p.Action == plan.ActionImport {
 			// Imports of different streams are independent; oc users run
 			// them one by one only because a shell makes that easy.
 			wg.Go(func() { todo(i, t) })
@@ -91,59 +92,59 @@ func (s *Set) Execute(ctx context.Context, plan Plan, report func(Progress)) (Re
 
 // serialReporter makes report safe to call from parallel imports, so callers
 // need not lock.
-func serialReporter(report func(Progress)) func(Progress) {
+func serialReporter(report func(plan.Progress)) func(plan.Progress) {
 	if report == nil {
-		return func(Progress) {}
+		return func(plan.Progress) {}
 	}
 	var mu sync.Mutex
-	return func(p Progress) {
+	return func(p plan.Progress) {
 		mu.Lock()
 		defer mu.Unlock()
 		report(p)
 	}
 }
 
-func targetProgress(r TargetResult) Progress {
-	p := Progress{Service: r.Service, Phase: r.Outcome}
+func targetProgress(r plan.TargetResult) plan.Progress {
+	p := plan.Progress{Service: r.Service, Phase: r.Outcome}
 	switch r.Outcome {
-	case PhaseFailed:
+	case plan.PhaseFailed:
 		p.Message = r.Error
-	case PhaseChanged:
+	case plan.PhaseChanged:
 		p.Message = imageChange(r.From, r.To)
 		if r.Error != "" {
 			p.Message += "; " + r.Error
 		}
-	case PhaseUnchanged:
+	case plan.PhaseUnchanged:
 		if r.To.Digest != "" {
-			p.Message = "already at " + ShortDigest(r.To.Digest)
+			p.Message = "already at " + plan.ShortDigest(r.To.Digest)
 		}
 	}
 	return p
 }
 
-func imageChange(from, to Image) string {
+func imageChange(from, to plan.Image) string {
 	return shortImage(from, "(none)") + " → " + shortImage(to, "(unknown)")
 }
 
 // shortImage shows an image by its short digest, else by its reference
 // (workloads that run tag references have no digest), else as missing.
-func shortImage(i Image, missing string) string {
+func shortImage(i plan.Image, missing string) string {
 	switch {
 	case i.Digest != "":
-		return ShortDigest(i.Digest)
+		return plan.ShortDigest(i.Digest)
 	case i.Ref != "":
 		return i.Ref
 	}
 	return missing
 }
 
-func failed(t Target, format string, args ...any) TargetResult {
-	return TargetResult{Service: t.Service, Outcome: PhaseFailed, From: t.From, To: t.To, Error: fmt.Sprintf(format, args...)}
+func failed(t plan.Target, format string, args ...any) plan.TargetResult {
+	return plan.TargetResult{Service: t.Service, Outcome: plan.PhaseFailed, From: t.From, To: t.To, Error: fmt.Sprintf(format, args...)}
 }
 
 // executeImport imports one tag, first making sure the registry still has
 // the image the Plan was approved for.
-func (c EnvClient) executeImport(ctx context.Context, t Target, _ func(Progress)) TargetResult {
+func (c EnvClient) executeImport(ctx context.Context, t plan.Target, _ func(plan.Progress)) plan.TargetResult {
 	if t.Stream == "" || t.Tag == "" {
 		return failed(t, "the plan names no image stream tag for %s", t.Service)
 	}
@@ -154,41 +155,41 @@ func (c EnvClient) executeImport(ctx context.Context, t Target, _ func(Progress)
 		}
 		if now.Digest != t.To.Digest {
 			return failed(t, "the registry moved since the plan was approved: planned %s, now %s",
-				ShortDigest(t.To.Digest), ShortDigest(now.Digest))
+				plan.ShortDigest(t.To.Digest), plan.ShortDigest(now.Digest))
 		}
 	}
 	from, to, err := c.importTag(ctx, t.Stream, t.Tag)
 	if err != nil {
 		return failed(t, "%v", err)
 	}
-	r := TargetResult{Service: t.Service, Outcome: PhaseChanged, From: from, To: to}
+	r := plan.TargetResult{Service: t.Service, Outcome: plan.PhaseChanged, From: from, To: to}
 	if to.Digest == from.Digest {
-		r.Outcome = PhaseUnchanged
+		r.Outcome = plan.PhaseUnchanged
 	}
 	if t.To.Digest != "" && to.Digest != t.To.Digest {
 		// The registry moved between our check and the import: the tag now
 		// points at an image nobody approved, which must be visible.
 		r.Error = fmt.Sprintf("imported %s, not the planned %s: the registry moved during the import",
-			ShortDigest(to.Digest), ShortDigest(t.To.Digest))
+			plan.ShortDigest(to.Digest), plan.ShortDigest(t.To.Digest))
 	}
 	return r
 }
 
 // executePin points the tag at the Plan's digest reference (oc tag --source=docker).
-func (c EnvClient) executePin(ctx context.Context, t Target, _ func(Progress)) TargetResult {
+func (c EnvClient) executePin(ctx context.Context, t plan.Target, _ func(plan.Progress)) plan.TargetResult {
 	if t.Stream == "" || t.Tag == "" || t.SpecFrom == "" {
 		return failed(t, "the plan names no image stream tag or source for %s", t.Service)
 	}
 	if err := c.setTag(ctx, t.Stream, t.Tag, t.SpecFrom, t.Scheduled); err != nil {
 		return failed(t, "%v", err)
 	}
-	return TargetResult{Service: t.Service, Outcome: PhaseChanged, From: t.From, To: t.To}
+	return plan.TargetResult{Service: t.Service, Outcome: plan.PhaseChanged, From: t.From, To: t.To}
 }
 
 // executeTrack points the tag back at the registry tag with the env's
 // scheduled setting (oc tag alone would turn scheduled imports off) and
 // imports, so the result says which image the tag now has.
-func (c EnvClient) executeTrack(ctx context.Context, t Target, _ func(Progress)) TargetResult {
+func (c EnvClient) executeTrack(ctx context.Context, t plan.Target, _ func(plan.Progress)) plan.TargetResult {
 	if t.Stream == "" || t.Tag == "" || t.SpecFrom == "" {
 		return failed(t, "the plan names no image stream tag or source for %s", t.Service)
 	}
@@ -199,34 +200,34 @@ func (c EnvClient) executeTrack(ctx context.Context, t Target, _ func(Progress))
 	if err != nil {
 		return failed(t, "the tag now tracks %s, but importing it failed: %v", t.SpecFrom, err)
 	}
-	return TargetResult{Service: t.Service, Outcome: PhaseChanged, From: t.From, To: to}
+	return plan.TargetResult{Service: t.Service, Outcome: plan.PhaseChanged, From: t.From, To: to}
 }
 
 // executeRollback rolls back the target's untriggered workloads, reporting
 // kubectl's message per workload; triggered ones would be reverted by the
 // image-trigger controller and are handled by pinning the tag instead.
-func (c EnvClient) executeRollback(ctx context.Context, t Target, rep func(Progress)) TargetResult {
-	r := TargetResult{Service: t.Service, Outcome: PhaseUnchanged, From: t.From, To: t.To}
+func (c EnvClient) executeRollback(ctx context.Context, t plan.Target, rep func(plan.Progress)) plan.TargetResult {
+	r := plan.TargetResult{Service: t.Service, Outcome: plan.PhaseUnchanged, From: t.From, To: t.To}
 	var errs []string
 	for _, w := range t.Workloads {
 		if w.Triggered {
 			continue
 		}
 		msg, changed, err := c.rollback(ctx, w.Kind, w.Name, t.ToRevision)
-		p := Progress{Service: t.Service, Workload: w, Phase: PhaseUnchanged, Message: msg}
+		p := plan.Progress{Service: t.Service, Workload: w, Phase: plan.PhaseUnchanged, Message: msg}
 		switch {
 		case err != nil:
-			p.Phase, p.Message = PhaseFailed, err.Error()
+			p.Phase, p.Message = plan.PhaseFailed, err.Error()
 			errs = append(errs, fmt.Sprintf("rolling back %s/%s: %v", w.Kind, w.Name, err))
 		case changed:
-			p.Phase = PhaseChanged
-			if r.Outcome != PhaseFailed {
-				r.Outcome = PhaseChanged
+			p.Phase = plan.PhaseChanged
+			if r.Outcome != plan.PhaseFailed {
+				r.Outcome = plan.PhaseChanged
 			}
 		}
 		rep(p)
 		if err != nil {
-			r.Outcome = PhaseFailed
+			r.Outcome = plan.PhaseFailed
 		}
 	}
 	r.Error = strings.Join(errs, "; ")
@@ -240,17 +241,17 @@ func (c EnvClient) executeRollback(ctx context.Context, t Target, rep func(Progr
 // precondition so a pod replaced meanwhile is left alone. For pin and track it first waits for the image-trigger
 // controller to put the new image into the set's template, or the pod would
 // come back on the bad image.
-func (c EnvClient) deleteStuckPods(ctx context.Context, action Action, t Target, r TargetResult, rep func(Progress)) (deleted int, err error) {
-	sets := map[string]WorkloadRef{}
+func (c EnvClient) deleteStuckPods(ctx context.Context, action plan.Action, t plan.Target, r plan.TargetResult, rep func(plan.Progress)) (deleted int, err error) {
+	sets := map[string]plan.WorkloadRef{}
 	for _, w := range t.Workloads {
-		if k, _ := NormalizeKind(w.Kind); k == KindStatefulSet {
+		if k, _ := plan.NormalizeKind(w.Kind); k == plan.KindStatefulSet {
 			sets[w.Name] = w
 		}
 	}
 	if len(sets) == 0 {
 		return 0, fmt.Errorf("the plan deletes pods of %s but names no StatefulSet", t.Service)
 	}
-	if action == ActionPin || action == ActionTrack {
+	if action == plan.ActionPin || action == plan.ActionTrack {
 		digest := r.To.Digest
 		if digest == "" {
 			return 0, fmt.Errorf("cannot tell when the stuck pods may be deleted: the plan has no target digest")
@@ -271,19 +272,19 @@ func (c EnvClient) deleteStuckPods(ctx context.Context, action Action, t Target,
 			errs = append(errs, err)
 			continue
 		}
-		phase := PhaseUnchanged
+		phase := plan.PhaseUnchanged
 		if gone {
 			deleted++
-			phase = PhaseChanged
+			phase = plan.PhaseChanged
 		}
-		rep(Progress{Service: t.Service, Phase: phase, Message: msg})
+		rep(plan.Progress{Service: t.Service, Phase: phase, Message: msg})
 	}
 	return deleted, errors.Join(errs...)
 }
 
 // deleteStuckPod deletes one pod if it is still stuck; deleted says whether
 // this call deleted it.
-func (c EnvClient) deleteStuckPod(ctx context.Context, name string, sets map[string]WorkloadRef) (msg string, deleted bool, err error) {
+func (c EnvClient) deleteStuckPod(ctx context.Context, name string, sets map[string]plan.WorkloadRef) (msg string, deleted bool, err error) {
 	pod, err := c.Kube.CoreV1().Pods(c.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return fmt.Sprintf("pod %s is already gone", name), false, nil
@@ -292,7 +293,7 @@ func (c EnvClient) deleteStuckPod(ctx context.Context, name string, sets map[str
 		return "", false, fmt.Errorf("reading pod %s: %w", name, err)
 	}
 	owner := metav1.GetControllerOf(pod)
-	if owner == nil || owner.Kind != KindStatefulSet {
+	if owner == nil || owner.Kind != plan.KindStatefulSet {
 		return "", false, fmt.Errorf("not deleting pod %s: no StatefulSet of this plan controls it", name)
 	}
 	if _, ok := sets[owner.Name]; !ok {
@@ -352,7 +353,7 @@ func (c EnvClient) waitTemplateImage(ctx context.Context, name, digest string) e
 		return templateHasDigest(&sts.Spec.Template, digest), nil
 	})
 	if err != nil {
-		return fmt.Errorf("waiting for the image trigger to set %s in statefulset %s: %w", ShortDigest(digest), name, err)
+		return fmt.Errorf("waiting for the image trigger to set %s in statefulset %s: %w", plan.ShortDigest(digest), name, err)
 	}
 	return nil
 }

@@ -12,15 +12,16 @@ import (
 
 	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/cluster/fakeopenshift"
+	"github.com/deploybot/deploybot/plan"
 )
 
 // revertWorkerPlan is `undo worker --force` on a triggered OrderedReady
 // StatefulSet: pin packit-worker:prod to #1 and delete the pod stuck on #2.
-func revertWorkerPlan() cluster.Plan {
-	plan := tagPlan(cluster.ActionPin, worker, ref(worker, 1), false, cluster.Image{Ref: ref(worker, 1), Digest: dig(worker, 1)})
-	plan.Targets[0].Workloads = []cluster.WorkloadRef{{Kind: cluster.KindStatefulSet, Name: "packit-worker-short-running", Triggered: true}}
-	plan.Targets[0].DeletePods = []string{"packit-worker-short-running-1"}
-	return plan
+func revertWorkerPlan() plan.Plan {
+	p := tagPlan(plan.ActionPin, worker, ref(worker, 1), false, plan.Image{Ref: ref(worker, 1), Digest: dig(worker, 1)})
+	p.Targets[0].Workloads = []plan.WorkloadRef{{Kind: plan.KindStatefulSet, Name: "packit-worker-short-running", Triggered: true}}
+	p.Targets[0].DeletePods = []string{"packit-worker-short-running-1"}
+	return p
 }
 
 func revertWorkerFixture(t *testing.T) *fixture {
@@ -49,7 +50,7 @@ func TestPinDeletesStuckPodOnceTheTemplateIsReverted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tr := res.Targets[0]; tr.Outcome != cluster.PhaseChanged {
+	if tr := res.Targets[0]; tr.Outcome != plan.PhaseChanged {
 		t.Fatalf("result = %+v, want changed", tr)
 	}
 	sts, err := f.kube.AppsV1().StatefulSets(testNS).Get(ctx, "packit-worker-short-running", metav1.GetOptions{})
@@ -82,7 +83,7 @@ func TestPinKeepsStuckPodWhileTheTemplateIsUnchanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tr := res.Targets[0]; tr.Outcome != cluster.PhaseFailed || !strings.Contains(tr.Error, "waiting for the image trigger") {
+	if tr := res.Targets[0]; tr.Outcome != plan.PhaseFailed || !strings.Contains(tr.Error, "waiting for the image trigger") {
 		t.Errorf("result = %+v, want failure waiting for the trigger", tr)
 	}
 	if _, err := f.kube.CoreV1().Pods(testNS).Get(context.Background(), "packit-worker-short-running-1", metav1.GetOptions{}); err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/cluster/fakeopenshift"
+	"github.com/deploybot/deploybot/plan"
 )
 
 const (
@@ -193,19 +194,19 @@ func setPodState(p *corev1.Pod, ready bool, waiting string) {
 // progressLog collects reported Progress safely.
 type progressLog struct {
 	mu  sync.Mutex
-	all []cluster.Progress
+	all []plan.Progress
 }
 
-func (l *progressLog) report(p cluster.Progress) {
+func (l *progressLog) report(p plan.Progress) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.all = append(l.all, p)
 }
 
-func (l *progressLog) snapshot() []cluster.Progress {
+func (l *progressLog) snapshot() []plan.Progress {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]cluster.Progress(nil), l.all...)
+	return append([]plan.Progress(nil), l.all...)
 }
 
 // waitFor polls cond until it holds or the deadline passes.

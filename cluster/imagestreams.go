@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/deploybot/deploybot/plan"
 	imagev1 "github.com/openshift/api/image/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,26 +23,26 @@ const insecureRepositoryAnnotation = "openshift.io/image.insecureRepository"
 
 // Tag returns the ImageStream tag's spec, current image and history
 // (what oc describe is/NAME shows for one tag).
-func (s *Set) Tag(ctx context.Context, env, stream, tag string) (TagState, error) {
+func (s *Set) Tag(ctx context.Context, env, stream, tag string) (plan.TagState, error) {
 	c, err := s.Env(env)
 	if err != nil {
-		return TagState{}, err
+		return plan.TagState{}, err
 	}
 	is, err := c.Images.ImageStreams(c.Namespace).Get(ctx, stream, metav1.GetOptions{})
 	if err != nil {
-		return TagState{}, fmt.Errorf("reading image stream %s: %w", stream, err)
+		return plan.TagState{}, fmt.Errorf("reading image stream %s: %w", stream, err)
 	}
 	st, ok := tagState(is, tag)
 	if !ok {
-		return TagState{}, tagNotFound(stream, tag)
+		return plan.TagState{}, tagNotFound(stream, tag)
 	}
 	return st, nil
 }
 
 // tagState extracts one tag from an ImageStream; ok is false when the stream
 // has neither a spec nor a status entry for it.
-func tagState(is *imagev1.ImageStream, tag string) (TagState, bool) {
-	st := TagState{Stream: is.Name, Tag: tag}
+func tagState(is *imagev1.ImageStream, tag string) (plan.TagState, bool) {
+	st := plan.TagState{Stream: is.Name, Tag: tag}
 	found := false
 	if ref := specTag(is, tag); ref != nil {
 		found = true
@@ -57,7 +58,7 @@ func tagState(is *imagev1.ImageStream, tag string) (TagState, bool) {
 		}
 		found = true
 		for _, item := range l.Items {
-			st.History = append(st.History, TagEvent{
+			st.History = append(st.History, plan.TagEvent{
 				Created:    item.Created.Time,
 				Ref:        item.DockerImageReference,
 				Digest:     item.Image,
@@ -90,13 +91,13 @@ func specTag(is *imagev1.ImageStream, tag string) *imagev1.TagReference {
 }
 
 // currentImage is the tag's status.tags[].items[0], the image workloads run.
-func currentImage(is *imagev1.ImageStream, tag string) Image {
+func currentImage(is *imagev1.ImageStream, tag string) plan.Image {
 	for _, l := range is.Status.Tags {
 		if l.Tag == tag && len(l.Items) > 0 {
-			return Image{Ref: l.Items[0].DockerImageReference, Digest: l.Items[0].Image}
+			return plan.Image{Ref: l.Items[0].DockerImageReference, Digest: l.Items[0].Image}
 		}
 	}
-	return Image{}
+	return plan.Image{}
 }
 
 func tagNotFound(stream, tag string) error {
@@ -171,39 +172,39 @@ func (e *ImportError) Error() string {
 }
 
 // importedImage reads the per-image result of an ImageStreamImport.
-func importedImage(isi *imagev1.ImageStreamImport, from string) (Image, error) {
+func importedImage(isi *imagev1.ImageStreamImport, from string) (plan.Image, error) {
 	if len(isi.Status.Images) == 0 {
-		return Image{}, &ImportError{From: from, Message: "the server returned no import status"}
+		return plan.Image{}, &ImportError{From: from, Message: "the server returned no import status"}
 	}
 	st := isi.Status.Images[0]
 	if st.Status.Status == metav1.StatusFailure {
-		return Image{}, &ImportError{From: from, Reason: string(st.Status.Reason), Message: st.Status.Message}
+		return plan.Image{}, &ImportError{From: from, Reason: string(st.Status.Reason), Message: st.Status.Message}
 	}
 	if st.Image == nil || st.Image.Name == "" {
-		return Image{}, &ImportError{From: from, Message: "the server returned no image"}
+		return plan.Image{}, &ImportError{From: from, Message: "the server returned no image"}
 	}
-	return Image{Ref: st.Image.DockerImageReference, Digest: st.Image.Name}, nil
+	return plan.Image{Ref: st.Image.DockerImageReference, Digest: st.Image.Name}, nil
 }
 
 // RegistryImage returns what importing the tag would bring now, without
 // changing anything: an ImageStreamImport with spec.import false for the
 // tag's spec source.
-func (s *Set) RegistryImage(ctx context.Context, env, stream, tag string) (Image, error) {
+func (s *Set) RegistryImage(ctx context.Context, env, stream, tag string) (plan.Image, error) {
 	c, err := s.Env(env)
 	if err != nil {
-		return Image{}, err
+		return plan.Image{}, err
 	}
 	return c.registryImage(ctx, stream, tag)
 }
 
-func (c EnvClient) registryImage(ctx context.Context, stream, tag string) (Image, error) {
+func (c EnvClient) registryImage(ctx context.Context, stream, tag string) (plan.Image, error) {
 	is, err := c.Images.ImageStreams(c.Namespace).Get(ctx, stream, metav1.GetOptions{})
 	if err != nil {
-		return Image{}, fmt.Errorf("reading image stream %s: %w", stream, err)
+		return plan.Image{}, fmt.Errorf("reading image stream %s: %w", stream, err)
 	}
 	ref, err := importableSpec(is, tag)
 	if err != nil {
-		return Image{}, err
+		return plan.Image{}, err
 	}
 	isi := newImport(is, tag, ref, false)
 	// A lookup does not write the stream, so it must not fail on a stale
@@ -211,11 +212,11 @@ func (c EnvClient) registryImage(ctx context.Context, stream, tag string) (Image
 	isi.ResourceVersion = ""
 	res, err := c.Images.ImageStreamImports(c.Namespace).Create(ctx, isi, metav1.CreateOptions{})
 	if err != nil {
-		return Image{}, fmt.Errorf("looking up %s for %s:%s: %w", ref.From.Name, stream, tag, err)
+		return plan.Image{}, fmt.Errorf("looking up %s for %s:%s: %w", ref.From.Name, stream, tag, err)
 	}
 	img, err := importedImage(res, ref.From.Name)
 	if err != nil {
-		return Image{}, fmt.Errorf("looking up %s:%s: %w", stream, tag, err)
+		return plan.Image{}, fmt.Errorf("looking up %s:%s: %w", stream, tag, err)
 	}
 	return img, nil
 }
@@ -224,7 +225,7 @@ func (c EnvClient) registryImage(ctx context.Context, stream, tag string) (Image
 // stream, Create an ImageStreamImport bound to its resourceVersion, and on 409
 // Conflict (the stream changed meanwhile) start over with a fresh Get. from is
 // the tag's image before, to the one after.
-func (c EnvClient) importTag(ctx context.Context, stream, tag string) (from, to Image, err error) {
+func (c EnvClient) importTag(ctx context.Context, stream, tag string) (from, to plan.Image, err error) {
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		is, err := c.Images.ImageStreams(c.Namespace).Get(ctx, stream, metav1.GetOptions{})
 		if err != nil {
@@ -324,25 +325,25 @@ func (c EnvClient) setTag(ctx context.Context, stream, tag, ref string, schedule
 // repo@digest), asked through the stream like `oc import-image --dry-run`
 // would: an ImageStreamImport with spec.import false, so nothing changes.
 // track uses it to show the registry tag's digest while the tag is pinned.
-func (s *Set) LookupImage(ctx context.Context, env, stream, ref string) (Image, error) {
+func (s *Set) LookupImage(ctx context.Context, env, stream, ref string) (plan.Image, error) {
 	c, err := s.Env(env)
 	if err != nil {
-		return Image{}, err
+		return plan.Image{}, err
 	}
 	is, err := c.Images.ImageStreams(c.Namespace).Get(ctx, stream, metav1.GetOptions{})
 	if err != nil {
-		return Image{}, fmt.Errorf("reading image stream %s: %w", stream, err)
+		return plan.Image{}, fmt.Errorf("reading image stream %s: %w", stream, err)
 	}
 	isi := newImport(is, "", &imagev1.TagReference{From: &corev1.ObjectReference{Kind: "DockerImage", Name: ref}}, false)
 	isi.Spec.Images[0].To = nil
 	isi.ResourceVersion = ""
 	res, err := c.Images.ImageStreamImports(c.Namespace).Create(ctx, isi, metav1.CreateOptions{})
 	if err != nil {
-		return Image{}, fmt.Errorf("looking up %s for %s: %w", ref, stream, err)
+		return plan.Image{}, fmt.Errorf("looking up %s for %s: %w", ref, stream, err)
 	}
 	img, err := importedImage(res, ref)
 	if err != nil {
-		return Image{}, fmt.Errorf("looking up %s: %w", ref, err)
+		return plan.Image{}, fmt.Errorf("looking up %s: %w", ref, err)
 	}
 	return img, nil
 }

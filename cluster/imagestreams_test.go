@@ -13,8 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clienttesting "k8s.io/client-go/testing"
 
-	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/cluster/fakeopenshift"
+	"github.com/deploybot/deploybot/plan"
 )
 
 const worker = "packit-worker"
@@ -30,10 +30,10 @@ func TestTag(t *testing.T) {
 
 	tests := []struct {
 		name, stream, tag string
-		check             func(t *testing.T, st cluster.TagState)
+		check             func(t *testing.T, st plan.TagState)
 		notFound          bool
 	}{
-		{name: "tracking tag with history", stream: worker, tag: "prod", check: func(t *testing.T, st cluster.TagState) {
+		{name: "tracking tag with history", stream: worker, tag: "prod", check: func(t *testing.T, st plan.TagState) {
 			if st.SpecFrom != repo(worker)+":prod" || st.SpecFromKind != "DockerImage" || !st.Scheduled || st.Pinned() {
 				t.Errorf("spec = %q %q scheduled=%v pinned=%v", st.SpecFrom, st.SpecFromKind, st.Scheduled, st.Pinned())
 			}
@@ -47,12 +47,12 @@ func TestTag(t *testing.T) {
 				t.Errorf("ImportError = %q, want none", st.ImportError)
 			}
 		}},
-		{name: "last import failed", stream: "failing", tag: "prod", check: func(t *testing.T, st cluster.TagState) {
+		{name: "last import failed", stream: "failing", tag: "prod", check: func(t *testing.T, st plan.TagState) {
 			if st.ImportError != "you may not have access" {
 				t.Errorf("ImportError = %q", st.ImportError)
 			}
 		}},
-		{name: "pinned", stream: "pinned", tag: "prod", check: func(t *testing.T, st cluster.TagState) {
+		{name: "pinned", stream: "pinned", tag: "prod", check: func(t *testing.T, st plan.TagState) {
 			if !st.Pinned() || st.Current.Digest != dig("pinned", 1) {
 				t.Errorf("state = %+v, want pinned at 1", st)
 			}
@@ -84,11 +84,11 @@ func TestRegistryImage(t *testing.T) {
 		name    string
 		stream  string
 		setup   func(f *fixture)
-		want    cluster.Image
+		want    plan.Image
 		wantErr string
 	}{
 		{name: "what an import would bring", stream: worker, setup: func(f *fixture) { f.push(worker, 3) },
-			want: cluster.Image{Ref: ref(worker, 3), Digest: dig(worker, 3)}},
+			want: plan.Image{Ref: ref(worker, 3), Digest: dig(worker, 3)}},
 		{name: "registry refuses", stream: worker, setup: func(f *fixture) {
 			f.push(worker, 3)
 			f.reg.Fail(repo(worker)+":prod", metav1.StatusReasonUnauthorized)
@@ -134,15 +134,15 @@ func imports(f *fixture) []*imagev1.ImageStreamImport {
 	return out
 }
 
-func importPlan(targets ...cluster.Target) cluster.Plan {
-	return cluster.Plan{Action: cluster.ActionImport, Env: testEnv, Namespace: testNS, Targets: targets}
+func importPlan(targets ...plan.Target) plan.Plan {
+	return plan.Plan{Action: plan.ActionImport, Env: testEnv, Namespace: testNS, Targets: targets}
 }
 
-func importTarget(stream string, from, to int) cluster.Target {
-	t := cluster.Target{Service: stream, Stream: stream, Tag: "prod",
-		From: cluster.Image{Ref: ref(stream, from), Digest: dig(stream, from)}}
+func importTarget(stream string, from, to int) plan.Target {
+	t := plan.Target{Service: stream, Stream: stream, Tag: "prod",
+		From: plan.Image{Ref: ref(stream, from), Digest: dig(stream, from)}}
 	if to > 0 {
-		t.To = cluster.Image{Ref: ref(stream, to), Digest: dig(stream, to)}
+		t.To = plan.Image{Ref: ref(stream, to), Digest: dig(stream, to)}
 	}
 	return t
 }
@@ -158,16 +158,16 @@ func TestExecuteImport(t *testing.T) {
 		wantCurrent int // the tag's current digest number afterwards
 		wantImports int // ImageStreamImports with spec.import true
 	}{
-		{name: "newer image imported", registryAt: 3, planTo: 3, wantOutcome: cluster.PhaseChanged, wantCurrent: 3, wantImports: 1},
-		{name: "registry has what the tag has", registryAt: 2, planTo: 2, wantOutcome: cluster.PhaseUnchanged, wantCurrent: 2, wantImports: 1},
+		{name: "newer image imported", registryAt: 3, planTo: 3, wantOutcome: plan.PhaseChanged, wantCurrent: 3, wantImports: 1},
+		{name: "registry has what the tag has", registryAt: 2, planTo: 2, wantOutcome: plan.PhaseUnchanged, wantCurrent: 2, wantImports: 1},
 		{name: "registry refuses the pull", registryAt: 3, planTo: 0,
 			setup:       func(f *fixture) { f.reg.Fail(repo(worker)+":prod", metav1.StatusReasonUnauthorized) },
-			wantOutcome: cluster.PhaseFailed, wantError: "you may not have access", wantCurrent: 2, wantImports: 1},
+			wantOutcome: plan.PhaseFailed, wantError: "you may not have access", wantCurrent: 2, wantImports: 1},
 		{name: "409 conflict is retried with a fresh get", registryAt: 3, planTo: 3,
 			setup:       func(f *fixture) { f.srv.ConflictOnNextImport() },
-			wantOutcome: cluster.PhaseChanged, wantCurrent: 3, wantImports: 2},
-		{name: "registry moved since approval", registryAt: 4, planTo: 3, wantOutcome: cluster.PhaseFailed,
-			wantError:   "the registry moved since the plan was approved: planned " + cluster.ShortDigest(dig(worker, 3)) + ", now " + cluster.ShortDigest(dig(worker, 4)),
+			wantOutcome: plan.PhaseChanged, wantCurrent: 3, wantImports: 2},
+		{name: "registry moved since approval", registryAt: 4, planTo: 3, wantOutcome: plan.PhaseFailed,
+			wantError:   "the registry moved since the plan was approved: planned " + plan.ShortDigest(dig(worker, 3)) + ", now " + plan.ShortDigest(dig(worker, 4)),
 			wantCurrent: 2, wantImports: 0},
 	}
 	for _, tc := range tests {
@@ -186,7 +186,7 @@ func TestExecuteImport(t *testing.T) {
 			if tr.Outcome != tc.wantOutcome || !strings.Contains(tr.Error, tc.wantError) {
 				t.Fatalf("result = %+v, want %s %q", tr, tc.wantOutcome, tc.wantError)
 			}
-			if tc.wantOutcome == cluster.PhaseChanged && (tr.From.Digest != dig(worker, 2) || tr.To.Digest != dig(worker, 3) || tr.To.Ref != ref(worker, 3)) {
+			if tc.wantOutcome == plan.PhaseChanged && (tr.From.Digest != dig(worker, 2) || tr.To.Digest != dig(worker, 3) || tr.To.Ref != ref(worker, 3)) {
 				t.Errorf("result from/to = %+v → %+v", tr.From, tr.To)
 			}
 			st, err := f.set.Tag(context.Background(), testEnv, worker, "prod")
@@ -194,7 +194,7 @@ func TestExecuteImport(t *testing.T) {
 				t.Fatal(err)
 			}
 			if st.Current.Digest != dig(worker, tc.wantCurrent) {
-				t.Errorf("current digest = %s, want #%d", cluster.ShortDigest(st.Current.Digest), tc.wantCurrent)
+				t.Errorf("current digest = %s, want #%d", plan.ShortDigest(st.Current.Digest), tc.wantCurrent)
 			}
 			if !st.Scheduled || st.SpecFrom != repo(worker)+":prod" {
 				t.Errorf("import changed the tag's spec: %+v", st)
@@ -243,17 +243,17 @@ func TestExecuteImportRunsTargetsInParallelAndInOrder(t *testing.T) {
 		iss = append(iss, imageStream(s, false, 1))
 	}
 	f := newFixture(t, nil, iss)
-	plan := importPlan()
+	p := importPlan()
 	for _, s := range streams {
 		f.push(s, 2)
-		plan.Targets = append(plan.Targets, importTarget(s, 1, 2))
+		p.Targets = append(p.Targets, importTarget(s, 1, 2))
 	}
-	plan.Targets[1].Unchanged = true // shown, not acted upon
-	res, err := f.set.Execute(context.Background(), plan, nil)
+	p.Targets[1].Unchanged = true // shown, not acted upon
+	res, err := f.set.Execute(context.Background(), p, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{cluster.PhaseChanged, cluster.PhaseUnchanged, cluster.PhaseChanged}
+	want := []string{plan.PhaseChanged, plan.PhaseUnchanged, plan.PhaseChanged}
 	for i, tr := range res.Targets {
 		if tr.Service != streams[i] || tr.Outcome != want[i] {
 			t.Errorf("target %d = %+v, want %s %s", i, tr, streams[i], want[i])
@@ -271,13 +271,13 @@ func TestExecuteImportRunsTargetsInParallelAndInOrder(t *testing.T) {
 
 func TestExecuteRefusesWrongNamespace(t *testing.T) {
 	f := newFixture(t, nil, []*imagev1.ImageStream{imageStream(worker, true, 1)})
-	plan := importPlan(importTarget(worker, 1, 2))
-	plan.Namespace = "packit--stg"
-	if _, err := f.set.Execute(context.Background(), plan, nil); err == nil || !strings.Contains(err.Error(), "namespace") {
+	p := importPlan(importTarget(worker, 1, 2))
+	p.Namespace = "packit--stg"
+	if _, err := f.set.Execute(context.Background(), p, nil); err == nil || !strings.Contains(err.Error(), "namespace") {
 		t.Errorf("Execute error = %v, want a namespace mismatch", err)
 	}
-	plan.Namespace, plan.Action = testNS, "frobnicate"
-	if _, err := f.set.Execute(context.Background(), plan, nil); err == nil {
+	p.Namespace, p.Action = testNS, "frobnicate"
+	if _, err := f.set.Execute(context.Background(), p, nil); err == nil {
 		t.Errorf("unknown action executed")
 	}
 	if len(imports(f)) != 0 {
@@ -285,10 +285,10 @@ func TestExecuteRefusesWrongNamespace(t *testing.T) {
 	}
 }
 
-func tagPlan(action cluster.Action, stream, specFrom string, scheduled bool, to cluster.Image) cluster.Plan {
-	return cluster.Plan{Action: action, Env: testEnv, Namespace: testNS, Targets: []cluster.Target{{
+func tagPlan(action plan.Action, stream, specFrom string, scheduled bool, to plan.Image) plan.Plan {
+	return plan.Plan{Action: action, Env: testEnv, Namespace: testNS, Targets: []plan.Target{{
 		Service: stream, Stream: stream, Tag: "prod", SpecFrom: specFrom, Scheduled: scheduled, To: to,
-		From: cluster.Image{Ref: ref(stream, 2), Digest: dig(stream, 2)},
+		From: plan.Image{Ref: ref(stream, 2), Digest: dig(stream, 2)},
 	}}}
 }
 
@@ -302,7 +302,7 @@ func verbs(f *fixture) []string {
 }
 
 func TestExecutePin(t *testing.T) {
-	pinTo := cluster.Image{Ref: ref(worker, 1), Digest: dig(worker, 1)}
+	pinTo := plan.Image{Ref: ref(worker, 1), Digest: dig(worker, 1)}
 	tests := []struct {
 		name      string
 		opts      []fakeopenshift.Option
@@ -350,7 +350,7 @@ func TestExecutePin(t *testing.T) {
 				tc.setup(f)
 			}
 			f.images.ClearActions()
-			res, err := f.set.Execute(context.Background(), tagPlan(cluster.ActionPin, worker, ref(worker, 1), false, pinTo), nil)
+			res, err := f.set.Execute(context.Background(), tagPlan(plan.ActionPin, worker, ref(worker, 1), false, pinTo), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -359,12 +359,12 @@ func TestExecutePin(t *testing.T) {
 			}
 			tr := res.Targets[0]
 			if tc.wantErr != "" {
-				if tr.Outcome != cluster.PhaseFailed || !strings.Contains(tr.Error, tc.wantErr) {
+				if tr.Outcome != plan.PhaseFailed || !strings.Contains(tr.Error, tc.wantErr) {
 					t.Fatalf("result = %+v, want failure %q", tr, tc.wantErr)
 				}
 				return
 			}
-			if tr.Outcome != cluster.PhaseChanged || tr.To != pinTo {
+			if tr.Outcome != plan.PhaseChanged || tr.To != pinTo {
 				t.Fatalf("result = %+v, want changed to #1", tr)
 			}
 			is := f.stream(t, worker)
@@ -400,13 +400,13 @@ func TestExecuteTrack(t *testing.T) {
 			pinned.Spec.Tags[0].From.Name = ref(worker, 1)
 			f := newFixture(t, nil, []*imagev1.ImageStream{pinned})
 			f.push(worker, 3)
-			plan := tagPlan(cluster.ActionTrack, worker, repo(worker)+":prod", tc.scheduled, cluster.Image{Ref: ref(worker, 3), Digest: dig(worker, 3)})
-			res, err := f.set.Execute(context.Background(), plan, nil)
+			p := tagPlan(plan.ActionTrack, worker, repo(worker)+":prod", tc.scheduled, plan.Image{Ref: ref(worker, 3), Digest: dig(worker, 3)})
+			res, err := f.set.Execute(context.Background(), p, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			tr := res.Targets[0]
-			if tr.Outcome != cluster.PhaseChanged || tr.To.Digest != dig(worker, 3) {
+			if tr.Outcome != plan.PhaseChanged || tr.To.Digest != dig(worker, 3) {
 				t.Fatalf("result = %+v, want changed to #3", tr)
 			}
 			st, err := f.set.Tag(context.Background(), testEnv, worker, "prod")

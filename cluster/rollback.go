@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/deploybot/deploybot/plan"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -44,22 +45,22 @@ var annotationsToSkip = map[string]bool{
 
 // Revisions returns the workload's rollout history, oldest first (what
 // oc rollout history shows), each revision with its container images.
-func (s *Set) Revisions(ctx context.Context, env, kind, name string) ([]Revision, error) {
+func (s *Set) Revisions(ctx context.Context, env, kind, name string) ([]plan.Revision, error) {
 	c, err := s.Env(env)
 	if err != nil {
 		return nil, err
 	}
-	kind, err = NormalizeKind(kind)
+	kind, err = plan.NormalizeKind(kind)
 	if err != nil {
 		return nil, err
 	}
-	if kind == KindDeployment {
+	if kind == plan.KindDeployment {
 		return c.deploymentRevisions(ctx, name)
 	}
 	return c.statefulSetRevisions(ctx, name)
 }
 
-func (c EnvClient) deploymentRevisions(ctx context.Context, name string) ([]Revision, error) {
+func (c EnvClient) deploymentRevisions(ctx context.Context, name string) ([]plan.Revision, error) {
 	d, err := c.Kube.AppsV1().Deployments(c.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("reading deployment %s: %w", name, err)
@@ -71,13 +72,13 @@ func (c EnvClient) deploymentRevisions(ctx context.Context, name string) ([]Revi
 	newRS := findNewReplicaSet(d, rss)
 	// Like kubectl, one entry per revision number; a later ReplicaSet with
 	// the same number replaces an earlier one.
-	byNumber := map[int64]Revision{}
+	byNumber := map[int64]plan.Revision{}
 	for _, rs := range rss {
 		v, err := rsRevision(rs)
 		if err != nil {
 			continue // kubectl warns and skips
 		}
-		byNumber[v] = Revision{
+		byNumber[v] = plan.Revision{
 			Number:      v,
 			Images:      templateImages(&rs.Spec.Template),
 			ChangeCause: rs.Annotations[ChangeCauseAnnotation],
@@ -88,12 +89,12 @@ func (c EnvClient) deploymentRevisions(ctx context.Context, name string) ([]Revi
 	return sortedRevisions(byNumber), nil
 }
 
-func (c EnvClient) statefulSetRevisions(ctx context.Context, name string) ([]Revision, error) {
+func (c EnvClient) statefulSetRevisions(ctx context.Context, name string) ([]plan.Revision, error) {
 	sts, history, err := statefulSetHistory(ctx, c.Kube, c.Namespace, name)
 	if err != nil {
 		return nil, err
 	}
-	byNumber := map[int64]Revision{}
+	byNumber := map[int64]plan.Revision{}
 	for _, h := range history {
 		applied, err := applyStatefulSetHistory(sts, h)
 		if err != nil {
@@ -103,7 +104,7 @@ func (c EnvClient) statefulSetRevisions(ctx context.Context, name string) ([]Rev
 		if sts.Status.UpdateRevision == "" {
 			current, _ = statefulSetMatch(sts, h)
 		}
-		byNumber[h.Revision] = Revision{
+		byNumber[h.Revision] = plan.Revision{
 			Number:      h.Revision,
 			Images:      templateImages(&applied.Spec.Template),
 			ChangeCause: h.Annotations[ChangeCauseAnnotation],
@@ -114,8 +115,8 @@ func (c EnvClient) statefulSetRevisions(ctx context.Context, name string) ([]Rev
 	return sortedRevisions(byNumber), nil
 }
 
-func sortedRevisions(m map[int64]Revision) []Revision {
-	out := make([]Revision, 0, len(m))
+func sortedRevisions(m map[int64]plan.Revision) []plan.Revision {
+	out := make([]plan.Revision, 0, len(m))
 	for _, r := range m {
 		out = append(out, r)
 	}
@@ -205,14 +206,14 @@ func (e *RevisionNotFoundError) Error() string {
 // returns kubectl's message: "rolled back" or "skipped rollback (...)".
 // changed is false when nothing was patched.
 func (c EnvClient) rollback(ctx context.Context, kind, name string, toRevision int64) (msg string, changed bool, err error) {
-	kind, err = NormalizeKind(kind)
+	kind, err = plan.NormalizeKind(kind)
 	if err != nil {
 		return "", false, err
 	}
 	if toRevision < 0 {
 		return "", false, &RevisionNotFoundError{Revision: toRevision}
 	}
-	if kind == KindDeployment {
+	if kind == plan.KindDeployment {
 		return c.rollbackDeployment(ctx, name, toRevision)
 	}
 	return c.rollbackStatefulSet(ctx, name, toRevision)
@@ -469,7 +470,7 @@ func podFailure(p *corev1.Pod) string {
 // old revision and are not Ready. The controller waits for them forever and
 // will not replace them after a rollback ("forced rollback"): they must be
 // deleted. Parallel sets get nil.
-func (s *Set) StuckPods(ctx context.Context, env, name string) ([]StuckPod, error) {
+func (s *Set) StuckPods(ctx context.Context, env, name string) ([]plan.StuckPod, error) {
 	c, err := s.Env(env)
 	if err != nil {
 		return nil, err
@@ -499,11 +500,11 @@ func (c EnvClient) statefulSetPods(ctx context.Context, sts *appsv1.StatefulSet)
 
 // stuckPods picks, among pods, those of the OrderedReady set sts that are on
 // an old revision and not Ready.
-func stuckPods(sts *appsv1.StatefulSet, pods []corev1.Pod) []StuckPod {
+func stuckPods(sts *appsv1.StatefulSet, pods []corev1.Pod) []plan.StuckPod {
 	if !orderedReady(sts) || sts.Status.UpdateRevision == "" {
 		return nil
 	}
-	var out []StuckPod
+	var out []plan.StuckPod
 	for i := range pods {
 		p := &pods[i]
 		if !metav1.IsControlledBy(p, sts) || p.DeletionTimestamp != nil {
@@ -517,7 +518,7 @@ func stuckPods(sts *appsv1.StatefulSet, pods []corev1.Pod) []StuckPod {
 		if reason == "" {
 			reason = "not Ready"
 		}
-		out = append(out, StuckPod{Name: p.Name, Revision: rev, Reason: reason})
+		out = append(out, plan.StuckPod{Name: p.Name, Revision: rev, Reason: reason})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

@@ -16,6 +16,7 @@ import (
 	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/deploybot/deploybot/cluster"
+	"github.com/deploybot/deploybot/plan"
 )
 
 const fedmsg = "packit-service-fedmsg"
@@ -68,7 +69,7 @@ func TestDeploymentRevisions(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Revisions: %v", err)
 	}
-	want := []cluster.Revision{
+	want := []plan.Revision{
 		{Number: 1, Images: map[string]string{fedmsg: "img:1"}, ChangeCause: "deploy 1", Created: testNow.Add(-72 * time.Hour)},
 		{Number: 2, Images: map[string]string{fedmsg: "img:2"}, ChangeCause: "deploy 2", Created: testNow.Add(-48 * time.Hour)},
 		{Number: 3, Images: map[string]string{fedmsg: "img:3"}, ChangeCause: "deploy 3", Created: testNow.Add(-24 * time.Hour), Current: true},
@@ -85,12 +86,12 @@ func TestDeploymentRevisions(t *testing.T) {
 	}
 }
 
-func rollbackPlan(kind, name string, toRevision int64, deletePods ...string) cluster.Plan {
-	return cluster.Plan{
-		Action: cluster.ActionRollback, Env: testEnv, Namespace: testNS,
-		Targets: []cluster.Target{{
+func rollbackPlan(kind, name string, toRevision int64, deletePods ...string) plan.Plan {
+	return plan.Plan{
+		Action: plan.ActionRollback, Env: testEnv, Namespace: testNS,
+		Targets: []plan.Target{{
 			Service:    name,
-			Workloads:  []cluster.WorkloadRef{{Kind: kind, Name: name}},
+			Workloads:  []plan.WorkloadRef{{Kind: kind, Name: name}},
 			ToRevision: toRevision,
 			DeletePods: deletePods,
 		}},
@@ -120,7 +121,7 @@ func TestUndoDeployment(t *testing.T) {
 	}{
 		{
 			name: "to the previous revision", toRevision: 0,
-			wantOutcome: cluster.PhaseChanged, wantMessage: "rolled back", wantImage: "img:2",
+			wantOutcome: plan.PhaseChanged, wantMessage: "rolled back", wantImage: "img:2",
 			// The skip list is kept from the Deployment, the rest comes from
 			// the ReplicaSet; the Deployment's other annotations go, as with kubectl.
 			wantAnnotations: map[string]string{
@@ -131,7 +132,7 @@ func TestUndoDeployment(t *testing.T) {
 		},
 		{
 			name: "to revision 1", toRevision: 1,
-			wantOutcome: cluster.PhaseChanged, wantMessage: "rolled back", wantImage: "img:1",
+			wantOutcome: plan.PhaseChanged, wantMessage: "rolled back", wantImage: "img:1",
 			wantAnnotations: map[string]string{
 				"deployment.kubernetes.io/revision": "3",
 				corev1.LastAppliedConfigAnnotation:  "LA",
@@ -139,13 +140,13 @@ func TestUndoDeployment(t *testing.T) {
 				"custom":                            "from-rs1",
 			},
 		},
-		{name: "already at the revision", toRevision: 3, wantOutcome: cluster.PhaseUnchanged,
+		{name: "already at the revision", toRevision: 3, wantOutcome: plan.PhaseUnchanged,
 			wantMessage: "skipped rollback (current template already matches revision 3)", wantImage: "img:3"},
-		{name: "revision not in history", toRevision: 7, wantOutcome: cluster.PhaseFailed,
+		{name: "revision not in history", toRevision: 7, wantOutcome: plan.PhaseFailed,
 			wantError: "unable to find specified revision 7 in history", wantImage: "img:3"},
-		{name: "the other deployment's replica set is not history", toRevision: 9, wantOutcome: cluster.PhaseFailed,
+		{name: "the other deployment's replica set is not history", toRevision: 9, wantOutcome: plan.PhaseFailed,
 			wantError: "unable to find specified revision 9 in history", wantImage: "img:3"},
-		{name: "paused deployment refused", toRevision: 0, paused: true, wantOutcome: cluster.PhaseFailed,
+		{name: "paused deployment refused", toRevision: 0, paused: true, wantOutcome: plan.PhaseFailed,
 			wantError: "you cannot rollback a paused deployment", wantImage: "img:3"},
 	}
 	for _, tc := range tests {
@@ -181,7 +182,7 @@ func TestUndoDeployment(t *testing.T) {
 				t.Errorf("template image = %s, want %s", img, tc.wantImage)
 			}
 			patches := patchActions(f)
-			if tc.wantOutcome != cluster.PhaseChanged {
+			if tc.wantOutcome != plan.PhaseChanged {
 				if len(patches) != 0 {
 					t.Errorf("%d patches sent, want none", len(patches))
 				}
@@ -267,10 +268,10 @@ func TestUndoStatefulSet(t *testing.T) {
 		wantImage   string
 		wantError   string
 	}{
-		{"to the previous revision", 0, cluster.PhaseChanged, "img:1", ""},
-		{"to revision 1", 1, cluster.PhaseChanged, "img:1", ""},
-		{"already at revision 2", 2, cluster.PhaseUnchanged, "img:2", ""},
-		{"another set's revision is not history", 3, cluster.PhaseFailed, "img:2", "unable to find specified revision 3"},
+		{"to the previous revision", 0, plan.PhaseChanged, "img:1", ""},
+		{"to revision 1", 1, plan.PhaseChanged, "img:1", ""},
+		{"already at revision 2", 2, plan.PhaseUnchanged, "img:2", ""},
+		{"another set's revision is not history", 3, plan.PhaseFailed, "img:2", "unable to find specified revision 3"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -290,10 +291,10 @@ func TestUndoStatefulSet(t *testing.T) {
 				t.Errorf("template image = %s, want %s", img, tc.wantImage)
 			}
 			patches := patchActions(f)
-			if tc.wantOutcome == cluster.PhaseChanged && (len(patches) != 1 || patches[0].GetPatchType() != types.StrategicMergePatchType) {
+			if tc.wantOutcome == plan.PhaseChanged && (len(patches) != 1 || patches[0].GetPatchType() != types.StrategicMergePatchType) {
 				t.Errorf("patches = %v, want one strategic merge patch", patches)
 			}
-			if tc.wantOutcome != cluster.PhaseChanged && len(patches) != 0 {
+			if tc.wantOutcome != plan.PhaseChanged && len(patches) != 0 {
 				t.Errorf("patches = %v, want none", patches)
 			}
 		})
@@ -307,7 +308,7 @@ func TestUndoStatefulSetWithoutHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tr := res.Targets[0]; tr.Outcome != cluster.PhaseFailed || !strings.Contains(tr.Error, "no last revision to roll back to") {
+	if tr := res.Targets[0]; tr.Outcome != plan.PhaseFailed || !strings.Contains(tr.Error, "no last revision to roll back to") {
 		t.Errorf("result = %+v, want no last revision", tr)
 	}
 }
@@ -333,9 +334,9 @@ func TestStuckPods(t *testing.T) {
 	tests := []struct {
 		name string
 		sts  string
-		want []cluster.StuckPod
+		want []plan.StuckPod
 	}{
-		{"old revision and not Ready", "worker", []cluster.StuckPod{
+		{"old revision and not Ready", "worker", []plan.StuckPod{
 			{Name: "worker-2", Revision: "rev-bad", Reason: "CrashLoopBackOff"},
 			{Name: "worker-3", Revision: "rev-bad", Reason: "not Ready"},
 		}},
@@ -367,7 +368,7 @@ func TestUndoForceDeletesOnlyStuckPods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tr := res.Targets[0]; tr.Outcome != cluster.PhaseChanged {
+	if tr := res.Targets[0]; tr.Outcome != plan.PhaseChanged {
 		t.Fatalf("result = %+v, want changed", tr)
 	}
 	if _, err := f.kube.CoreV1().Pods(testNS).Get(context.Background(), "worker-1", metav1.GetOptions{}); err == nil {
@@ -407,7 +408,7 @@ func TestUndoForceRefusesForeignPod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tr := res.Targets[0]; tr.Outcome != cluster.PhaseFailed || !strings.Contains(tr.Error, "which this plan does not name") {
+	if tr := res.Targets[0]; tr.Outcome != plan.PhaseFailed || !strings.Contains(tr.Error, "which this plan does not name") {
 		t.Errorf("result = %+v, want a refusal", tr)
 	}
 	if _, err := f.kube.CoreV1().Pods(testNS).Get(context.Background(), "other-0", metav1.GetOptions{}); err != nil {
@@ -428,7 +429,7 @@ func TestUndoForceOnAlreadyRolledBackSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tr := res.Targets[0]; tr.Outcome != cluster.PhaseChanged {
+	if tr := res.Targets[0]; tr.Outcome != plan.PhaseChanged {
 		t.Fatalf("result = %+v, want changed (a pod was deleted)", tr)
 	}
 	if len(patchActions(f)) != 0 {

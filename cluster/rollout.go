@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deploybot/deploybot/plan"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -34,7 +35,7 @@ const progressDeadlineExceeded = "ProgressDeadlineExceeded"
 // followed is one workload Follow watches.
 type followed struct {
 	service    string
-	ref        WorkloadRef
+	ref        plan.WorkloadRef
 	stream     string
 	tag        string
 	start      time.Time
@@ -42,8 +43,8 @@ type followed struct {
 	deadline   time.Time
 	deadlineOK bool // deadline came from the object or the caller
 	done       bool
-	result     RolloutResult
-	last       Progress
+	result     plan.RolloutResult
+	last       plan.Progress
 	reported   bool
 }
 
@@ -57,9 +58,9 @@ type followed struct {
 // RolloutResult per workload. Triggered workloads count as rolled out only
 // once their template runs the target image, so a Follow that starts before
 // the image-trigger controller has acted does not report success early.
-func (s *Set) Follow(ctx context.Context, plan Plan, res Result, deadline time.Duration, report func(Progress)) []RolloutResult {
+func (s *Set) Follow(ctx context.Context, p plan.Plan, res plan.Result, deadline time.Duration, report func(plan.Progress)) []plan.RolloutResult {
 	rep := serialReporter(report)
-	ws := followTargets(plan, res)
+	ws := followTargets(p, res)
 	if len(ws) == 0 {
 		return nil
 	}
@@ -71,7 +72,7 @@ func (s *Set) Follow(ctx context.Context, plan Plan, res Result, deadline time.D
 			w.deadline, w.deadlineOK = start.Add(deadline), true
 		}
 	}
-	c, err := s.Env(plan.Env)
+	c, err := s.Env(p.Env)
 	if err != nil {
 		return finishAll(ws, rep, fmt.Sprintf("cannot follow the rollout: %v", err))
 	}
@@ -103,13 +104,13 @@ func (s *Set) Follow(ctx context.Context, plan Plan, res Result, deadline time.D
 	)
 	for _, w := range ws {
 		switch {
-		case w.ref.Kind == KindDeployment && deps == nil:
+		case w.ref.Kind == plan.KindDeployment && deps == nil:
 			inf := factory.Apps().V1().Deployments()
 			if _, err := inf.Informer().AddEventHandler(handler); err != nil {
 				return finishAll(ws, rep, fmt.Sprintf("cannot watch deployments: %v", err))
 			}
 			deps = inf.Lister()
-		case w.ref.Kind == KindStatefulSet && sets == nil:
+		case w.ref.Kind == plan.KindStatefulSet && sets == nil:
 			inf := factory.Apps().V1().StatefulSets()
 			if _, err := inf.Informer().AddEventHandler(handler); err != nil {
 				return finishAll(ws, rep, fmt.Sprintf("cannot watch statefulsets: %v", err))
@@ -182,33 +183,33 @@ func (s *Set) Follow(ctx context.Context, plan Plan, res Result, deadline time.D
 }
 
 // followTargets lists the workloads of the Plan's changed targets, once each.
-func followTargets(plan Plan, res Result) []*followed {
+func followTargets(p plan.Plan, res plan.Result) []*followed {
 	var ws []*followed
-	seen := map[WorkloadRef]bool{}
-	for i, t := range plan.Targets {
+	seen := map[plan.WorkloadRef]bool{}
+	for i, t := range p.Targets {
 		if t.Unchanged {
 			continue
 		}
 		tr, ok := resultFor(res, i, t)
-		if !ok || tr.Outcome != PhaseChanged {
+		if !ok || tr.Outcome != plan.PhaseChanged {
 			continue
 		}
 		for _, w := range t.Workloads {
-			if plan.Action == ActionRollback && w.Triggered {
+			if p.Action == plan.ActionRollback && w.Triggered {
 				continue // not rolled back: the tag was pinned instead
 			}
-			kind, err := NormalizeKind(w.Kind)
+			kind, err := plan.NormalizeKind(w.Kind)
 			if err != nil {
 				continue
 			}
-			key := WorkloadRef{Kind: kind, Name: w.Name}
+			key := plan.WorkloadRef{Kind: kind, Name: w.Name}
 			if seen[key] {
 				continue
 			}
 			seen[key] = true
 			f := &followed{service: t.Service, ref: w, stream: t.Stream, tag: t.Tag}
 			f.ref.Kind = kind
-			if plan.Action != ActionRollback && w.Triggered {
+			if p.Action != plan.ActionRollback && w.Triggered {
 				f.digest = tr.To.Digest
 				if f.digest == "" {
 					f.digest = t.To.Digest
@@ -222,7 +223,7 @@ func followTargets(plan Plan, res Result) []*followed {
 
 // resultFor finds the result of plan target i: Execute returns them in
 // order, but a Result from elsewhere is matched by service.
-func resultFor(res Result, i int, t Target) (TargetResult, bool) {
+func resultFor(res plan.Result, i int, t plan.Target) (plan.TargetResult, bool) {
 	if i < len(res.Targets) && res.Targets[i].Service == t.Service {
 		return res.Targets[i], true
 	}
@@ -231,20 +232,20 @@ func resultFor(res Result, i int, t Target) (TargetResult, bool) {
 			return r, true
 		}
 	}
-	return TargetResult{}, false
+	return plan.TargetResult{}, false
 }
 
-func finishAll(ws []*followed, rep func(Progress), reason string) []RolloutResult {
+func finishAll(ws []*followed, rep func(plan.Progress), reason string) []plan.RolloutResult {
 	for _, w := range ws {
 		if !w.done {
-			w.finish(PhaseFailed, reason, rep)
+			w.finish(plan.PhaseFailed, reason, rep)
 		}
 	}
 	return results(ws)
 }
 
-func results(ws []*followed) []RolloutResult {
-	out := make([]RolloutResult, len(ws))
+func results(ws []*followed) []plan.RolloutResult {
+	out := make([]plan.RolloutResult, len(ws))
 	for i, w := range ws {
 		out[i] = w.result
 	}
@@ -252,9 +253,9 @@ func results(ws []*followed) []RolloutResult {
 }
 
 // finish ends following w with outcome, reporting it.
-func (w *followed) finish(outcome, reason string, rep func(Progress)) {
+func (w *followed) finish(outcome, reason string, rep func(plan.Progress)) {
 	w.done = true
-	w.result = RolloutResult{Workload: w.ref, Outcome: outcome, Reason: reason}
+	w.result = plan.RolloutResult{Workload: w.ref, Outcome: outcome, Reason: reason}
 	p := w.last
 	p.Service, p.Workload, p.Phase, p.Message = w.service, w.ref, outcome, reason
 	w.last, w.reported = p, true
@@ -262,7 +263,7 @@ func (w *followed) finish(outcome, reason string, rep func(Progress)) {
 }
 
 // update reports p if it differs from what was last reported for w.
-func (w *followed) update(p Progress, rep func(Progress)) {
+func (w *followed) update(p plan.Progress, rep func(plan.Progress)) {
 	p.Service, p.Workload = w.service, w.ref
 	if w.reported && p == w.last {
 		return
@@ -292,10 +293,10 @@ type state struct {
 
 // step looks at w once, reports a change and finishes w when its state is
 // final or its deadline passed. It returns when to look again without an event.
-func (e evaluator) step(w *followed, now time.Time, rep func(Progress)) time.Time {
+func (e evaluator) step(w *followed, now time.Time, rep func(plan.Progress)) time.Time {
 	var st state
 	switch w.ref.Kind {
-	case KindDeployment:
+	case plan.KindDeployment:
 		d, err := e.deps.Deployments(e.ns).Get(w.ref.Name)
 		if err != nil {
 			st = missing(w, err)
@@ -315,7 +316,7 @@ func (e evaluator) step(w *followed, now time.Time, rep func(Progress)) time.Tim
 		st = e.statefulSet(w, sts, now)
 	}
 	switch st.phase {
-	case PhaseSettled, PhaseFailed, PhaseStuck:
+	case plan.PhaseSettled, plan.PhaseFailed, plan.PhaseStuck:
 		w.last.Desired, w.last.Updated, w.last.Ready = st.desired, st.updated, st.ready
 		w.finish(st.phase, st.message, rep)
 		return time.Time{}
@@ -326,18 +327,18 @@ func (e evaluator) step(w *followed, now time.Time, rep func(Progress)) time.Tim
 			reason += "; " + st.message
 		}
 		w.last.Desired, w.last.Updated, w.last.Ready = st.desired, st.updated, st.ready
-		w.finish(PhaseFailed, reason, rep)
+		w.finish(plan.PhaseFailed, reason, rep)
 		return time.Time{}
 	}
-	w.update(Progress{Phase: st.phase, Desired: st.desired, Updated: st.updated, Ready: st.ready, Message: st.message}, rep)
+	w.update(plan.Progress{Phase: st.phase, Desired: st.desired, Updated: st.updated, Ready: st.ready, Message: st.message}, rep)
 	return st.wake
 }
 
 func missing(w *followed, err error) state {
 	if apierrors.IsNotFound(err) {
-		return state{phase: PhaseFailed, message: fmt.Sprintf("%s %s no longer exists", strings.ToLower(w.ref.Kind), w.ref.Name)}
+		return state{phase: plan.PhaseFailed, message: fmt.Sprintf("%s %s no longer exists", strings.ToLower(w.ref.Kind), w.ref.Name)}
 	}
-	return state{phase: PhaseRolling, message: err.Error()}
+	return state{phase: plan.PhaseRolling, message: err.Error()}
 }
 
 // atTarget reports whether the workload's template runs the target image; for
@@ -349,7 +350,7 @@ func (e evaluator) atTarget(w *followed, annotations map[string]string, spec *co
 	}
 	if t, found := findTrigger(triggers(annotations), e.ns, w.stream, w.tag); found {
 		if ref, ok := t.Container(); ok {
-			img, _ := ref.image(spec)
+			img, _ := containerImage(ref, spec)
 			return strings.Contains(img, w.digest), t.Paused
 		}
 		if t.Paused {
@@ -367,12 +368,12 @@ func (e evaluator) atTarget(w *followed, annotations map[string]string, spec *co
 }
 
 func (e evaluator) deployment(w *followed, d *appsv1.Deployment) state {
-	st := state{phase: PhaseRolling, desired: replicas(d.Spec.Replicas), updated: d.Status.UpdatedReplicas, ready: d.Status.ReadyReplicas}
+	st := state{phase: plan.PhaseRolling, desired: replicas(d.Spec.Replicas), updated: d.Status.UpdatedReplicas, ready: d.Status.ReadyReplicas}
 	if ok, paused := e.atTarget(w, d.Annotations, &d.Spec.Template.Spec); !ok {
 		if paused {
-			st.phase, st.message = PhaseFailed, fmt.Sprintf("its image trigger for %s:%s is paused, so it does not follow the tag", w.stream, w.tag)
+			st.phase, st.message = plan.PhaseFailed, fmt.Sprintf("its image trigger for %s:%s is paused, so it does not follow the tag", w.stream, w.tag)
 		} else {
-			st.message = fmt.Sprintf("waiting for the image trigger to set %s", ShortDigest(w.digest))
+			st.message = fmt.Sprintf("waiting for the image trigger to set %s", plan.ShortDigest(w.digest))
 		}
 		st.updated = 0 // the template does not name the new image yet
 		return st
@@ -386,7 +387,7 @@ func (e evaluator) deployment(w *followed, d *appsv1.Deployment) state {
 	}
 	for _, c := range d.Status.Conditions {
 		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == progressDeadlineExceeded {
-			st.phase, st.message = PhaseFailed, progressDeadlineExceeded+": "+c.Message
+			st.phase, st.message = plan.PhaseFailed, progressDeadlineExceeded+": "+c.Message
 			return st
 		}
 	}
@@ -401,7 +402,7 @@ func (e evaluator) deployment(w *followed, d *appsv1.Deployment) state {
 			continue // a pod of an older ReplicaSet
 		}
 		if reason := podFailure(p); reason != "" {
-			st.phase, st.message = PhaseFailed, p.Name+": "+reason
+			st.phase, st.message = plan.PhaseFailed, p.Name+": "+reason
 			return st
 		}
 		if st.message == "" && !podReady(p) {
@@ -409,18 +410,18 @@ func (e evaluator) deployment(w *followed, d *appsv1.Deployment) state {
 		}
 	}
 	if deploymentSettled(d) {
-		st.phase, st.message = PhaseSettled, ""
+		st.phase, st.message = plan.PhaseSettled, ""
 	}
 	return st
 }
 
 func (e evaluator) statefulSet(w *followed, sts *appsv1.StatefulSet, now time.Time) state {
-	st := state{phase: PhaseRolling, desired: replicas(sts.Spec.Replicas), updated: sts.Status.UpdatedReplicas, ready: sts.Status.ReadyReplicas}
+	st := state{phase: plan.PhaseRolling, desired: replicas(sts.Spec.Replicas), updated: sts.Status.UpdatedReplicas, ready: sts.Status.ReadyReplicas}
 	if ok, paused := e.atTarget(w, sts.Annotations, &sts.Spec.Template.Spec); !ok {
 		if paused {
-			st.phase, st.message = PhaseFailed, fmt.Sprintf("its image trigger for %s:%s is paused, so it does not follow the tag", w.stream, w.tag)
+			st.phase, st.message = plan.PhaseFailed, fmt.Sprintf("its image trigger for %s:%s is paused, so it does not follow the tag", w.stream, w.tag)
 		} else {
-			st.message = fmt.Sprintf("waiting for the image trigger to set %s", ShortDigest(w.digest))
+			st.message = fmt.Sprintf("waiting for the image trigger to set %s", plan.ShortDigest(w.digest))
 		}
 		st.updated = 0 // the template does not name the new image yet
 		return st
@@ -447,7 +448,7 @@ func (e evaluator) statefulSet(w *followed, sts *appsv1.StatefulSet, now time.Ti
 			continue
 		}
 		if reason := podFailure(p); reason != "" {
-			st.phase, st.message = PhaseFailed, p.Name+": "+reason
+			st.phase, st.message = plan.PhaseFailed, p.Name+": "+reason
 			return st
 		}
 		if st.message == "" && !podReady(p) {
@@ -466,12 +467,12 @@ func (e evaluator) statefulSet(w *followed, sts *appsv1.StatefulSet, now time.Ti
 				continue
 			}
 		}
-		st.phase = PhaseStuck
+		st.phase = plan.PhaseStuck
 		st.message = fmt.Sprintf("%s: %s on an old revision; with OrderedReady the StatefulSet will not replace it, it must be deleted (undo --force)", sp.Name, sp.Reason)
 		return st
 	}
 	if statefulSetSettled(sts) {
-		st.phase, st.message = PhaseSettled, ""
+		st.phase, st.message = plan.PhaseSettled, ""
 	}
 	return st
 }

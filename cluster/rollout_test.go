@@ -18,6 +18,7 @@ import (
 
 	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/cluster/fakeopenshift"
+	"github.com/deploybot/deploybot/plan"
 )
 
 // depPod is a pod of Deployment d running d's current template.
@@ -35,9 +36,9 @@ func depPod(d *appsv1.Deployment, suffix string, ready bool, waiting string) *co
 
 // rolledBack is the Result of a rollback of one untriggered workload, so
 // Follow waits for the workload only, not for an image.
-func rolledBack(kind, name string) (cluster.Plan, cluster.Result) {
-	plan := rollbackPlan(kind, name, 0)
-	return plan, cluster.Result{Targets: []cluster.TargetResult{{Service: name, Outcome: cluster.PhaseChanged}}}
+func rolledBack(kind, name string) (plan.Plan, plan.Result) {
+	p := rollbackPlan(kind, name, 0)
+	return p, plan.Result{Targets: []plan.TargetResult{{Service: name, Outcome: plan.PhaseChanged}}}
 }
 
 func TestFollowOutcomes(t *testing.T) {
@@ -73,44 +74,44 @@ func TestFollowOutcomes(t *testing.T) {
 		wantReason string
 	}{
 		{name: "settled deployment", kind: "Deployment", wl: "svc",
-			objs: []runtime.Object{dep, depPod(dep, "a", true, ""), depPod(dep, "b", true, "")}, wantPhase: cluster.PhaseSettled},
+			objs: []runtime.Object{dep, depPod(dep, "a", true, ""), depPod(dep, "b", true, "")}, wantPhase: plan.PhaseSettled},
 		{name: "old ReplicaSet's failing pod is not this rollout's failure", kind: "Deployment", wl: "svc",
-			objs: []runtime.Object{oldPodDep, oldPod}, wantPhase: cluster.PhaseSettled},
+			objs: []runtime.Object{oldPodDep, oldPod}, wantPhase: plan.PhaseSettled},
 		{name: "new pod cannot pull its image", kind: "Deployment", wl: "svc",
 			objs:      []runtime.Object{unsettled(deployment("svc", "img:2", 2, nil)), depPod(dep, "a", false, "ImagePullBackOff")},
-			wantPhase: cluster.PhaseFailed, wantReason: "svc-a: ImagePullBackOff"},
+			wantPhase: plan.PhaseFailed, wantReason: "svc-a: ImagePullBackOff"},
 		{name: "deployment progress deadline exceeded", kind: "Deployment", wl: "svc",
-			objs: []runtime.Object{deadlineDep}, wantPhase: cluster.PhaseFailed, wantReason: "ProgressDeadlineExceeded: ReplicaSet \"svc-abc\" has timed out progressing."},
+			objs: []runtime.Object{deadlineDep}, wantPhase: plan.PhaseFailed, wantReason: "ProgressDeadlineExceeded: ReplicaSet \"svc-abc\" has timed out progressing."},
 		{name: "deadline passes", kind: "Deployment", wl: "svc", deadline: 50 * time.Millisecond,
-			objs: []runtime.Object{unsettled(deployment("svc", "img:2", 2, nil)), depPod(dep, "a", false, "ContainerCreating")}, wantPhase: cluster.PhaseFailed,
+			objs: []runtime.Object{unsettled(deployment("svc", "img:2", 2, nil)), depPod(dep, "a", false, "ContainerCreating")}, wantPhase: plan.PhaseFailed,
 			wantReason: "did not settle in time: 1 of 2 updated, 1 ready; svc-a: ContainerCreating"},
-		{name: "workload gone", kind: "Deployment", wl: "svc", objs: nil, wantPhase: cluster.PhaseFailed, wantReason: "deployment svc no longer exists"},
+		{name: "workload gone", kind: "Deployment", wl: "svc", objs: nil, wantPhase: plan.PhaseFailed, wantReason: "deployment svc no longer exists"},
 		{name: "settled statefulset", kind: "StatefulSet", wl: "worker",
-			objs: []runtime.Object{statefulSet("worker", "img:2", 2, "rev-new", nil)}, wantPhase: cluster.PhaseSettled},
+			objs: []runtime.Object{statefulSet("worker", "img:2", 2, "rev-new", nil)}, wantPhase: plan.PhaseSettled},
 		{name: "new revision pod crash loops", kind: "StatefulSet", wl: "worker",
 			objs:      []runtime.Object{sts(), stsPod(sts(), 0, "rev-old", true, ""), stsPod(sts(), 1, "rev-new", false, "CrashLoopBackOff")},
-			wantPhase: cluster.PhaseFailed, wantReason: "worker-1: CrashLoopBackOff"},
+			wantPhase: plan.PhaseFailed, wantReason: "worker-1: CrashLoopBackOff"},
 		{name: "OrderedReady stuck on an old failing pod", kind: "StatefulSet", wl: "worker",
 			objs:       []runtime.Object{sts(), stsPod(sts(), 0, "rev-new", true, ""), stsPod(sts(), 1, "rev-old", false, "ErrImagePull")},
-			wantPhase:  cluster.PhaseStuck,
+			wantPhase:  plan.PhaseStuck,
 			wantReason: "worker-1: ErrImagePull on an old revision"},
 		{name: "OrderedReady stuck on an old pod not Ready for long", kind: "StatefulSet", wl: "worker",
 			objs:      []runtime.Object{sts(), stsPod(sts(), 0, "rev-new", true, ""), longNotReady},
-			wantPhase: cluster.PhaseStuck, wantReason: "worker-1: not Ready on an old revision"},
+			wantPhase: plan.PhaseStuck, wantReason: "worker-1: not Ready on an old revision"},
 		{name: "an old pod just turned not Ready is not stuck yet", kind: "StatefulSet", wl: "worker", deadline: 100 * time.Millisecond,
 			objs:      []runtime.Object{sts(), stsPod(sts(), 0, "rev-new", true, ""), freshNotReady},
-			wantPhase: cluster.PhaseFailed, wantReason: "did not settle in time"},
+			wantPhase: plan.PhaseFailed, wantReason: "did not settle in time"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, tc.objs, nil)
-			plan, res := rolledBack(tc.kind, tc.wl)
+			p, res := rolledBack(tc.kind, tc.wl)
 			deadline := tc.deadline
 			if deadline == 0 {
 				deadline = 10 * time.Second
 			}
 			var log progressLog
-			got := f.set.Follow(context.Background(), plan, res, deadline, log.report)
+			got := f.set.Follow(context.Background(), p, res, deadline, log.report)
 			if len(got) != 1 {
 				t.Fatalf("Follow = %+v, want one result", got)
 			}
@@ -128,25 +129,25 @@ func TestFollowOutcomes(t *testing.T) {
 
 func TestFollowNothingChanged(t *testing.T) {
 	f := newFixture(t, nil, nil)
-	plan, _ := rolledBack("Deployment", "svc")
-	res := cluster.Result{Targets: []cluster.TargetResult{{Service: "svc", Outcome: cluster.PhaseUnchanged}}}
-	if got := f.set.Follow(context.Background(), plan, res, time.Second, nil); got != nil {
+	p, _ := rolledBack("Deployment", "svc")
+	res := plan.Result{Targets: []plan.TargetResult{{Service: "svc", Outcome: plan.PhaseUnchanged}}}
+	if got := f.set.Follow(context.Background(), p, res, time.Second, nil); got != nil {
 		t.Errorf("Follow = %+v, want nothing to follow", got)
 	}
 }
 
 func TestFollowStopsWhenCancelled(t *testing.T) {
 	f := newFixture(t, []runtime.Object{statefulSet("worker", "img:1", 2, "", nil)}, nil)
-	plan, res := rolledBack("StatefulSet", "worker")
+	p, res := rolledBack("StatefulSet", "worker")
 	ctx, cancel := context.WithCancel(context.Background())
 	var log progressLog
-	done := make(chan []cluster.RolloutResult)
-	go func() { done <- f.set.Follow(ctx, plan, res, time.Minute, log.report) }()
+	done := make(chan []plan.RolloutResult)
+	go func() { done <- f.set.Follow(ctx, p, res, time.Minute, log.report) }()
 	waitFor(t, "a rolling report", func() bool { return len(log.snapshot()) > 0 })
 	cancel()
 	select {
 	case got := <-done:
-		if len(got) != 1 || got[0].Outcome != cluster.PhaseFailed || !strings.Contains(got[0].Reason, "context canceled") {
+		if len(got) != 1 || got[0].Outcome != plan.PhaseFailed || !strings.Contains(got[0].Reason, "context canceled") {
 			t.Errorf("Follow = %+v, want failed because cancelled", got)
 		}
 	case <-time.After(10 * time.Second):
@@ -172,16 +173,16 @@ func TestImportAndFollow(t *testing.T) {
 	defer func() { cancel(); <-ctrlDone }()
 
 	target := importTarget(svc, 2, 3)
-	target.Workloads = []cluster.WorkloadRef{{Kind: cluster.KindDeployment, Name: svc, Triggered: true}}
-	plan := importPlan(target)
-	res, err := f.set.Execute(ctx, plan, nil)
-	if err != nil || res.Targets[0].Outcome != cluster.PhaseChanged {
+	target.Workloads = []plan.WorkloadRef{{Kind: plan.KindDeployment, Name: svc, Triggered: true}}
+	rollback := importPlan(target)
+	res, err := f.set.Execute(ctx, rollback, nil)
+	if err != nil || res.Targets[0].Outcome != plan.PhaseChanged {
 		t.Fatalf("Execute = %+v, %v", res, err)
 	}
 
 	var log progressLog
-	done := make(chan []cluster.RolloutResult, 1)
-	go func() { done <- f.set.Follow(ctx, plan, res, 20*time.Second, log.report) }()
+	done := make(chan []plan.RolloutResult, 1)
+	go func() { done <- f.set.Follow(ctx, rollback, res, 20*time.Second, log.report) }()
 
 	// The Deployment controller: once the trigger has set the new image,
 	// start a rollout, then finish it.
@@ -192,7 +193,7 @@ func TestImportAndFollow(t *testing.T) {
 	})
 	waitFor(t, "a rolling report", func() bool {
 		for _, p := range log.snapshot() {
-			if p.Phase == cluster.PhaseRolling {
+			if p.Phase == plan.PhaseRolling {
 				return true
 			}
 		}
@@ -204,7 +205,7 @@ func TestImportAndFollow(t *testing.T) {
 	}
 	waitFor(t, "a report of 1 updated", func() bool {
 		for _, p := range log.snapshot() {
-			if p.Phase == cluster.PhaseRolling && p.Updated == 1 && p.Desired == 2 {
+			if p.Phase == plan.PhaseRolling && p.Updated == 1 && p.Desired == 2 {
 				return true
 			}
 		}
@@ -216,14 +217,14 @@ func TestImportAndFollow(t *testing.T) {
 	}
 	select {
 	case got := <-done:
-		if len(got) != 1 || got[0].Outcome != cluster.PhaseSettled || got[0].Workload.Name != svc {
+		if len(got) != 1 || got[0].Outcome != plan.PhaseSettled || got[0].Workload.Name != svc {
 			t.Fatalf("Follow = %+v, want %s settled", got, svc)
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("Follow did not finish")
 	}
 	ps := log.snapshot()
-	if last := ps[len(ps)-1]; last.Phase != cluster.PhaseSettled || last.Ready != 2 || last.Desired != 2 {
+	if last := ps[len(ps)-1]; last.Phase != plan.PhaseSettled || last.Ready != 2 || last.Desired != 2 {
 		t.Errorf("last progress = %+v, want settled 2/2", last)
 	}
 	for i := 1; i < len(ps); i++ {
@@ -242,10 +243,10 @@ func TestFollowPausedTrigger(t *testing.T) {
 	d := deployment(svc, ref(svc, 2), 2, map[string]string{cluster.TriggerAnnotation: paused})
 	f := newFixture(t, []runtime.Object{d}, nil)
 	target := importTarget(svc, 2, 3)
-	target.Workloads = []cluster.WorkloadRef{{Kind: cluster.KindDeployment, Name: svc, Triggered: true}}
-	res := cluster.Result{Targets: []cluster.TargetResult{{Service: svc, Outcome: cluster.PhaseChanged, To: target.To}}}
+	target.Workloads = []plan.WorkloadRef{{Kind: plan.KindDeployment, Name: svc, Triggered: true}}
+	res := plan.Result{Targets: []plan.TargetResult{{Service: svc, Outcome: plan.PhaseChanged, To: target.To}}}
 	got := f.set.Follow(context.Background(), importPlan(target), res, 10*time.Second, nil)
-	if len(got) != 1 || got[0].Outcome != cluster.PhaseFailed || !strings.Contains(got[0].Reason, "trigger for packit-service:prod is paused") {
+	if len(got) != 1 || got[0].Outcome != plan.PhaseFailed || !strings.Contains(got[0].Reason, "trigger for packit-service:prod is paused") {
 		t.Errorf("Follow = %+v, want a paused-trigger failure", got)
 	}
 }
@@ -257,9 +258,9 @@ func TestFollowGivesUpWhenItCannotWatch(t *testing.T) {
 	f.kube.PrependReactor("list", "pods", func(clienttesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(corev1.Resource("pods"), "", errors.New("no list for you"))
 	})
-	plan, res := rolledBack("StatefulSet", "worker")
-	got := f.set.Follow(context.Background(), plan, res, 200*time.Millisecond, nil)
-	if len(got) != 1 || got[0].Outcome != cluster.PhaseFailed || !strings.Contains(got[0].Reason, "cannot watch") {
+	p, res := rolledBack("StatefulSet", "worker")
+	got := f.set.Follow(context.Background(), p, res, 200*time.Millisecond, nil)
+	if len(got) != 1 || got[0].Outcome != plan.PhaseFailed || !strings.Contains(got[0].Reason, "cannot watch") {
 		t.Errorf("Follow = %+v, want failed because it cannot watch", got)
 	}
 }

@@ -6,13 +6,14 @@ import (
 	"testing"
 
 	"github.com/deploybot/deploybot/cluster"
+	"github.com/deploybot/deploybot/plan"
 )
 
 // packitTrigger is the exact annotation packit's workloads carry.
 const packitTrigger = `[{"from":{"kind":"ImageStreamTag","name":"packit-service:prod"},"fieldPath":"spec.template.spec.containers[?(@.name==\"packit-service\")].image"}]`
 
-func trig(kind, name, ns, fieldPath string, paused bool) cluster.Trigger {
-	var t cluster.Trigger
+func trig(kind, name, ns, fieldPath string, paused bool) plan.Trigger {
+	var t plan.Trigger
 	t.From.Kind, t.From.Name, t.From.Namespace = kind, name, ns
 	t.FieldPath, t.Paused = fieldPath, paused
 	return t
@@ -23,19 +24,19 @@ func TestParseTriggers(t *testing.T) {
 	tests := []struct {
 		name    string
 		input   string
-		want    []cluster.Trigger
+		want    []plan.Trigger
 		wantErr string
 	}{
 		{name: "packit form", input: packitTrigger,
-			want: []cluster.Trigger{trig("ImageStreamTag", "packit-service:prod", "", fp, false)}},
+			want: []plan.Trigger{trig("ImageStreamTag", "packit-service:prod", "", fp, false)}},
 		{name: "empty annotation means no triggers", input: "  ", want: nil},
-		{name: "empty list", input: "[]", want: []cluster.Trigger{}},
+		{name: "empty list", input: "[]", want: []plan.Trigger{}},
 		{name: "namespace and paused",
 			input: `[{"from":{"kind":"ImageStreamTag","name":"packit-worker:stg","namespace":"packit--stg"},"fieldPath":"spec.template.spec.containers[0].image","paused":true}]`,
-			want:  []cluster.Trigger{trig("ImageStreamTag", "packit-worker:stg", "packit--stg", "spec.template.spec.containers[0].image", true)}},
+			want:  []plan.Trigger{trig("ImageStreamTag", "packit-worker:stg", "packit--stg", "spec.template.spec.containers[0].image", true)}},
 		{name: "two triggers",
 			input: `[{"from":{"kind":"ImageStreamTag","name":"a:prod"},"fieldPath":"spec.template.spec.containers[?(@.name==\"a\")].image"},{"from":{"kind":"ImageStreamTag","name":"b:prod"},"fieldPath":"spec.template.spec.initContainers[?(@.name==\"b\")].image"}]`,
-			want: []cluster.Trigger{
+			want: []plan.Trigger{
 				trig("ImageStreamTag", "a:prod", "", `spec.template.spec.containers[?(@.name=="a")].image`, false),
 				trig("ImageStreamTag", "b:prod", "", `spec.template.spec.initContainers[?(@.name=="b")].image`, false),
 			}},
@@ -68,7 +69,7 @@ func TestParseTriggers(t *testing.T) {
 func TestTriggerFollows(t *testing.T) {
 	tests := []struct {
 		name string
-		trig cluster.Trigger
+		trig plan.Trigger
 		want bool
 	}{
 		{"same tag, no namespace", trig("ImageStreamTag", "packit-worker:prod", "", "x", false), true},
@@ -92,18 +93,18 @@ func TestTriggerContainer(t *testing.T) {
 	tests := []struct {
 		name      string
 		fieldPath string
-		want      cluster.ContainerRef
+		want      plan.ContainerRef
 		ok        bool
 	}{
-		{"by name", `spec.template.spec.containers[?(@.name=="packit-service")].image`, cluster.ContainerRef{Name: "packit-service", Index: -1}, true},
-		{"init container by name", `spec.template.spec.initContainers[?(@.name=="init")].image`, cluster.ContainerRef{Name: "init", Index: -1, Init: true}, true},
-		{"by index", `spec.template.spec.containers[1].image`, cluster.ContainerRef{Index: 1}, true},
-		{"single quotes are not what the controller accepts", `spec.template.spec.containers[?(@.name=='x')].image`, cluster.ContainerRef{}, false},
-		{"not the image field", `spec.template.spec.containers[0].command`, cluster.ContainerRef{}, false},
-		{"other spec path", `spec.jobTemplate.spec.template.spec.containers[0].image`, cluster.ContainerRef{}, false},
-		{"unterminated", `spec.template.spec.containers[0`, cluster.ContainerRef{}, false},
-		{"negative index", `spec.template.spec.containers[-1].image`, cluster.ContainerRef{}, false},
-		{"empty name", `spec.template.spec.containers[?(@.name=="")].image`, cluster.ContainerRef{}, false},
+		{"by name", `spec.template.spec.containers[?(@.name=="packit-service")].image`, plan.ContainerRef{Name: "packit-service", Index: -1}, true},
+		{"init container by name", `spec.template.spec.initContainers[?(@.name=="init")].image`, plan.ContainerRef{Name: "init", Index: -1, Init: true}, true},
+		{"by index", `spec.template.spec.containers[1].image`, plan.ContainerRef{Index: 1}, true},
+		{"single quotes are not what the controller accepts", `spec.template.spec.containers[?(@.name=='x')].image`, plan.ContainerRef{}, false},
+		{"not the image field", `spec.template.spec.containers[0].command`, plan.ContainerRef{}, false},
+		{"other spec path", `spec.jobTemplate.spec.template.spec.containers[0].image`, plan.ContainerRef{}, false},
+		{"unterminated", `spec.template.spec.containers[0`, plan.ContainerRef{}, false},
+		{"negative index", `spec.template.spec.containers[-1].image`, plan.ContainerRef{}, false},
+		{"empty name", `spec.template.spec.containers[?(@.name=="")].image`, plan.ContainerRef{}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

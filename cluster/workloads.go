@@ -5,51 +5,33 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"strings"
 
+	"github.com/deploybot/deploybot/plan"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-)
-
-// Workload kinds deploybot handles.
-const (
-	KindDeployment  = "Deployment"
-	KindStatefulSet = "StatefulSet"
 )
 
 // revisionAnnotation is where the Deployment controller records a
 // Deployment's (and its ReplicaSets') rollout sequence number.
 const revisionAnnotation = "deployment.kubernetes.io/revision"
 
-// NormalizeKind maps the spellings people and kubectl use (deploy,
-// deployment, sts, statefulset, any case) to KindDeployment or KindStatefulSet.
-func NormalizeKind(kind string) (string, error) {
-	switch strings.ToLower(kind) {
-	case "deployment", "deployments", "deploy", "deployment.apps":
-		return KindDeployment, nil
-	case "statefulset", "statefulsets", "sts", "statefulset.apps":
-		return KindStatefulSet, nil
-	}
-	return "", fmt.Errorf("unsupported workload kind %q (want Deployment or StatefulSet)", kind)
-}
-
 // TriggeredWorkloads returns the Deployments and StatefulSets in the env's
 // namespace whose image.openshift.io/triggers follow stream:tag, sorted by
 // kind and name. Paused triggers are included (their Trigger says so).
-func (s *Set) TriggeredWorkloads(ctx context.Context, env, stream, tag string) ([]Workload, error) {
+func (s *Set) TriggeredWorkloads(ctx context.Context, env, stream, tag string) ([]plan.Workload, error) {
 	c, err := s.Env(env)
 	if err != nil {
 		return nil, err
 	}
-	var out []Workload
+	var out []plan.Workload
 	deps, err := c.Kube.AppsV1().Deployments(c.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("listing deployments in %s: %w", c.Namespace, err)
 	}
 	for i := range deps.Items {
 		w := deploymentWorkload(&deps.Items[i])
-		if w.follows(c.Namespace, stream, tag) {
+		if follows(w, c.Namespace, stream, tag) {
 			out = append(out, w)
 		}
 	}
@@ -59,7 +41,7 @@ func (s *Set) TriggeredWorkloads(ctx context.Context, env, stream, tag string) (
 	}
 	for i := range sets.Items {
 		w := statefulSetWorkload(&sets.Items[i])
-		if w.follows(c.Namespace, stream, tag) {
+		if follows(w, c.Namespace, stream, tag) {
 			// The revision number lives on the ControllerRevision; read it
 			// only for the sets we return.
 			w.Revision = c.statefulSetRevision(ctx, &sets.Items[i])
@@ -76,47 +58,41 @@ func (s *Set) TriggeredWorkloads(ctx context.Context, env, stream, tag string) (
 }
 
 // follows reports whether any of the workload's triggers follows stream:tag.
-func (w Workload) follows(namespace, stream, tag string) bool {
-	_, ok := w.TriggerFor(namespace, stream, tag)
+func follows(w plan.Workload, namespace, stream, tag string) bool {
+	_, ok := findTrigger(w.Triggers, namespace, stream, tag)
 	return ok
 }
 
-// TriggerFor returns the workload's trigger that follows stream:tag in
-// namespace, if any.
-func (w Workload) TriggerFor(namespace, stream, tag string) (Trigger, bool) {
-	return findTrigger(w.Triggers, namespace, stream, tag)
-}
-
-func findTrigger(ts []Trigger, namespace, stream, tag string) (Trigger, bool) {
+func findTrigger(ts []plan.Trigger, namespace, stream, tag string) (plan.Trigger, bool) {
 	for _, t := range ts {
 		if t.Follows(namespace, stream, tag) {
 			return t, true
 		}
 	}
-	return Trigger{}, false
+	return plan.Trigger{}, false
 }
 
 // Workload returns one Deployment or StatefulSet and its rollout state.
-func (s *Set) Workload(ctx context.Context, env, kind, name string) (Workload, error) {
+func (s *Set) Workload(ctx context.Context, env, kind, name string) (plan.Workload, error) {
 	c, err := s.Env(env)
 	if err != nil {
-		return Workload{}, err
+		return plan.Workload{}, err
 	}
-	kind, err = NormalizeKind(kind)
+	kind, err = plan.NormalizeKind(kind)
 	if err != nil {
-		return Workload{}, err
+		return plan.Workload{}, err
 	}
 	switch kind {
-	case KindDeployment:
+	case plan.KindDeployment:
 		d, err := c.Kube.AppsV1().Deployments(c.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			return Workload{}, fmt.Errorf("reading deployment %s: %w", name, err)
+			return plan.Workload{}, fmt.Errorf("reading deployment %s: %w", name, err)
 		}
 		return deploymentWorkload(d), nil
 	default:
 		sts, err := c.Kube.AppsV1().StatefulSets(c.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			return Workload{}, fmt.Errorf("reading statefulset %s: %w", name, err)
+			return plan.Workload{}, fmt.Errorf("reading statefulset %s: %w", name, err)
 		}
 		w := statefulSetWorkload(sts)
 		w.Revision = c.statefulSetRevision(ctx, sts)
@@ -140,7 +116,7 @@ func (c EnvClient) statefulSetRevision(ctx context.Context, sts *appsv1.Stateful
 
 // triggers parses the object's trigger annotation; a malformed annotation
 // yields no triggers, as the controller ignores it too.
-func triggers(annotations map[string]string) []Trigger {
+func triggers(annotations map[string]string) []plan.Trigger {
 	ts, err := ParseTriggers(annotations[TriggerAnnotation])
 	if err != nil {
 		return nil
@@ -155,11 +131,11 @@ func replicas(r *int32) int32 {
 	return *r
 }
 
-func deploymentWorkload(d *appsv1.Deployment) Workload {
+func deploymentWorkload(d *appsv1.Deployment) plan.Workload {
 	desired := replicas(d.Spec.Replicas)
 	rev, _ := strconv.ParseInt(d.Annotations[revisionAnnotation], 10, 64)
-	return Workload{
-		Kind:      KindDeployment,
+	return plan.Workload{
+		Kind:      plan.KindDeployment,
 		Name:      d.Name,
 		Namespace: d.Namespace,
 		Triggers:  triggers(d.Annotations),
@@ -184,9 +160,9 @@ func deploymentSettled(d *appsv1.Deployment) bool {
 		st.Replicas == st.UpdatedReplicas
 }
 
-func statefulSetWorkload(s *appsv1.StatefulSet) Workload {
-	return Workload{
-		Kind:         KindStatefulSet,
+func statefulSetWorkload(s *appsv1.StatefulSet) plan.Workload {
+	return plan.Workload{
+		Kind:         plan.KindStatefulSet,
 		Name:         s.Name,
 		Namespace:    s.Namespace,
 		Triggers:     triggers(s.Annotations),

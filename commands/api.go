@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/plan"
 )
 
 // Cluster is what commands read from the clusters to answer read-only
@@ -13,20 +13,20 @@ import (
 // environment name from the config.
 type Cluster interface {
 	// Tag returns the ImageStream tag's spec, current image and history.
-	Tag(ctx context.Context, env, stream, tag string) (cluster.TagState, error)
+	Tag(ctx context.Context, env, stream, tag string) (plan.TagState, error)
 	// RegistryImage returns what importing the tag would bring now, without
 	// changing anything (ImageStreamImport with spec.import false).
-	RegistryImage(ctx context.Context, env, stream, tag string) (cluster.Image, error)
+	RegistryImage(ctx context.Context, env, stream, tag string) (plan.Image, error)
 	// TriggeredWorkloads returns the Deployments and StatefulSets whose
 	// image.openshift.io/triggers follow stream:tag.
-	TriggeredWorkloads(ctx context.Context, env, stream, tag string) ([]cluster.Workload, error)
+	TriggeredWorkloads(ctx context.Context, env, stream, tag string) ([]plan.Workload, error)
 	// Workload returns one Deployment or StatefulSet and its rollout state.
-	Workload(ctx context.Context, env, kind, name string) (cluster.Workload, error)
+	Workload(ctx context.Context, env, kind, name string) (plan.Workload, error)
 	// Revisions returns the workload's rollout history, oldest first.
-	Revisions(ctx context.Context, env, kind, name string) ([]cluster.Revision, error)
+	Revisions(ctx context.Context, env, kind, name string) ([]plan.Revision, error)
 	// StuckPods returns pods of an OrderedReady StatefulSet that sit on an old
 	// revision and are not Ready, so the controller will not replace them.
-	StuckPods(ctx context.Context, env, name string) ([]cluster.StuckPod, error)
+	StuckPods(ctx context.Context, env, name string) ([]plan.StuckPod, error)
 }
 
 // ImageLookup is optionally implemented by a Cluster: what the registry has
@@ -36,7 +36,7 @@ type Cluster interface {
 // needs the registry tag's image instead. Without ImageLookup, track's Plan
 // names the registry tag but cannot show its digest.
 type ImageLookup interface {
-	LookupImage(ctx context.Context, env, stream, ref string) (cluster.Image, error)
+	LookupImage(ctx context.Context, env, stream, ref string) (plan.Image, error)
 }
 
 // Access answers whether a Kubernetes identity may make the given API calls
@@ -44,13 +44,7 @@ type ImageLookup interface {
 type Access interface {
 	// Denied returns the calls the identity may not make, each with the API
 	// server's reason; empty means all are allowed.
-	Denied(ctx context.Context, env, user string, groups []string, calls []cluster.Access) ([]Denial, error)
-}
-
-// Denial is one API call an identity may not make.
-type Denial struct {
-	Access cluster.Access
-	Reason string
+	Denied(ctx context.Context, env, user string, groups []string, calls []plan.Access) ([]plan.Denial, error)
 }
 
 // Deps is what the commands need from the rest of the bot.
@@ -59,18 +53,6 @@ type Deps struct {
 	Cluster Cluster
 	Access  Access
 	Now     func() time.Time
-}
-
-// Caller is who sent a command. User is the mapped Kubernetes user; empty
-// means the chat user is not mapped (help and whoami only).
-type Caller struct {
-	Platform string
-	ChatID   string
-	Name     string
-	User     string
-	Groups   []string
-	// ChannelEnv is the channel's default environment, if it names one.
-	ChannelEnv string
 }
 
 // Output is a reply's content, independent of the chat platform: a title and

@@ -5,6 +5,7 @@ import (
 
 	"strconv"
 
+	"github.com/deploybot/deploybot/plan"
 	"github.com/spf13/pflag"
 )
 
@@ -25,7 +26,7 @@ func auditCommand() Spec {
 	}
 }
 
-func parseAudit(_ *parser, fs *pflag.FlagSet, c *Command) error {
+func parseAudit(_ *parser, fs *pflag.FlagSet, c *plan.Command) error {
 	switch args := fs.Args(); len(args) {
 	case 0:
 		return nil

@@ -3,6 +3,7 @@ package commands
 import (
 	"strings"
 
+	"github.com/deploybot/deploybot/plan"
 	"github.com/spf13/pflag"
 )
 
@@ -22,7 +23,7 @@ func confirmCommand() Spec {
 
 // parseOptionalID reads "[ID]" for confirm, approve and cancel. Without an
 // ID the bot picks the only request the command could mean, or asks.
-func parseOptionalID(_ *parser, fs *pflag.FlagSet, c *Command) error {
+func parseOptionalID(_ *parser, fs *pflag.FlagSet, c *plan.Command) error {
 	switch args := fs.Args(); len(args) {
 	case 0:
 		return nil

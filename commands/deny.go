@@ -3,6 +3,7 @@ package commands
 import (
 	"strings"
 
+	"github.com/deploybot/deploybot/plan"
 	"github.com/spf13/pflag"
 )
 
@@ -23,7 +24,7 @@ func denyCommand() Spec {
 // parseDeny reads "[#ID] [REASON...]": the first word is the ID when it
 // starts with '#' or is the only word; the rest is the reason. Without an ID
 // the bot picks the only request the caller could mean, or asks.
-func parseDeny(_ *parser, fs *pflag.FlagSet, c *Command) error {
+func parseDeny(_ *parser, fs *pflag.FlagSet, c *plan.Command) error {
 	args := fs.Args()
 	if len(args) == 0 {
 		return nil

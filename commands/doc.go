@@ -5,7 +5,7 @@
 // Every command lives in its own file and has one row in the explicit table
 // of registry.go; help is generated from that table. Parse never panics and
 // never touches a cluster. Run answers help, status, images, history and
-// whoami. BuildPlan turns import, revert, undo and track into a cluster.Plan;
+// whoami. BuildPlan turns import, revert, undo and track into a plan.Plan;
 // RenderPlan shows one the same way on every platform.
 //
 // The commands that act on requests rather than clusters (pending, approve,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/plan"
 )
 
 // fakeCluster is the test double of Cluster: plain data, answered the way
@@ -18,14 +19,14 @@ import (
 // spec.import false, asks the registry about the tag's spec source, so a
 // pinned tag's "registry image" is its pinned image.
 type fakeCluster struct {
-	tags      map[string]cluster.TagState   // "env/stream:tag"
-	registry  map[string]cluster.Image      // registry reference → image
-	broken    map[string]error              // registry reference → failure
-	workloads map[string][]cluster.Workload // env → all its workloads
-	revisions map[string][]cluster.Revision // "env/Kind/name", oldest first
-	stuck     map[string][]cluster.StuckPod // "env/name"
-	calls     map[string]int                // method → count, to prove reads stay reads
-	lookups   []string                      // LookupImage references asked
+	tags      map[string]plan.TagState   // "env/stream:tag"
+	registry  map[string]plan.Image      // registry reference → image
+	broken    map[string]error           // registry reference → failure
+	workloads map[string][]plan.Workload // env → all its workloads
+	revisions map[string][]plan.Revision // "env/Kind/name", oldest first
+	stuck     map[string][]plan.StuckPod // "env/name"
+	calls     map[string]int             // method → count, to prove reads stay reads
+	lookups   []string                   // LookupImage references asked
 
 	// mu guards calls and lookups: commands read several services at once,
 	// as *cluster.Set allows. The data maps are only read.
@@ -41,31 +42,31 @@ func (f *fakeCluster) count(m string) {
 	f.calls[m]++
 }
 
-func (f *fakeCluster) Tag(_ context.Context, env, stream, tag string) (cluster.TagState, error) {
+func (f *fakeCluster) Tag(_ context.Context, env, stream, tag string) (plan.TagState, error) {
 	f.count("Tag")
 	ts, ok := f.tags[env+"/"+stream+":"+tag]
 	if !ok {
-		return cluster.TagState{}, fmt.Errorf("imagestreamtags.image.openshift.io %q not found", stream+":"+tag)
+		return plan.TagState{}, fmt.Errorf("imagestreamtags.image.openshift.io %q not found", stream+":"+tag)
 	}
 	return ts, nil
 }
 
-func (f *fakeCluster) RegistryImage(ctx context.Context, env, stream, tag string) (cluster.Image, error) {
+func (f *fakeCluster) RegistryImage(ctx context.Context, env, stream, tag string) (plan.Image, error) {
 	f.count("RegistryImage")
 	ts, err := f.Tag(ctx, env, stream, tag)
 	if err != nil {
-		return cluster.Image{}, err
+		return plan.Image{}, err
 	}
 	return f.lookup(ts.SpecFrom)
 }
 
-func (f *fakeCluster) lookup(ref string) (cluster.Image, error) {
+func (f *fakeCluster) lookup(ref string) (plan.Image, error) {
 	if err, ok := f.broken[ref]; ok {
-		return cluster.Image{}, registryError(ref, err.Error())
+		return plan.Image{}, registryError(ref, err.Error())
 	}
 	img, ok := f.registry[ref]
 	if !ok {
-		return cluster.Image{}, registryError(ref, "manifest unknown")
+		return plan.Image{}, registryError(ref, "manifest unknown")
 	}
 	return img, nil
 }
@@ -76,9 +77,9 @@ func registryError(ref, msg string) error {
 	return &cluster.ImportError{From: ref, Reason: "Unauthorized", Message: msg}
 }
 
-func (f *fakeCluster) TriggeredWorkloads(_ context.Context, env, stream, tag string) ([]cluster.Workload, error) {
+func (f *fakeCluster) TriggeredWorkloads(_ context.Context, env, stream, tag string) ([]plan.Workload, error) {
 	f.count("TriggeredWorkloads")
-	var out []cluster.Workload
+	var out []plan.Workload
 	for _, w := range f.workloads[env] {
 		for _, t := range w.Triggers {
 			// Like the real one: paused triggers are included.
@@ -97,17 +98,17 @@ func (f *fakeCluster) TriggeredWorkloads(_ context.Context, env, stream, tag str
 	return out, nil
 }
 
-func (f *fakeCluster) Workload(_ context.Context, env, kind, name string) (cluster.Workload, error) {
+func (f *fakeCluster) Workload(_ context.Context, env, kind, name string) (plan.Workload, error) {
 	f.count("Workload")
 	for _, w := range f.workloads[env] {
 		if w.Kind == kind && w.Name == name {
 			return w, nil
 		}
 	}
-	return cluster.Workload{}, fmt.Errorf("%s %q not found", kind, name)
+	return plan.Workload{}, fmt.Errorf("%s %q not found", kind, name)
 }
 
-func (f *fakeCluster) Revisions(_ context.Context, env, kind, name string) ([]cluster.Revision, error) {
+func (f *fakeCluster) Revisions(_ context.Context, env, kind, name string) ([]plan.Revision, error) {
 	f.count("Revisions")
 	revs, ok := f.revisions[env+"/"+kind+"/"+name]
 	if !ok {
@@ -116,13 +117,13 @@ func (f *fakeCluster) Revisions(_ context.Context, env, kind, name string) ([]cl
 	return revs, nil
 }
 
-func (f *fakeCluster) StuckPods(_ context.Context, env, name string) ([]cluster.StuckPod, error) {
+func (f *fakeCluster) StuckPods(_ context.Context, env, name string) ([]plan.StuckPod, error) {
 	f.count("StuckPods")
 	return f.stuck[env+"/"+name], nil
 }
 
 // LookupImage implements ImageLookup.
-func (f *fakeCluster) LookupImage(_ context.Context, env, stream, ref string) (cluster.Image, error) {
+func (f *fakeCluster) LookupImage(_ context.Context, env, stream, ref string) (plan.Image, error) {
 	f.count("LookupImage")
 	f.mu.Lock()
 	f.lookups = append(f.lookups, ref)
@@ -140,13 +141,13 @@ func digest(repo, tag string, n int) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-func image(repo, tag string, n int) cluster.Image {
+func image(repo, tag string, n int) plan.Image {
 	d := digest(repo, tag, n)
-	return cluster.Image{Ref: repo + "@" + d, Digest: d}
+	return plan.Image{Ref: repo + "@" + d, Digest: d}
 }
 
-func trigger(stream, tag, container string) cluster.Trigger {
-	var t cluster.Trigger
+func trigger(stream, tag, container string) plan.Trigger {
+	var t plan.Trigger
 	t.From.Kind = "ImageStreamTag"
 	t.From.Name = stream + ":" + tag
 	t.FieldPath = fmt.Sprintf(`spec.template.spec.containers[?(@.name==%q)].image`, container)
@@ -188,12 +189,12 @@ var repoOf = map[string]string{
 
 // tagWith builds a tag tracking REPO:TAG whose history holds images n..1
 // (newest, current, first); created an hour apart, the newest at t0-1h.
-func tagWith(stream, tag string, scheduled bool, ns ...int) cluster.TagState {
+func tagWith(stream, tag string, scheduled bool, ns ...int) plan.TagState {
 	repo := repoOf[stream]
-	ts := cluster.TagState{Stream: stream, Tag: tag, SpecFrom: repo + ":" + tag, SpecFromKind: "DockerImage", Scheduled: scheduled}
+	ts := plan.TagState{Stream: stream, Tag: tag, SpecFrom: repo + ":" + tag, SpecFromKind: "DockerImage", Scheduled: scheduled}
 	for i, n := range ns {
 		img := image(repo, tag, n)
-		ts.History = append(ts.History, cluster.TagEvent{Created: t0.Add(-time.Duration(i+1) * time.Hour), Ref: img.Ref, Digest: img.Digest, Generation: int64(len(ns) - i)})
+		ts.History = append(ts.History, plan.TagEvent{Created: t0.Add(-time.Duration(i+1) * time.Hour), Ref: img.Ref, Digest: img.Digest, Generation: int64(len(ns) - i)})
 	}
 	if len(ts.History) > 0 {
 		ts.Current = ts.History[0]
@@ -202,23 +203,23 @@ func tagWith(stream, tag string, scheduled bool, ns ...int) cluster.TagState {
 }
 
 // workload is a settled workload of env following stream:tag when stream is set.
-func workload(kind, name, ns, stream, tag, container string, image cluster.Image, rev int64) cluster.Workload {
-	w := cluster.Workload{Kind: kind, Name: name, Namespace: ns, Images: map[string]string{container: image.Ref},
+func workload(kind, name, ns, stream, tag, container string, image plan.Image, rev int64) plan.Workload {
+	w := plan.Workload{Kind: kind, Name: name, Namespace: ns, Images: map[string]string{container: image.Ref},
 		Desired: 2, Updated: 2, Ready: 2, Settled: true, Revision: rev}
 	if stream != "" {
-		w.Triggers = []cluster.Trigger{trigger(stream, tag, container)}
+		w.Triggers = []plan.Trigger{trigger(stream, tag, container)}
 	}
-	if kind == cluster.KindStatefulSet {
+	if kind == plan.KindStatefulSet {
 		w.OrderedReady = true
 	}
 	return w
 }
 
 // revs builds a history whose revision i+1 ran images[i]; the last is current.
-func revs(container string, images ...cluster.Image) []cluster.Revision {
-	var out []cluster.Revision
+func revs(container string, images ...plan.Image) []plan.Revision {
+	var out []plan.Revision
 	for i, img := range images {
-		out = append(out, cluster.Revision{Number: int64(i + 1), Images: map[string]string{container: img.Ref},
+		out = append(out, plan.Revision{Number: int64(i + 1), Images: map[string]string{container: img.Ref},
 			ChangeCause: fmt.Sprintf("image update %d", i+1), Created: t0.Add(-time.Duration(len(images)-i) * time.Hour), Current: i == len(images)-1})
 	}
 	return out
@@ -236,7 +237,7 @@ func newFake() *fakeCluster {
 	const ns = "packit--prod"
 	svc, wrk := repoOf["packit-service"], repoOf["packit-worker"]
 	f := &fakeCluster{
-		tags: map[string]cluster.TagState{
+		tags: map[string]plan.TagState{
 			"prod/packit-service:prod":        tagWith("packit-service", "prod", false, 2, 1),
 			"prod/packit-worker:prod":         tagWith("packit-worker", "prod", false, 2, 1, 0),
 			"prod/packit-dashboard:prod":      tagWith("packit-dashboard", "prod", false, 1),
@@ -245,7 +246,7 @@ func newFake() *fakeCluster {
 			"stg/packit-service:stg":          tagWith("packit-service", "stg", true, 5),
 			"stg/packit-worker:stg":           tagWith("packit-worker", "stg", false, 1),
 		},
-		registry: map[string]cluster.Image{
+		registry: map[string]plan.Image{
 			svc + ":prod":                image(svc, "prod", 3),
 			wrk + ":prod":                image(wrk, "prod", 3),
 			"quay.io/packit/tokman:prod": image("quay.io/packit/tokman", "prod", 4),
@@ -257,21 +258,21 @@ func newFake() *fakeCluster {
 		broken: map[string]error{
 			"quay.io/packit/dashboard:prod": fmt.Errorf("unauthorized: access to the requested resource is not authorized"),
 		},
-		workloads: map[string][]cluster.Workload{
+		workloads: map[string][]plan.Workload{
 			"prod": {
-				workload(cluster.KindDeployment, "packit-service", ns, "packit-service", "prod", "packit-service", image(svc, "prod", 2), 2),
-				workload(cluster.KindStatefulSet, "packit-worker-short-running", ns, "packit-worker", "prod", "packit-worker", image(wrk, "prod", 2), 3),
-				workload(cluster.KindStatefulSet, "packit-worker-long-running", ns, "packit-worker", "prod", "packit-worker", image(wrk, "prod", 2), 3),
-				workload(cluster.KindDeployment, "packit-service-beat", ns, "packit-worker", "prod", "beat", image(wrk, "prod", 2), 7),
-				workload(cluster.KindDeployment, "packit-dashboard", ns, "packit-dashboard", "prod", "dashboard", image("quay.io/packit/dashboard", "prod", 1), 1),
-				workload(cluster.KindDeployment, "tokman", ns, "tokman", "prod", "tokman", image("quay.io/packit/tokman", "prod", 4), 1),
-				workload(cluster.KindDeployment, "packit-service-fedmsg", ns, "", "", "fedmsg", image("quay.io/packit/packit-service-fedmsg", "prod", 2), 2),
+				workload(plan.KindDeployment, "packit-service", ns, "packit-service", "prod", "packit-service", image(svc, "prod", 2), 2),
+				workload(plan.KindStatefulSet, "packit-worker-short-running", ns, "packit-worker", "prod", "packit-worker", image(wrk, "prod", 2), 3),
+				workload(plan.KindStatefulSet, "packit-worker-long-running", ns, "packit-worker", "prod", "packit-worker", image(wrk, "prod", 2), 3),
+				workload(plan.KindDeployment, "packit-service-beat", ns, "packit-worker", "prod", "beat", image(wrk, "prod", 2), 7),
+				workload(plan.KindDeployment, "packit-dashboard", ns, "packit-dashboard", "prod", "dashboard", image("quay.io/packit/dashboard", "prod", 1), 1),
+				workload(plan.KindDeployment, "tokman", ns, "tokman", "prod", "tokman", image("quay.io/packit/tokman", "prod", 4), 1),
+				workload(plan.KindDeployment, "packit-service-fedmsg", ns, "", "", "fedmsg", image("quay.io/packit/packit-service-fedmsg", "prod", 2), 2),
 			},
 			"stg": {
-				workload(cluster.KindStatefulSet, "packit-worker", "packit--stg", "packit-worker", "stg", "packit-worker", image(wrk, "stg", 1), 1),
+				workload(plan.KindStatefulSet, "packit-worker", "packit--stg", "packit-worker", "stg", "packit-worker", image(wrk, "stg", 1), 1),
 			},
 		},
-		revisions: map[string][]cluster.Revision{
+		revisions: map[string][]plan.Revision{
 			"prod/Deployment/packit-service":               revs("packit-service", image(svc, "prod", 1), image(svc, "prod", 2)),
 			"prod/StatefulSet/packit-worker-short-running": revs("packit-worker", image(wrk, "prod", 0), image(wrk, "prod", 1), image(wrk, "prod", 2)),
 			"prod/StatefulSet/packit-worker-long-running":  revs("packit-worker", image(wrk, "prod", 0), image(wrk, "prod", 1), image(wrk, "prod", 2)),
@@ -294,15 +295,15 @@ func testDeps(c Cluster) Deps {
 // fakeAccess denies a user the calls that match one listed for them (an
 // empty Namespace or Name in the list matches any).
 type fakeAccess struct {
-	deny map[string][]cluster.Access // user → calls denied
+	deny map[string][]plan.Access // user → calls denied
 }
 
-func (a *fakeAccess) Denied(_ context.Context, env, user string, groups []string, calls []cluster.Access) ([]Denial, error) {
-	var out []Denial
+func (a *fakeAccess) Denied(_ context.Context, env, user string, groups []string, calls []plan.Access) ([]plan.Denial, error) {
+	var out []plan.Denial
 	for _, c := range calls {
 		for _, d := range a.deny[user] {
 			if c.Verb == d.Verb && c.Resource == d.Resource && (d.Namespace == "" || c.Namespace == d.Namespace) && (d.Name == "" || c.Name == d.Name) {
-				out = append(out, Denial{Access: c, Reason: "RBAC: not allowed"})
+				out = append(out, plan.Denial{Access: c, Reason: "RBAC: not allowed"})
 				break
 			}
 		}
@@ -311,4 +312,4 @@ func (a *fakeAccess) Denied(_ context.Context, env, user string, groups []string
 }
 
 // short is the display form of digest(repo, tag, n).
-func short(repo, tag string, n int) string { return cluster.ShortDigest(digest(repo, tag, n)) }
+func short(repo, tag string, n int) string { return plan.ShortDigest(digest(repo, tag, n)) }

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/plan"
 )
 
 // Who texts shared by several commands.
@@ -29,7 +30,7 @@ func helpCommand() Spec {
 	}
 }
 
-func parseHelp(_ *parser, fs *pflag.FlagSet, c *Command) error {
+func parseHelp(_ *parser, fs *pflag.FlagSet, c *plan.Command) error {
 	switch args := fs.Args(); len(args) {
 	case 0:
 		return nil
@@ -45,7 +46,7 @@ func parseHelp(_ *parser, fs *pflag.FlagSet, c *Command) error {
 	}
 }
 
-func runHelp(_ context.Context, d Deps, _ Caller, c Command) (Output, error) {
+func runHelp(_ context.Context, d Deps, _ plan.Caller, c plan.Command) (Output, error) {
 	if c.Topic == "" {
 		return helpOverview(d.Config), nil
 	}

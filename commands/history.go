@@ -8,9 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/deploybot/deploybot/plan"
 	"github.com/spf13/pflag"
-
-	"github.com/deploybot/deploybot/cluster"
 )
 
 func historyCommand() Spec {
@@ -28,7 +27,7 @@ func historyCommand() Spec {
 	}
 }
 
-func parseHistory(p *parser, fs *pflag.FlagSet, c *Command) error {
+func parseHistory(p *parser, fs *pflag.FlagSet, c *plan.Command) error {
 	if err := parseServiceEnv(p, fs, c); err != nil {
 		return err
 	}
@@ -59,7 +58,7 @@ func revisionFlag(fs *pflag.FlagSet, name string) int64 {
 	return 0
 }
 
-func runHistory(ctx context.Context, d Deps, _ Caller, c Command) (Output, error) {
+func runHistory(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (Output, error) {
 	e, err := envOf(d.Config, c.Env)
 	if err != nil {
 		return Output{}, err
@@ -77,7 +76,7 @@ func runHistory(ctx context.Context, d Deps, _ Caller, c Command) (Output, error
 		out.Sections = []Section{{Lines: []string{fmt.Sprintf("No workloads follow %s:%s in %s.", streamOf(s), tagOf(e), e.Name)}}}
 		return out, nil
 	}
-	revs := make([][]cluster.Revision, len(ws))
+	revs := make([][]plan.Revision, len(ws))
 	errs := make([]error, len(ws))
 	forEach(len(ws), func(i int) {
 		revs[i], errs[i] = d.Cluster.Revisions(ctx, e.Name, ws[i].Kind, ws[i].Name)
@@ -115,7 +114,7 @@ func runHistory(ctx context.Context, d Deps, _ Caller, c Command) (Output, error
 	return out, nil
 }
 
-func revisionTable(w cluster.Workload, revs []cluster.Revision) []string {
+func revisionTable(w plan.Workload, revs []plan.Revision) []string {
 	if len(revs) == 0 {
 		return []string{"no revisions recorded"}
 	}
@@ -134,7 +133,7 @@ func revisionTable(w cluster.Workload, revs []cluster.Revision) []string {
 	return lines
 }
 
-func revisionDetail(w cluster.Workload, r cluster.Revision, d Deps) []string {
+func revisionDetail(w plan.Workload, r plan.Revision, d Deps) []string {
 	lines := []string{}
 	if isCurrent(w, r) {
 		lines = append(lines, "current  yes")
@@ -158,20 +157,20 @@ func revisionDetail(w cluster.Workload, r cluster.Revision, d Deps) []string {
 	return lines
 }
 
-func isCurrent(w cluster.Workload, r cluster.Revision) bool {
+func isCurrent(w plan.Workload, r plan.Revision) bool {
 	return r.Current || (w.Revision != 0 && r.Number == w.Revision)
 }
 
-func findRevision(revs []cluster.Revision, n int64) (cluster.Revision, bool) {
+func findRevision(revs []plan.Revision, n int64) (plan.Revision, bool) {
 	for _, r := range revs {
 		if r.Number == n {
 			return r, true
 		}
 	}
-	return cluster.Revision{}, false
+	return plan.Revision{}, false
 }
 
-func revisionNumbers(revs []cluster.Revision) string {
+func revisionNumbers(revs []plan.Revision) string {
 	if len(revs) == 0 {
 		return "none"
 	}
@@ -182,4 +181,4 @@ func revisionNumbers(revs []cluster.Revision) string {
 	return strings.Join(nums, ", ")
 }
 
-func workloadKindName(w cluster.Workload) string { return strings.ToLower(w.Kind) + "/" + w.Name }
+func workloadKindName(w plan.Workload) string { return strings.ToLower(w.Kind) + "/" + w.Name }

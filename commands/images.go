@@ -6,9 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deploybot/deploybot/plan"
 	"github.com/spf13/pflag"
-
-	"github.com/deploybot/deploybot/cluster"
 )
 
 func imagesCommand() Spec {
@@ -24,7 +23,7 @@ func imagesCommand() Spec {
 }
 
 // parseServiceEnv is the parse of commands taking "SERVICE [ENV]" only.
-func parseServiceEnv(p *parser, fs *pflag.FlagSet, c *Command) error {
+func parseServiceEnv(p *parser, fs *pflag.FlagSet, c *plan.Command) error {
 	svc, env, err := p.serviceAndEnv(fs.Args())
 	if err != nil {
 		return err
@@ -33,7 +32,7 @@ func parseServiceEnv(p *parser, fs *pflag.FlagSet, c *Command) error {
 	return nil
 }
 
-func runImages(ctx context.Context, d Deps, _ Caller, c Command) (Output, error) {
+func runImages(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (Output, error) {
 	e, err := envOf(d.Config, c.Env)
 	if err != nil {
 		return Output{}, err
@@ -61,19 +60,19 @@ func runImages(ctx context.Context, d Deps, _ Caller, c Command) (Output, error)
 
 // historyLines is the tag's history table, newest first, the current image
 // marked. A digest seen several times (re-imports) is listed each time.
-func historyLines(ts cluster.TagState, now time.Time) []string {
+func historyLines(ts plan.TagState, now time.Time) []string {
 	lines := []string{fmt.Sprintf("  %-12s  %s", "DIGEST", "IMPORTED")}
 	for i, ev := range ts.History {
 		mark, note := " ", ""
 		if i == 0 {
 			mark, note = "*", "current"
 		}
-		lines = append(lines, strings.TrimRight(fmt.Sprintf("%s %-12s  %-9s  %s", mark, cluster.ShortDigest(ev.Digest), age(now, ev.Created), note), " "))
+		lines = append(lines, strings.TrimRight(fmt.Sprintf("%s %-12s  %-9s  %s", mark, plan.ShortDigest(ev.Digest), age(now, ev.Created), note), " "))
 	}
 	return lines
 }
 
-func firstService(c Command) string {
+func firstService(c plan.Command) string {
 	if len(c.Services) == 0 {
 		return ""
 	}

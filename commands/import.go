@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/plan"
 )
 
 func importCommand() Spec {
@@ -24,7 +24,7 @@ func importCommand() Spec {
 	}
 }
 
-func parseImport(p *parser, fs *pflag.FlagSet, c *Command) error {
+func parseImport(p *parser, fs *pflag.FlagSet, c *plan.Command) error {
 	env, svcs, err := p.envAndServices(fs.Args())
 	if err != nil {
 		return err
@@ -36,22 +36,22 @@ func parseImport(p *parser, fs *pflag.FlagSet, c *Command) error {
 // planImport asks the registry, for every service, what importing its tag
 // would bring. A service the registry cannot answer for stays unchanged with a
 // note, so one broken repository does not block the others.
-func planImport(ctx context.Context, d Deps, _ Caller, c Command) (cluster.Plan, error) {
+func planImport(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (plan.Plan, error) {
 	e, err := envOf(d.Config, c.Env)
 	if err != nil {
-		return cluster.Plan{}, err
+		return plan.Plan{}, err
 	}
 	svcs, err := servicesOf(d.Config, c.Services)
 	if err != nil {
-		return cluster.Plan{}, err
+		return plan.Plan{}, err
 	}
-	p := newPlan(cluster.ActionImport, e)
-	targets := make([]cluster.Target, len(svcs))
+	p := newPlan(plan.ActionImport, e)
+	targets := make([]plan.Target, len(svcs))
 	notes := make([][]string, len(svcs))
 	errs := make([]error, len(svcs))
 	forEach(len(svcs), func(i int) { targets[i], notes[i], errs[i] = importTarget(ctx, d, e, svcs[i]) })
 	if err := errors.Join(errs...); err != nil {
-		return cluster.Plan{}, err
+		return plan.Plan{}, err
 	}
 	p.Targets = targets
 	for _, n := range notes {
@@ -61,8 +61,8 @@ func planImport(ctx context.Context, d Deps, _ Caller, c Command) (cluster.Plan,
 	return p, nil
 }
 
-func importTarget(ctx context.Context, d Deps, e *config.Environment, s *config.Service) (cluster.Target, []string, error) {
-	t := cluster.Target{Service: s.Name, Stream: streamOf(s), Tag: tagOf(e)}
+func importTarget(ctx context.Context, d Deps, e *config.Environment, s *config.Service) (plan.Target, []string, error) {
+	t := plan.Target{Service: s.Name, Stream: streamOf(s), Tag: tagOf(e)}
 	ts, err := readTag(ctx, d, e, s)
 	if err != nil {
 		return t, nil, err

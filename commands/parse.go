@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/plan"
 )
 
 // maxInput bounds a message; commands are short, anything longer is a paste
@@ -61,7 +62,7 @@ func Parse(cfg *config.Config, in Input) Result {
 		now = time.Now()
 	}
 	p := &parser{cfg: cfg, channelEnv: in.ChannelEnv, now: now}
-	c := Command{Name: spec.Name, Text: text}
+	c := plan.Command{Name: spec.Name, Text: text}
 	if spec.Mutates {
 		c.DryRun, _ = fs.GetBool("dry-run")
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/plan"
 )
 
 const fullDigest = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b"
@@ -15,11 +16,11 @@ const fullDigest = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f
 // Text, which TestParseText pins), or a reply containing every fragment.
 type parseWant struct {
 	kind  Kind
-	cmd   Command
+	cmd   plan.Command
 	reply []string
 }
 
-func run(c Command) parseWant { return parseWant{kind: RunKind, cmd: c} }
+func run(c plan.Command) parseWant { return parseWant{kind: RunKind, cmd: c} }
 
 func reply(fragments ...string) parseWant { return parseWant{kind: ReplyKind, reply: fragments} }
 
@@ -39,11 +40,11 @@ func TestParse(t *testing.T) {
 		{"blank is ignored", "  \n\t ", "", parseWant{kind: Ignore}},
 		{"prefix alone lists the commands", "/deploy", "", reply("deploybot commands", "import ENV [SERVICE...]")},
 		{"empty quoted word lists the commands", `''`, "", reply("deploybot commands")},
-		{"slash prefix", "/deploy status prod", "", run(Command{Name: "status", Env: "prod"})},
-		{"bang prefix", "!deploy status prod", "", run(Command{Name: "status", Env: "prod"})},
-		{"word prefix", "deploy status prod", "", run(Command{Name: "status", Env: "prod"})},
-		{"bare", "status prod", "", run(Command{Name: "status", Env: "prod"})},
-		{"case does not matter", "DEPLOY Status PROD Worker", "", run(Command{Name: "status", Env: "prod", Services: []string{"packit-worker"}})},
+		{"slash prefix", "/deploy status prod", "", run(plan.Command{Name: "status", Env: "prod"})},
+		{"bang prefix", "!deploy status prod", "", run(plan.Command{Name: "status", Env: "prod"})},
+		{"word prefix", "deploy status prod", "", run(plan.Command{Name: "status", Env: "prod"})},
+		{"bare", "status prod", "", run(plan.Command{Name: "status", Env: "prod"})},
+		{"case does not matter", "DEPLOY Status PROD Worker", "", run(plan.Command{Name: "status", Env: "prod", Services: []string{"packit-worker"}})},
 		{"only one prefix is stripped", "deploy deploy status", "", reply(`Unknown command "deploy"`)},
 		{"deployment is not the prefix", "deployment status", "", reply(`Unknown command "deployment"`)},
 		{"unknown command suggests", "imprt prod", "", reply(`Unknown command "imprt". Did you mean import?`)},
@@ -56,18 +57,18 @@ func TestParse(t *testing.T) {
 		{"--help too", "undo --help", "", reply("--to-revision N", "--force")},
 
 		// help
-		{"help", "help", "", run(Command{Name: "help"})},
-		{"help topic", "help Revert", "", run(Command{Name: "help", Topic: "revert"})},
+		{"help", "help", "", run(plan.Command{Name: "help"})},
+		{"help topic", "help Revert", "", run(plan.Command{Name: "help", Topic: "revert"})},
 		{"help unknown topic", "help imprt", "", reply(`There is no command "imprt". Did you mean import?`)},
 		{"help two topics", "help import revert", "", reply("one command at a time", "help [COMMAND]")},
 
 		// status [ENV] [SERVICE...]
-		{"status env", "status prod", "", run(Command{Name: "status", Env: "prod"})},
-		{"status services by alias, name and stream", "status prod worker packit-service packit-dashboard", "", run(Command{Name: "status", Env: "prod", Services: []string{"packit-worker", "packit-service", "packit-dashboard"}})},
-		{"status env after services", "status worker prod", "", run(Command{Name: "status", Env: "prod", Services: []string{"packit-worker"}})},
-		{"status services deduplicated", "status prod worker packit-worker", "", run(Command{Name: "status", Env: "prod", Services: []string{"packit-worker"}})},
-		{"status channel env", "status", "stg", run(Command{Name: "status", Env: "stg"})},
-		{"status explicit env beats channel", "status prod", "stg", run(Command{Name: "status", Env: "prod"})},
+		{"status env", "status prod", "", run(plan.Command{Name: "status", Env: "prod"})},
+		{"status services by alias, name and stream", "status prod worker packit-service packit-dashboard", "", run(plan.Command{Name: "status", Env: "prod", Services: []string{"packit-worker", "packit-service", "packit-dashboard"}})},
+		{"status env after services", "status worker prod", "", run(plan.Command{Name: "status", Env: "prod", Services: []string{"packit-worker"}})},
+		{"status services deduplicated", "status prod worker packit-worker", "", run(plan.Command{Name: "status", Env: "prod", Services: []string{"packit-worker"}})},
+		{"status channel env", "status", "stg", run(plan.Command{Name: "status", Env: "stg"})},
+		{"status explicit env beats channel", "status prod", "stg", run(plan.Command{Name: "status", Env: "prod"})},
 		{"status unknown channel env is no default", "status", "qa", reply("Which environment? One of: stg, prod.")},
 		{"status missing env", "status", "", reply("Which environment? One of: stg, prod.", "status [ENV] [SERVICE...]")},
 		{"status mistyped env", "status prdo", "", reply(`Unknown environment or service "prdo". Did you mean prod?`)},
@@ -76,9 +77,9 @@ func TestParse(t *testing.T) {
 		{"status takes no flags", "status prod --dry-run", "", reply("Unknown flag --dry-run. status takes no flags.")},
 
 		// images SERVICE [ENV]
-		{"images", "images worker prod", "", run(Command{Name: "images", Env: "prod", Services: []string{"packit-worker"}})},
-		{"images env first", "images prod worker", "", run(Command{Name: "images", Env: "prod", Services: []string{"packit-worker"}})},
-		{"images channel env", "images dashboard", "prod", run(Command{Name: "images", Env: "prod", Services: []string{"packit-dashboard"}})},
+		{"images", "images worker prod", "", run(plan.Command{Name: "images", Env: "prod", Services: []string{"packit-worker"}})},
+		{"images env first", "images prod worker", "", run(plan.Command{Name: "images", Env: "prod", Services: []string{"packit-worker"}})},
+		{"images channel env", "images dashboard", "prod", run(plan.Command{Name: "images", Env: "prod", Services: []string{"packit-dashboard"}})},
 		{"images missing env", "images worker", "", reply("Which environment? One of: stg, prod.")},
 		{"images missing service", "images prod", "", reply("Which service? One of: packit-service, packit-worker")},
 		{"images mistyped service", "images wrker prod", "", reply(`Unknown service "wrker". Did you mean worker (packit-worker)?`)},
@@ -87,20 +88,20 @@ func TestParse(t *testing.T) {
 		{"images env given as service", "images stg prod", "", reply("One environment at a time")},
 
 		// history SERVICE [ENV] [--revision N]
-		{"history", "history service prod", "", run(Command{Name: "history", Env: "prod", Services: []string{"packit-service"}})},
-		{"history revision", "history service prod --revision 3", "", run(Command{Name: "history", Env: "prod", Services: []string{"packit-service"}, Revision: 3})},
-		{"history revision with =", "history --revision=4 service prod", "", run(Command{Name: "history", Env: "prod", Services: []string{"packit-service"}, Revision: 4})},
+		{"history", "history service prod", "", run(plan.Command{Name: "history", Env: "prod", Services: []string{"packit-service"}})},
+		{"history revision", "history service prod --revision 3", "", run(plan.Command{Name: "history", Env: "prod", Services: []string{"packit-service"}, Revision: 3})},
+		{"history revision with =", "history --revision=4 service prod", "", run(plan.Command{Name: "history", Env: "prod", Services: []string{"packit-service"}, Revision: 4})},
 		{"history bad revision", "history service prod --revision x", "", reply(`Invalid argument "x" for "--revision" flag: want a revision number such as 3.`)},
 		{"history negative revision", "history service prod --revision -1", "", reply("want a revision number such as 3")},
 		{"history revision without value", "history service prod --revision", "", reply("Flag needs an argument: --revision.")},
 
 		// import ENV [SERVICE...]
-		{"import env", "import prod", "", run(Command{Name: "import", Env: "prod"})},
-		{"import one service", "import prod worker", "", run(Command{Name: "import", Env: "prod", Services: []string{"packit-worker"}})},
-		{"import dry run", "import prod worker --dry-run", "", run(Command{Name: "import", Env: "prod", Services: []string{"packit-worker"}, DryRun: true})},
-		{"import flag first", "import --dry-run prod", "", run(Command{Name: "import", Env: "prod", DryRun: true})},
-		{"import em dash from autocorrect", "import prod \u2014dry-run", "", run(Command{Name: "import", Env: "prod", DryRun: true})},
-		{"import channel env", "import worker", "stg", run(Command{Name: "import", Env: "stg", Services: []string{"packit-worker"}})},
+		{"import env", "import prod", "", run(plan.Command{Name: "import", Env: "prod"})},
+		{"import one service", "import prod worker", "", run(plan.Command{Name: "import", Env: "prod", Services: []string{"packit-worker"}})},
+		{"import dry run", "import prod worker --dry-run", "", run(plan.Command{Name: "import", Env: "prod", Services: []string{"packit-worker"}, DryRun: true})},
+		{"import flag first", "import --dry-run prod", "", run(plan.Command{Name: "import", Env: "prod", DryRun: true})},
+		{"import em dash from autocorrect", "import prod \u2014dry-run", "", run(plan.Command{Name: "import", Env: "prod", DryRun: true})},
+		{"import channel env", "import worker", "stg", run(plan.Command{Name: "import", Env: "stg", Services: []string{"packit-worker"}})},
 		{"import missing env", "import", "", reply("Which environment? One of: stg, prod.", "import ENV [SERVICE...] [--dry-run]", "--dry-run")},
 		{"import mistyped flag", "import prod --dryrun", "", reply("Unknown flag --dryrun. Did you mean --dry-run?", "`help import` shows examples.")},
 		{"import unknown flag", "import prod --force", "", reply("Unknown flag --force.")},
@@ -109,14 +110,14 @@ func TestParse(t *testing.T) {
 		{"import env as service word", "import prod stg", "", reply("One environment at a time: got prod and stg.")},
 
 		// revert SERVICE [ENV] DIGEST
-		{"revert prefix", "revert worker prod 1A2B3C4", "", run(Command{Name: "revert", Env: "prod", Services: []string{"packit-worker"}, Digest: "1a2b3c4"})},
-		{"revert sha256 prefix", "revert worker prod sha256:1a2b3c4d", "", run(Command{Name: "revert", Env: "prod", Services: []string{"packit-worker"}, Digest: "1a2b3c4d"})},
-		{"revert full digest", "revert worker prod sha256:" + fullDigest, "", run(Command{Name: "revert", Env: "prod", Services: []string{"packit-worker"}, Digest: "sha256:" + fullDigest})},
-		{"revert bare full digest", "revert worker prod " + fullDigest, "", run(Command{Name: "revert", Env: "prod", Services: []string{"packit-worker"}, Digest: "sha256:" + fullDigest})},
-		{"revert pasted image reference", "revert worker prod quay.io/packit/packit-worker@sha256:" + fullDigest, "", run(Command{Name: "revert", Env: "prod", Services: []string{"packit-worker"}, Digest: "sha256:" + fullDigest})},
+		{"revert prefix", "revert worker prod 1A2B3C4", "", run(plan.Command{Name: "revert", Env: "prod", Services: []string{"packit-worker"}, Digest: "1a2b3c4"})},
+		{"revert sha256 prefix", "revert worker prod sha256:1a2b3c4d", "", run(plan.Command{Name: "revert", Env: "prod", Services: []string{"packit-worker"}, Digest: "1a2b3c4d"})},
+		{"revert full digest", "revert worker prod sha256:" + fullDigest, "", run(plan.Command{Name: "revert", Env: "prod", Services: []string{"packit-worker"}, Digest: "sha256:" + fullDigest})},
+		{"revert bare full digest", "revert worker prod " + fullDigest, "", run(plan.Command{Name: "revert", Env: "prod", Services: []string{"packit-worker"}, Digest: "sha256:" + fullDigest})},
+		{"revert pasted image reference", "revert worker prod quay.io/packit/packit-worker@sha256:" + fullDigest, "", run(plan.Command{Name: "revert", Env: "prod", Services: []string{"packit-worker"}, Digest: "sha256:" + fullDigest})},
 		{"revert image of another repository", "revert worker prod quay.io/packit/packit-service@sha256:" + fullDigest, "", reply("is an image of quay.io/packit/packit-service, but this service's repository is quay.io/packit/packit-worker")},
-		{"revert channel env", "revert worker 1a2b3c4", "prod", run(Command{Name: "revert", Env: "prod", Services: []string{"packit-worker"}, Digest: "1a2b3c4"})},
-		{"revert dry run", "revert worker prod 1a2b3c4 --dry-run", "", run(Command{Name: "revert", Env: "prod", Services: []string{"packit-worker"}, Digest: "1a2b3c4", DryRun: true})},
+		{"revert channel env", "revert worker 1a2b3c4", "prod", run(plan.Command{Name: "revert", Env: "prod", Services: []string{"packit-worker"}, Digest: "1a2b3c4"})},
+		{"revert dry run", "revert worker prod 1a2b3c4 --dry-run", "", run(plan.Command{Name: "revert", Env: "prod", Services: []string{"packit-worker"}, Digest: "1a2b3c4", DryRun: true})},
 		{"revert malformed digest", "revert worker prod sha256:xyz", "", reply(`Malformed digest "sha256:xyz": give sha256:<64 hex> or a unique prefix of at least 7 hex characters`)},
 		{"revert short prefix", "revert worker prod 1a2b3c", "", reply(`Malformed digest "1a2b3c"`)},
 		{"revert too long", "revert worker prod " + fullDigest + "00", "", reply("Malformed digest")},
@@ -128,30 +129,30 @@ func TestParse(t *testing.T) {
 		{"revert mistyped service", "revert wroker prod 1a2b3c4", "", reply("Did you mean worker (packit-worker)?")},
 
 		// undo SERVICE [ENV] [--to-revision N] [--force]
-		{"undo", "undo service prod", "", run(Command{Name: "undo", Env: "prod", Services: []string{"packit-service"}})},
-		{"undo to revision with force", "undo worker prod --to-revision 3 --force", "", run(Command{Name: "undo", Env: "prod", Services: []string{"packit-worker"}, ToRevision: 3, Force: true})},
-		{"undo to revision 0 is previous", "undo worker prod --to-revision=0", "", run(Command{Name: "undo", Env: "prod", Services: []string{"packit-worker"}})},
-		{"undo dry run", "undo worker prod --dry-run", "", run(Command{Name: "undo", Env: "prod", Services: []string{"packit-worker"}, DryRun: true})},
+		{"undo", "undo service prod", "", run(plan.Command{Name: "undo", Env: "prod", Services: []string{"packit-service"}})},
+		{"undo to revision with force", "undo worker prod --to-revision 3 --force", "", run(plan.Command{Name: "undo", Env: "prod", Services: []string{"packit-worker"}, ToRevision: 3, Force: true})},
+		{"undo to revision 0 is previous", "undo worker prod --to-revision=0", "", run(plan.Command{Name: "undo", Env: "prod", Services: []string{"packit-worker"}})},
+		{"undo dry run", "undo worker prod --dry-run", "", run(plan.Command{Name: "undo", Env: "prod", Services: []string{"packit-worker"}, DryRun: true})},
 		{"undo bad revision", "undo worker prod --to-revision two", "", reply("want a revision number")},
 		{"undo mistyped flag", "undo worker prod --to-revison 2", "", reply("Unknown flag --to-revison. Did you mean --to-revision?")},
 
 		// track SERVICE [ENV]
-		{"track", "track worker prod", "", run(Command{Name: "track", Env: "prod", Services: []string{"packit-worker"}})},
-		{"track dry run", "track worker stg --dry-run", "", run(Command{Name: "track", Env: "stg", Services: []string{"packit-worker"}, DryRun: true})},
+		{"track", "track worker prod", "", run(plan.Command{Name: "track", Env: "prod", Services: []string{"packit-worker"}})},
+		{"track dry run", "track worker stg --dry-run", "", run(plan.Command{Name: "track", Env: "stg", Services: []string{"packit-worker"}, DryRun: true})},
 		{"track missing service", "track", "", reply("Which service?")},
 
 		// schedule
-		{"schedule all envs", "schedule", "", run(Command{Name: "schedule"})},
-		{"schedule channel env", "schedule", "prod", run(Command{Name: "schedule", Env: "prod"})},
-		{"schedule one env", "schedule prod", "", run(Command{Name: "schedule", Env: "prod"})},
-		{"schedule pause", "schedule pause prod", "", run(Command{Name: "schedule", Env: "prod", Sub: "pause"})},
-		{"schedule pause for a while", "schedule pause prod --until 2h", "", run(Command{Name: "schedule", Env: "prod", Sub: "pause", Until: t0.Add(2 * time.Hour)})},
-		{"schedule pause days", "schedule pause prod --until 3d", "", run(Command{Name: "schedule", Env: "prod", Sub: "pause", Until: t0.AddDate(0, 0, 3)})},
-		{"schedule pause until a date in the env's zone", "schedule pause prod --until 2026-12-01", "", run(Command{Name: "schedule", Env: "prod", Sub: "pause", Until: time.Date(2026, 12, 1, 0, 0, 0, 0, prague)})},
-		{"schedule pause until a date and time", `schedule pause prod --until "2026-12-01 09:30"`, "", run(Command{Name: "schedule", Env: "prod", Sub: "pause", Until: time.Date(2026, 12, 1, 9, 30, 0, 0, prague)})},
-		{"schedule pause until RFC 3339", "schedule pause prod --until 2026-12-01T09:30:00Z", "", run(Command{Name: "schedule", Env: "prod", Sub: "pause", Until: time.Date(2026, 12, 1, 9, 30, 0, 0, time.UTC)})},
-		{"schedule pause until a clock time tomorrow", "schedule pause prod --until 09:00", "", run(Command{Name: "schedule", Env: "prod", Sub: "pause", Until: time.Date(2026, 11, 25, 9, 0, 0, 0, prague)})},
-		{"schedule resume", "schedule resume prod", "", run(Command{Name: "schedule", Env: "prod", Sub: "resume"})},
+		{"schedule all envs", "schedule", "", run(plan.Command{Name: "schedule"})},
+		{"schedule channel env", "schedule", "prod", run(plan.Command{Name: "schedule", Env: "prod"})},
+		{"schedule one env", "schedule prod", "", run(plan.Command{Name: "schedule", Env: "prod"})},
+		{"schedule pause", "schedule pause prod", "", run(plan.Command{Name: "schedule", Env: "prod", Sub: "pause"})},
+		{"schedule pause for a while", "schedule pause prod --until 2h", "", run(plan.Command{Name: "schedule", Env: "prod", Sub: "pause", Until: t0.Add(2 * time.Hour)})},
+		{"schedule pause days", "schedule pause prod --until 3d", "", run(plan.Command{Name: "schedule", Env: "prod", Sub: "pause", Until: t0.AddDate(0, 0, 3)})},
+		{"schedule pause until a date in the env's zone", "schedule pause prod --until 2026-12-01", "", run(plan.Command{Name: "schedule", Env: "prod", Sub: "pause", Until: time.Date(2026, 12, 1, 0, 0, 0, 0, prague)})},
+		{"schedule pause until a date and time", `schedule pause prod --until "2026-12-01 09:30"`, "", run(plan.Command{Name: "schedule", Env: "prod", Sub: "pause", Until: time.Date(2026, 12, 1, 9, 30, 0, 0, prague)})},
+		{"schedule pause until RFC 3339", "schedule pause prod --until 2026-12-01T09:30:00Z", "", run(plan.Command{Name: "schedule", Env: "prod", Sub: "pause", Until: time.Date(2026, 12, 1, 9, 30, 0, 0, time.UTC)})},
+		{"schedule pause until a clock time tomorrow", "schedule pause prod --until 09:00", "", run(plan.Command{Name: "schedule", Env: "prod", Sub: "pause", Until: time.Date(2026, 11, 25, 9, 0, 0, 0, prague)})},
+		{"schedule resume", "schedule resume prod", "", run(plan.Command{Name: "schedule", Env: "prod", Sub: "resume"})},
 		{"schedule pause needs an env", "schedule pause", "", reply("Which environment? One of: stg, prod.")},
 		{"schedule until without pause", "schedule resume prod --until 2h", "", reply("--until goes with `schedule pause ENV`.")},
 		{"schedule until in the past", "schedule pause prod --until 2020-01-01", "", reply("is not in the future")},
@@ -161,26 +162,26 @@ func TestParse(t *testing.T) {
 		{"schedule two envs", "schedule pause prod stg", "", reply("One environment at a time")},
 
 		// requests
-		{"pending", "pending", "", run(Command{Name: "pending"})},
+		{"pending", "pending", "", run(plan.Command{Name: "pending"})},
 		{"pending takes no arguments", "pending now", "", reply(`pending takes no arguments, got "now".`)},
-		{"confirm with hash", "confirm #abc123", "", run(Command{Name: "confirm", ID: "abc123"})},
-		{"confirm without hash", "confirm abc123", "", run(Command{Name: "confirm", ID: "abc123"})},
-		{"confirm without ID", "confirm", "", run(Command{Name: "confirm"})},
-		{"approve", "/deploy approve #Xy-9_z0", "", run(Command{Name: "approve", ID: "Xy-9_z0"})},
+		{"confirm with hash", "confirm #abc123", "", run(plan.Command{Name: "confirm", ID: "abc123"})},
+		{"confirm without hash", "confirm abc123", "", run(plan.Command{Name: "confirm", ID: "abc123"})},
+		{"confirm without ID", "confirm", "", run(plan.Command{Name: "confirm"})},
+		{"approve", "/deploy approve #Xy-9_z0", "", run(plan.Command{Name: "approve", ID: "Xy-9_z0"})},
 		{"approve two IDs", "approve #abc123 #def456", "", reply("One request at a time")},
 		{"approve malformed ID", "approve #abc!23", "", reply(`Malformed request ID "#abc!23": IDs look like #abc123`)},
 		{"approve bare hash", "approve #", "", reply("Malformed request ID")},
-		{"cancel", "cancel #abc123", "", run(Command{Name: "cancel", ID: "abc123"})},
-		{"deny with reason", "deny #abc123 not during the freeze", "", run(Command{Name: "deny", ID: "abc123", Reason: "not during the freeze"})},
-		{"deny quoted reason", `deny #abc123 "not now, #later"`, "", run(Command{Name: "deny", ID: "abc123", Reason: "not now, #later"})},
-		{"deny ID only", "deny abc123", "", run(Command{Name: "deny", ID: "abc123"})},
-		{"deny without ID", "deny", "", run(Command{Name: "deny"})},
-		{"audit", "audit", "", run(Command{Name: "audit"})},
-		{"audit n", "audit 50", "", run(Command{Name: "audit", N: 50})},
+		{"cancel", "cancel #abc123", "", run(plan.Command{Name: "cancel", ID: "abc123"})},
+		{"deny with reason", "deny #abc123 not during the freeze", "", run(plan.Command{Name: "deny", ID: "abc123", Reason: "not during the freeze"})},
+		{"deny quoted reason", `deny #abc123 "not now, #later"`, "", run(plan.Command{Name: "deny", ID: "abc123", Reason: "not now, #later"})},
+		{"deny ID only", "deny abc123", "", run(plan.Command{Name: "deny", ID: "abc123"})},
+		{"deny without ID", "deny", "", run(plan.Command{Name: "deny"})},
+		{"audit", "audit", "", run(plan.Command{Name: "audit"})},
+		{"audit n", "audit 50", "", run(plan.Command{Name: "audit", N: 50})},
 		{"audit zero", "audit 0", "", reply("a number from 1 to 200")},
 		{"audit word", "audit all", "", reply(`got "all"`)},
 		{"audit negative", "audit -5", "", reply("Unknown shorthand flag")},
-		{"whoami", "whoami", "", run(Command{Name: "whoami"})},
+		{"whoami", "whoami", "", run(plan.Command{Name: "whoami"})},
 		{"whoami takes no arguments", "whoami prod", "", reply("whoami takes no arguments")},
 	}
 	cfg := testConfig()
@@ -220,12 +221,12 @@ func TestParseDefaultEnv(t *testing.T) {
 	tests := []struct {
 		name  string
 		input string
-		want  Command
+		want  plan.Command
 	}{
-		{"status", "status", Command{Name: "status", Env: "prod"}},
-		{"import", "import worker", Command{Name: "import", Env: "prod", Services: []string{"packit-worker"}}},
-		{"revert", "revert worker 1a2b3c4", Command{Name: "revert", Env: "prod", Services: []string{"packit-worker"}, Digest: "1a2b3c4"}},
-		{"schedule pause", "schedule pause", Command{Name: "schedule", Env: "prod", Sub: "pause"}},
+		{"status", "status", plan.Command{Name: "status", Env: "prod"}},
+		{"import", "import worker", plan.Command{Name: "import", Env: "prod", Services: []string{"packit-worker"}}},
+		{"revert", "revert worker 1a2b3c4", plan.Command{Name: "revert", Env: "prod", Services: []string{"packit-worker"}, Digest: "1a2b3c4"}},
+		{"schedule pause", "schedule pause", plan.Command{Name: "schedule", Env: "prod", Sub: "pause"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/plan"
 )
 
 // defaultExpiry is how long a request waits when the env sets no expiry.
@@ -18,26 +18,26 @@ const defaultExpiry = time.Hour
 // unmapped caller) are *UserError; other errors are failures to read state.
 // The same command and the same cluster state give the same Plan, so a Plan
 // rebuilt at approval time hashes equal unless something really changed.
-func BuildPlan(ctx context.Context, d Deps, caller Caller, c Command) (cluster.Plan, error) {
+func BuildPlan(ctx context.Context, d Deps, caller plan.Caller, c plan.Command) (plan.Plan, error) {
 	spec, ok := Lookup(c.Name)
 	if !ok {
-		return cluster.Plan{}, fmt.Errorf("planning %q: no such command", c.Name)
+		return plan.Plan{}, fmt.Errorf("planning %q: no such command", c.Name)
 	}
 	if spec.plan == nil {
-		return cluster.Plan{}, fmt.Errorf("planning %s: it changes no cluster, so it has no Plan", c.Name)
+		return plan.Plan{}, fmt.Errorf("planning %s: it changes no cluster, so it has no Plan", c.Name)
 	}
 	if d.Config == nil || d.Cluster == nil {
-		return cluster.Plan{}, fmt.Errorf("planning %s: no config or cluster", c.Name)
+		return plan.Plan{}, fmt.Errorf("planning %s: no config or cluster", c.Name)
 	}
 	if caller.User == "" {
-		return cluster.Plan{}, unmapped(caller)
+		return plan.Plan{}, unmapped(caller)
 	}
 	return spec.plan(ctx, d, caller, c)
 }
 
 // newPlan starts a Plan for env with the env's policy as it is now.
-func newPlan(action cluster.Action, e *config.Environment) cluster.Plan {
-	return cluster.Plan{
+func newPlan(action plan.Action, e *config.Environment) plan.Plan {
+	return plan.Plan{
 		Action:    action,
 		Env:       e.Name,
 		Namespace: e.Namespace,
@@ -45,30 +45,30 @@ func newPlan(action cluster.Action, e *config.Environment) cluster.Plan {
 	}
 }
 
-func policyOf(e *config.Environment) cluster.Policy {
+func policyOf(e *config.Environment) plan.Policy {
 	expiry := e.Approvals.Expiry.Duration
 	if expiry <= 0 {
 		expiry = defaultExpiry
 	}
-	return cluster.Policy{Confirm: e.Confirm, Approvals: e.Approvals.Count, Expiry: expiry}
+	return plan.Policy{Confirm: e.Confirm, Approvals: e.Approvals.Count, Expiry: expiry}
 }
 
 // currentImage is what the tag points at now.
-func currentImage(ts cluster.TagState) cluster.Image {
-	return cluster.Image{Ref: ts.Current.Ref, Digest: ts.Current.Digest}
+func currentImage(ts plan.TagState) plan.Image {
+	return plan.Image{Ref: ts.Current.Ref, Digest: ts.Current.Digest}
 }
 
 // readTag reads the service's tag in env, wrapping the error with what was read.
-func readTag(ctx context.Context, d Deps, e *config.Environment, s *config.Service) (cluster.TagState, error) {
+func readTag(ctx context.Context, d Deps, e *config.Environment, s *config.Service) (plan.TagState, error) {
 	ts, err := d.Cluster.Tag(ctx, e.Name, streamOf(s), tagOf(e))
 	if err != nil {
-		return cluster.TagState{}, fmt.Errorf("reading %s:%s in %s: %w", streamOf(s), tagOf(e), e.Name, err)
+		return plan.TagState{}, fmt.Errorf("reading %s:%s in %s: %w", streamOf(s), tagOf(e), e.Name, err)
 	}
 	return ts, nil
 }
 
-func workloadRefs(ws []cluster.Workload, e *config.Environment, s *config.Service) []cluster.WorkloadRef {
-	refs := make([]cluster.WorkloadRef, 0, len(ws))
+func workloadRefs(ws []plan.Workload, e *config.Environment, s *config.Service) []plan.WorkloadRef {
+	refs := make([]plan.WorkloadRef, 0, len(ws))
 	for _, w := range ws {
 		refs = append(refs, workloadRef(w, e, s))
 	}
@@ -77,4 +77,4 @@ func workloadRefs(ws []cluster.Workload, e *config.Environment, s *config.Servic
 
 // planAccess is every API call executing and following p makes, as the
 // cluster package knows them, so the requester is checked for exactly those.
-func planAccess(p cluster.Plan) []cluster.Access { return cluster.AccessFor(p) }
+func planAccess(p plan.Plan) []plan.Access { return plan.AccessFor(p) }

@@ -9,55 +9,55 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deploybot/deploybot/cluster"
+	"github.com/deploybot/deploybot/plan"
 )
 
 var (
-	prodPolicy = cluster.Policy{Confirm: true, Approvals: 1, Expiry: 30 * time.Minute}
-	stgPolicy  = cluster.Policy{Confirm: true, Expiry: time.Hour}
+	prodPolicy = plan.Policy{Confirm: true, Approvals: 1, Expiry: 30 * time.Minute}
+	stgPolicy  = plan.Policy{Confirm: true, Expiry: time.Hour}
 
-	serviceWorkload = cluster.WorkloadRef{Kind: cluster.KindDeployment, Name: "packit-service", Triggered: true}
-	workerWorkloads = []cluster.WorkloadRef{
-		{Kind: cluster.KindDeployment, Name: "packit-service-beat", Triggered: true},
-		{Kind: cluster.KindStatefulSet, Name: "packit-worker-long-running", Triggered: true},
-		{Kind: cluster.KindStatefulSet, Name: "packit-worker-short-running", Triggered: true},
+	serviceWorkload = plan.WorkloadRef{Kind: plan.KindDeployment, Name: "packit-service", Triggered: true}
+	workerWorkloads = []plan.WorkloadRef{
+		{Kind: plan.KindDeployment, Name: "packit-service-beat", Triggered: true},
+		{Kind: plan.KindStatefulSet, Name: "packit-worker-long-running", Triggered: true},
+		{Kind: plan.KindStatefulSet, Name: "packit-worker-short-running", Triggered: true},
 	}
 	fedmsgRepo     = "quay.io/packit/packit-service-fedmsg"
-	fedmsgWorkload = cluster.WorkloadRef{Kind: cluster.KindDeployment, Name: "packit-service-fedmsg"}
+	fedmsgWorkload = plan.WorkloadRef{Kind: plan.KindDeployment, Name: "packit-service-fedmsg"}
 )
 
-// prodPlan is a prod Plan with the access cluster.AccessFor gives it.
-func prodPlan(action cluster.Action, notes []string, targets ...cluster.Target) cluster.Plan {
-	return withAccess(cluster.Plan{Action: action, Env: "prod", Namespace: "packit--prod", Targets: targets, Policy: prodPolicy, Notes: notes})
+// prodPlan is a prod Plan with the access plan.AccessFor gives it.
+func prodPlan(action plan.Action, notes []string, targets ...plan.Target) plan.Plan {
+	return withAccess(plan.Plan{Action: action, Env: "prod", Namespace: "packit--prod", Targets: targets, Policy: prodPolicy, Notes: notes})
 }
 
-func stgPlan(action cluster.Action, notes []string, targets ...cluster.Target) cluster.Plan {
-	return withAccess(cluster.Plan{Action: action, Env: "stg", Namespace: "packit--stg", Targets: targets, Policy: stgPolicy, Notes: notes})
+func stgPlan(action plan.Action, notes []string, targets ...plan.Target) plan.Plan {
+	return withAccess(plan.Plan{Action: action, Env: "stg", Namespace: "packit--stg", Targets: targets, Policy: stgPolicy, Notes: notes})
 }
 
-func withAccess(p cluster.Plan) cluster.Plan {
-	p.Access = cluster.AccessFor(p)
+func withAccess(p plan.Plan) plan.Plan {
+	p.Access = plan.AccessFor(p)
 	return p
 }
 
 // pinned is the target of pinning stream:tag from image `from` to image n of repo.
-func pinned(service, repo, tag string, from cluster.Image, n int, ws ...cluster.WorkloadRef) cluster.Target {
+func pinned(service, repo, tag string, from plan.Image, n int, ws ...plan.WorkloadRef) plan.Target {
 	to := image(repo, tag, n)
-	return cluster.Target{Service: service, Stream: service, Tag: tag, From: from, To: to, SpecFrom: to.Ref, Workloads: ws}
+	return plan.Target{Service: service, Stream: service, Tag: tag, From: from, To: to, SpecFrom: to.Ref, Workloads: ws}
 }
 
 // planWant: BuildPlan gives exactly plan, or fails with a *UserError whose
 // text has userErr, or with another error whose text has internalErr.
 type planWant struct {
-	plan        cluster.Plan
+	plan        plan.Plan
 	userErr     string
 	internalErr string
 }
 
 func TestBuildPlan(t *testing.T) {
-	stuckPod := []cluster.StuckPod{{Name: "packit-worker-long-running-1", Revision: "packit-worker-long-running-7d9f", Reason: "CrashLoopBackOff"}}
+	stuckPod := []plan.StuckPod{{Name: "packit-worker-long-running-1", Revision: "packit-worker-long-running-7d9f", Reason: "CrashLoopBackOff"}}
 	withStuck := func(f *fakeCluster) {
-		f.stuck = map[string][]cluster.StuckPod{"prod/packit-worker-long-running": stuckPod}
+		f.stuck = map[string][]plan.StuckPod{"prod/packit-worker-long-running": stuckPod}
 	}
 	worker2 := image(wrkRepo, "prod", 2)
 	undoNote := func(subject, verb, stream, to, why string) string {
@@ -69,29 +69,29 @@ func TestBuildPlan(t *testing.T) {
 	tests := []struct {
 		name   string
 		input  string
-		caller Caller
+		caller plan.Caller
 		setup  func(*fakeCluster)
 		want   planWant
 	}{
 		// import
-		{name: "import one service", input: "import prod worker", want: planWant{plan: prodPlan(cluster.ActionImport, nil,
-			cluster.Target{Service: "packit-worker", Stream: "packit-worker", Tag: "prod", From: worker2, To: image(wrkRepo, "prod", 3), Workloads: workerWorkloads},
+		{name: "import one service", input: "import prod worker", want: planWant{plan: prodPlan(plan.ActionImport, nil,
+			plan.Target{Service: "packit-worker", Stream: "packit-worker", Tag: "prod", From: worker2, To: image(wrkRepo, "prod", 3), Workloads: workerWorkloads},
 		)}},
-		{name: "import every service; a registry failure leaves one unchanged", input: "import prod", want: planWant{plan: prodPlan(cluster.ActionImport,
+		{name: "import every service; a registry failure leaves one unchanged", input: "import prod", want: planWant{plan: prodPlan(plan.ActionImport,
 			[]string{"packit-dashboard: asking the registry failed, left unchanged: " + registryError("quay.io/packit/dashboard:prod", "unauthorized: access to the requested resource is not authorized").Error()},
-			cluster.Target{Service: "packit-service", Stream: "packit-service", Tag: "prod", From: image(svcRepo, "prod", 2), To: image(svcRepo, "prod", 3), Workloads: []cluster.WorkloadRef{serviceWorkload}},
-			cluster.Target{Service: "packit-worker", Stream: "packit-worker", Tag: "prod", From: worker2, To: image(wrkRepo, "prod", 3), Workloads: workerWorkloads},
-			cluster.Target{Service: "packit-dashboard", Stream: "packit-dashboard", Tag: "prod", From: image("quay.io/packit/dashboard", "prod", 1), Unchanged: true,
-				Workloads: []cluster.WorkloadRef{{Kind: cluster.KindDeployment, Name: "packit-dashboard", Triggered: true}}},
-			cluster.Target{Service: "tokman", Stream: "tokman", Tag: "prod", From: image("quay.io/packit/tokman", "prod", 4), To: image("quay.io/packit/tokman", "prod", 4), Unchanged: true,
-				Workloads: []cluster.WorkloadRef{{Kind: cluster.KindDeployment, Name: "tokman", Triggered: true}}},
-			cluster.Target{Service: "packit-service-fedmsg", Stream: "packit-service-fedmsg", Tag: "prod", From: image(fedmsgRepo, "prod", 2), To: image(fedmsgRepo, "prod", 2), Unchanged: true,
-				Workloads: []cluster.WorkloadRef{fedmsgWorkload}},
+			plan.Target{Service: "packit-service", Stream: "packit-service", Tag: "prod", From: image(svcRepo, "prod", 2), To: image(svcRepo, "prod", 3), Workloads: []plan.WorkloadRef{serviceWorkload}},
+			plan.Target{Service: "packit-worker", Stream: "packit-worker", Tag: "prod", From: worker2, To: image(wrkRepo, "prod", 3), Workloads: workerWorkloads},
+			plan.Target{Service: "packit-dashboard", Stream: "packit-dashboard", Tag: "prod", From: image("quay.io/packit/dashboard", "prod", 1), Unchanged: true,
+				Workloads: []plan.WorkloadRef{{Kind: plan.KindDeployment, Name: "packit-dashboard", Triggered: true}}},
+			plan.Target{Service: "tokman", Stream: "tokman", Tag: "prod", From: image("quay.io/packit/tokman", "prod", 4), To: image("quay.io/packit/tokman", "prod", 4), Unchanged: true,
+				Workloads: []plan.WorkloadRef{{Kind: plan.KindDeployment, Name: "tokman", Triggered: true}}},
+			plan.Target{Service: "packit-service-fedmsg", Stream: "packit-service-fedmsg", Tag: "prod", From: image(fedmsgRepo, "prod", 2), To: image(fedmsgRepo, "prod", 2), Unchanged: true,
+				Workloads: []plan.WorkloadRef{fedmsgWorkload}},
 		)}},
-		{name: "import of a pinned tag re-imports the pinned image", input: "import stg worker", want: planWant{plan: stgPlan(cluster.ActionImport,
+		{name: "import of a pinned tag re-imports the pinned image", input: "import stg worker", want: planWant{plan: stgPlan(plan.ActionImport,
 			[]string{"packit-worker is pinned to " + wrkRepo + "@" + digest(wrkRepo, "stg", 1) + ", so import re-imports that image; `track packit-worker stg` follows the registry again."},
-			cluster.Target{Service: "packit-worker", Stream: "packit-worker", Tag: "stg", From: image(wrkRepo, "stg", 1), To: image(wrkRepo, "stg", 1), Unchanged: true,
-				Workloads: []cluster.WorkloadRef{{Kind: cluster.KindStatefulSet, Name: "packit-worker", Triggered: true}}},
+			plan.Target{Service: "packit-worker", Stream: "packit-worker", Tag: "stg", From: image(wrkRepo, "stg", 1), To: image(wrkRepo, "stg", 1), Unchanged: true,
+				Workloads: []plan.WorkloadRef{{Kind: plan.KindStatefulSet, Name: "packit-worker", Triggered: true}}},
 		)}},
 		{name: "import of a stream that is missing fails", input: "import stg tokman", want: planWant{
 			internalErr: `reading tokman:stg in stg: imagestreamtags.image.openshift.io "tokman:stg" not found`,
@@ -99,22 +99,22 @@ func TestBuildPlan(t *testing.T) {
 		{name: "import needs a mapped user", input: "import prod", caller: stranger, want: planWant{userErr: "You are not mapped to a Kubernetes identity"}},
 
 		// revert
-		{name: "revert to a prefix", input: "revert worker prod " + digest(wrkRepo, "prod", 0)[7:14], want: planWant{plan: prodPlan(cluster.ActionPin,
+		{name: "revert to a prefix", input: "revert worker prod " + digest(wrkRepo, "prod", 0)[7:14], want: planWant{plan: prodPlan(plan.ActionPin,
 			[]string{"The tag stays pinned, also through imports, until `track packit-worker prod`."},
 			pinned("packit-worker", wrkRepo, "prod", worker2, 0, workerWorkloads...),
 		)}},
-		{name: "revert to a full digest", input: "revert service prod " + digest(svcRepo, "prod", 1), want: planWant{plan: prodPlan(cluster.ActionPin,
+		{name: "revert to a full digest", input: "revert service prod " + digest(svcRepo, "prod", 1), want: planWant{plan: prodPlan(plan.ActionPin,
 			[]string{"The tag stays pinned, also through imports, until `track packit-service prod`."},
 			pinned("packit-service", svcRepo, "prod", image(svcRepo, "prod", 2), 1, serviceWorkload),
 		)}},
-		{name: "revert to the current image pins it", input: "revert service prod " + digest(svcRepo, "prod", 2)[7:19], want: planWant{plan: prodPlan(cluster.ActionPin,
+		{name: "revert to the current image pins it", input: "revert service prod " + digest(svcRepo, "prod", 2)[7:19], want: planWant{plan: prodPlan(plan.ActionPin,
 			[]string{"packit-service already runs " + short(svcRepo, "prod", 2) + "; pinning keeps it there.", "The tag stays pinned, also through imports, until `track packit-service prod`."},
 			pinned("packit-service", svcRepo, "prod", image(svcRepo, "prod", 2), 2, serviceWorkload),
 		)}},
-		{name: "revert to where the tag is pinned changes nothing", input: "revert worker stg " + digest(wrkRepo, "stg", 1)[7:14], want: planWant{plan: func() cluster.Plan {
-			t := pinned("packit-worker", wrkRepo, "stg", image(wrkRepo, "stg", 1), 1, cluster.WorkloadRef{Kind: cluster.KindStatefulSet, Name: "packit-worker", Triggered: true})
+		{name: "revert to where the tag is pinned changes nothing", input: "revert worker stg " + digest(wrkRepo, "stg", 1)[7:14], want: planWant{plan: func() plan.Plan {
+			t := pinned("packit-worker", wrkRepo, "stg", image(wrkRepo, "stg", 1), 1, plan.WorkloadRef{Kind: plan.KindStatefulSet, Name: "packit-worker", Triggered: true})
 			t.Unchanged = true
-			return stgPlan(cluster.ActionPin, []string{"packit-worker:stg is already pinned to " + t.SpecFrom + "."}, t)
+			return stgPlan(plan.ActionPin, []string{"packit-worker:stg is already pinned to " + t.SpecFrom + "."}, t)
 		}()}},
 		{name: "revert to a digest not in the history lists it", input: "revert worker prod 0000000", want: planWant{
 			userErr: "No image in the history of packit-worker:prod has digest 0000000.\nHistory\n  DIGEST        IMPORTED\n* " + short(wrkRepo, "prod", 2) + "  1h ago     current",
@@ -130,19 +130,19 @@ func TestBuildPlan(t *testing.T) {
 		},
 
 		// track
-		{name: "track a pinned tag restores the env's scheduled import", input: "track worker stg", want: planWant{plan: stgPlan(cluster.ActionTrack,
+		{name: "track a pinned tag restores the env's scheduled import", input: "track worker stg", want: planWant{plan: stgPlan(plan.ActionTrack,
 			[]string{"Unpins packit-worker:stg from " + wrkRepo + "@" + digest(wrkRepo, "stg", 1) + ".", "Scheduled import goes back on, as stg is configured."},
-			cluster.Target{Service: "packit-worker", Stream: "packit-worker", Tag: "stg", From: image(wrkRepo, "stg", 1), To: image(wrkRepo, "stg", 2),
-				SpecFrom: wrkRepo + ":stg", Scheduled: true, Workloads: []cluster.WorkloadRef{{Kind: cluster.KindStatefulSet, Name: "packit-worker", Triggered: true}}},
+			plan.Target{Service: "packit-worker", Stream: "packit-worker", Tag: "stg", From: image(wrkRepo, "stg", 1), To: image(wrkRepo, "stg", 2),
+				SpecFrom: wrkRepo + ":stg", Scheduled: true, Workloads: []plan.WorkloadRef{{Kind: plan.KindStatefulSet, Name: "packit-worker", Triggered: true}}},
 		)}},
-		{name: "track a tracking tag imports the registry's image", input: "track worker prod", want: planWant{plan: prodPlan(cluster.ActionTrack, nil,
-			cluster.Target{Service: "packit-worker", Stream: "packit-worker", Tag: "prod", From: worker2, To: image(wrkRepo, "prod", 3),
+		{name: "track a tracking tag imports the registry's image", input: "track worker prod", want: planWant{plan: prodPlan(plan.ActionTrack, nil,
+			plan.Target{Service: "packit-worker", Stream: "packit-worker", Tag: "prod", From: worker2, To: image(wrkRepo, "prod", 3),
 				SpecFrom: wrkRepo + ":prod", Workloads: workerWorkloads},
 		)}},
-		{name: "track with nothing to do", input: "track service stg", want: planWant{plan: stgPlan(cluster.ActionTrack,
+		{name: "track with nothing to do", input: "track service stg", want: planWant{plan: stgPlan(plan.ActionTrack,
 			[]string{"packit-service:stg already tracks " + svcRepo + ":stg with scheduled import on, and has its image."},
-			cluster.Target{Service: "packit-service", Stream: "packit-service", Tag: "stg", From: image(svcRepo, "stg", 5), To: image(svcRepo, "stg", 5),
-				SpecFrom: svcRepo + ":stg", Scheduled: true, Unchanged: true, Workloads: []cluster.WorkloadRef{}},
+			plan.Target{Service: "packit-service", Stream: "packit-service", Tag: "stg", From: image(svcRepo, "stg", 5), To: image(svcRepo, "stg", 5),
+				SpecFrom: svcRepo + ":stg", Scheduled: true, Unchanged: true, Workloads: []plan.WorkloadRef{}},
 		)}},
 		{name: "track when the registry fails", input: "track dashboard prod", want: planWant{
 			userErr: "Asking the registry for quay.io/packit/dashboard:prod failed, so tracking it would not import anything: " +
@@ -150,7 +150,7 @@ func TestBuildPlan(t *testing.T) {
 		}},
 
 		// undo
-		{name: "undo a triggered deployment pins the tag", input: "undo service prod", want: planWant{plan: prodPlan(cluster.ActionPin,
+		{name: "undo a triggered deployment pins the tag", input: "undo service prod", want: planWant{plan: prodPlan(plan.ActionPin,
 			[]string{
 				undoNote("deployment/packit-service", "follows", "packit-service:prod", short(svcRepo, "prod", 1),
 					"revision 1 of deployment/packit-service, the newest earlier revision with a different image"),
@@ -158,7 +158,7 @@ func TestBuildPlan(t *testing.T) {
 			},
 			pinned("packit-service", svcRepo, "prod", image(svcRepo, "prod", 2), 1, serviceWorkload),
 		)}},
-		{name: "undo to a revision", input: "undo worker prod --to-revision 1", want: planWant{plan: prodPlan(cluster.ActionPin,
+		{name: "undo to a revision", input: "undo worker prod --to-revision 1", want: planWant{plan: prodPlan(plan.ActionPin,
 			[]string{
 				undoNote(workersNote, "follow", "packit-worker:prod", short(wrkRepo, "prod", 1), "revision 1 of deployment/packit-service-beat"),
 				"Revision numbers are those of deployment/packit-service-beat (`history packit-worker prod`).",
@@ -184,12 +184,12 @@ func TestBuildPlan(t *testing.T) {
 			},
 			want: planWant{userErr: `Revision 1 of deployment/packit-service ran "packit-service:prod", which names no image digest, so the tag cannot be pinned to it.`},
 		},
-		{name: "undo an untriggered deployment rolls it back", input: "undo fedmsg prod", want: planWant{plan: prodPlan(cluster.ActionRollback, nil,
-			cluster.Target{Service: "packit-service-fedmsg", From: image(fedmsgRepo, "prod", 2), To: image(fedmsgRepo, "prod", 1), Workloads: []cluster.WorkloadRef{fedmsgWorkload}, ToRevision: 1},
+		{name: "undo an untriggered deployment rolls it back", input: "undo fedmsg prod", want: planWant{plan: prodPlan(plan.ActionRollback, nil,
+			plan.Target{Service: "packit-service-fedmsg", From: image(fedmsgRepo, "prod", 2), To: image(fedmsgRepo, "prod", 1), Workloads: []plan.WorkloadRef{fedmsgWorkload}, ToRevision: 1},
 		)}},
-		{name: "undo to the current revision changes nothing", input: "undo fedmsg prod --to-revision 2", want: planWant{plan: prodPlan(cluster.ActionRollback,
+		{name: "undo to the current revision changes nothing", input: "undo fedmsg prod --to-revision 2", want: planWant{plan: prodPlan(plan.ActionRollback,
 			[]string{"deployment/packit-service-fedmsg is already at revision 2."},
-			cluster.Target{Service: "packit-service-fedmsg", From: image(fedmsgRepo, "prod", 2), To: image(fedmsgRepo, "prod", 2), Workloads: []cluster.WorkloadRef{fedmsgWorkload}, ToRevision: 2, Unchanged: true},
+			plan.Target{Service: "packit-service-fedmsg", From: image(fedmsgRepo, "prod", 2), To: image(fedmsgRepo, "prod", 2), Workloads: []plan.WorkloadRef{fedmsgWorkload}, ToRevision: 2, Unchanged: true},
 		)}},
 		{name: "undo a paused deployment is refused", input: "undo fedmsg prod",
 			setup: func(f *fakeCluster) { f.workloads["prod"][6].Paused = true },
@@ -203,7 +203,7 @@ func TestBuildPlan(t *testing.T) {
 				"• packit-worker-long-running-1 of statefulset/packit-worker-long-running, on revision packit-worker-long-running-7d9f: CrashLoopBackOff\n" +
 				"`undo packit-worker prod --force` deletes them so the controller recreates them; `--to-revision N` goes back elsewhere.",
 		}},
-		{name: "undo --force deletes the stuck pod and keeps the image", input: "undo worker prod --force", setup: withStuck, want: planWant{plan: prodPlan(cluster.ActionPin,
+		{name: "undo --force deletes the stuck pod and keeps the image", input: "undo worker prod --force", setup: withStuck, want: planWant{plan: prodPlan(plan.ActionPin,
 			[]string{
 				undoNote(workersNote, "follow", "packit-worker:prod", short(wrkRepo, "prod", 2),
 					"the current revision 2 of deployment/packit-service-beat (stuck pods are deleted so they are recreated on it)"),
@@ -212,13 +212,13 @@ func TestBuildPlan(t *testing.T) {
 				"--force deletes these stuck pods so the controller recreates them:",
 				"• packit-worker-long-running-1 of statefulset/packit-worker-long-running, on revision packit-worker-long-running-7d9f: CrashLoopBackOff",
 			},
-			func() cluster.Target {
+			func() plan.Target {
 				t := pinned("packit-worker", wrkRepo, "prod", worker2, 2, workerWorkloads...)
 				t.DeletePods = []string{"packit-worker-long-running-1"}
 				return t
 			}(),
 		)}},
-		{name: "undo to a revision with a stuck pod offers --force", input: "undo worker prod --to-revision 1", setup: withStuck, want: planWant{plan: prodPlan(cluster.ActionPin,
+		{name: "undo to a revision with a stuck pod offers --force", input: "undo worker prod --to-revision 1", setup: withStuck, want: planWant{plan: prodPlan(plan.ActionPin,
 			[]string{
 				undoNote(workersNote, "follow", "packit-worker:prod", short(wrkRepo, "prod", 1), "revision 1 of deployment/packit-service-beat"),
 				"Revision numbers are those of deployment/packit-service-beat (`history packit-worker prod`).",
@@ -229,7 +229,7 @@ func TestBuildPlan(t *testing.T) {
 			},
 			pinned("packit-worker", wrkRepo, "prod", worker2, 1, workerWorkloads...),
 		)}},
-		{name: "undo --force with nothing stuck says so", input: "undo service prod --force", want: planWant{plan: prodPlan(cluster.ActionPin,
+		{name: "undo --force with nothing stuck says so", input: "undo service prod --force", want: planWant{plan: prodPlan(plan.ActionPin,
 			[]string{
 				undoNote("deployment/packit-service", "follows", "packit-service:prod", short(svcRepo, "prod", 1),
 					"revision 1 of deployment/packit-service, the newest earlier revision with a different image"),
@@ -291,8 +291,8 @@ func TestBuildPlan(t *testing.T) {
 
 // normalize makes nil and empty slices compare equal; JSON does not tell
 // them apart either, so they hash the same.
-func normalize(p cluster.Plan) cluster.Plan {
-	var q cluster.Plan
+func normalize(p plan.Plan) plan.Plan {
+	var q plan.Plan
 	b, _ := json.Marshal(p)
 	_ = json.Unmarshal(b, &q)
 	return q
@@ -314,14 +314,14 @@ func TestTrackWithoutImageLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := stgPlan(cluster.ActionTrack,
+	want := stgPlan(plan.ActionTrack,
 		[]string{
 			"The digest " + wrkRepo + ":stg has now is known once it is imported.",
 			"Unpins packit-worker:stg from " + wrkRepo + "@" + digest(wrkRepo, "stg", 1) + ".",
 			"Scheduled import goes back on, as stg is configured.",
 		},
-		cluster.Target{Service: "packit-worker", Stream: "packit-worker", Tag: "stg", From: image(wrkRepo, "stg", 1), To: cluster.Image{Ref: wrkRepo + ":stg"},
-			SpecFrom: wrkRepo + ":stg", Scheduled: true, Workloads: []cluster.WorkloadRef{{Kind: cluster.KindStatefulSet, Name: "packit-worker", Triggered: true}}},
+		plan.Target{Service: "packit-worker", Stream: "packit-worker", Tag: "stg", From: image(wrkRepo, "stg", 1), To: plan.Image{Ref: wrkRepo + ":stg"},
+			SpecFrom: wrkRepo + ":stg", Scheduled: true, Workloads: []plan.WorkloadRef{{Kind: plan.KindStatefulSet, Name: "packit-worker", Triggered: true}}},
 	)
 	if !reflect.DeepEqual(normalize(p), normalize(want)) {
 		t.Errorf("plan =\n%s\nwant\n%s", js(p), js(want))

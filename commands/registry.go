@@ -8,9 +8,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/deploybot/deploybot/plan"
 	"github.com/spf13/pflag"
-
-	"github.com/deploybot/deploybot/cluster"
 )
 
 // Spec is one row of the command table: what help shows and how the command
@@ -40,9 +39,9 @@ type Spec struct {
 	flags func(fs *pflag.FlagSet)
 	// parse fills c from the positional arguments and flag values; an error
 	// is shown to the user together with the usage.
-	parse func(p *parser, fs *pflag.FlagSet, c *Command) error
-	run   func(ctx context.Context, d Deps, caller Caller, c Command) (Output, error)
-	plan  func(ctx context.Context, d Deps, caller Caller, c Command) (cluster.Plan, error)
+	parse func(p *parser, fs *pflag.FlagSet, c *plan.Command) error
+	run   func(ctx context.Context, d Deps, caller plan.Caller, c plan.Command) (Output, error)
+	plan  func(ctx context.Context, d Deps, caller plan.Caller, c plan.Command) (plan.Plan, error)
 }
 
 // table is THE command table, in the order help lists it. Adding a command

@@ -6,18 +6,18 @@ import (
 	"strings"
 	"time"
 
-	"github.com/deploybot/deploybot/cluster"
+	"github.com/deploybot/deploybot/plan"
 )
 
 // RenderPlan shows a Plan compactly, the same on every platform: one line per
 // target (service: old → new), the workloads that follow it, the notes and
 // what the request needs before it runs.
-func RenderPlan(p cluster.Plan) Output {
+func RenderPlan(p plan.Plan) Output {
 	out := Output{Title: fmt.Sprintf("Plan: %s %s (namespace %s)", p.Action, p.Env, p.Namespace)}
 	var lines []string
 	for _, t := range p.Targets {
 		lines = append(lines, targetLine(p.Action, t))
-		if p.Action != cluster.ActionRollback && !t.Unchanged && len(t.Workloads) > 0 {
+		if p.Action != plan.ActionRollback && !t.Unchanged && len(t.Workloads) > 0 {
 			lines = append(lines, "  rolls: "+workloadList(t.Workloads))
 		}
 		if len(t.DeletePods) > 0 {
@@ -35,9 +35,9 @@ func RenderPlan(p cluster.Plan) Output {
 	return out
 }
 
-func targetLine(action cluster.Action, t cluster.Target) string {
+func targetLine(action plan.Action, t plan.Target) string {
 	name := t.Service
-	if action == cluster.ActionRollback && len(t.Workloads) > 0 {
+	if action == plan.ActionRollback && len(t.Workloads) > 0 {
 		name = workloadName(t.Workloads[0])
 	}
 	if t.Unchanged {
@@ -45,11 +45,11 @@ func targetLine(action cluster.Action, t cluster.Target) string {
 	}
 	line := fmt.Sprintf("%s: %s → %s", name, shortImage(t.From), shortImage(t.To))
 	switch action {
-	case cluster.ActionPin:
+	case plan.ActionPin:
 		line += "  (pinned, scheduled import off)"
-	case cluster.ActionTrack:
+	case plan.ActionTrack:
 		line += fmt.Sprintf("  (tracking %s, scheduled import %s)", t.SpecFrom, onOff(t.Scheduled))
-	case cluster.ActionRollback:
+	case plan.ActionRollback:
 		line += fmt.Sprintf("  (rollback to revision %d)", t.ToRevision)
 	}
 	return line
@@ -57,7 +57,7 @@ func targetLine(action cluster.Action, t cluster.Target) string {
 
 // policyText says what a request needs before it runs, e.g. "needs: confirm
 // by requester, 1 approval by someone else, expires in 1h".
-func policyText(p cluster.Policy) string {
+func policyText(p plan.Policy) string {
 	var needs []string
 	if p.Confirm {
 		needs = append(needs, "confirm by requester")
@@ -74,9 +74,9 @@ func policyText(p cluster.Policy) string {
 	return fmt.Sprintf("needs: %s, expires in %s", strings.Join(needs, ", "), fmtDuration(p.Expiry))
 }
 
-func workloadName(w cluster.WorkloadRef) string { return strings.ToLower(w.Kind) + "/" + w.Name }
+func workloadName(w plan.WorkloadRef) string { return strings.ToLower(w.Kind) + "/" + w.Name }
 
-func workloadList(ws []cluster.WorkloadRef) string {
+func workloadList(ws []plan.WorkloadRef) string {
 	names := make([]string, len(ws))
 	for i, w := range ws {
 		names[i] = workloadName(w)
@@ -85,10 +85,10 @@ func workloadList(ws []cluster.WorkloadRef) string {
 }
 
 // shortImage is an image's short digest, or its reference when it has none.
-func shortImage(img cluster.Image) string {
+func shortImage(img plan.Image) string {
 	switch {
 	case img.Digest != "":
-		return cluster.ShortDigest(img.Digest)
+		return plan.ShortDigest(img.Digest)
 	case img.Ref != "":
 		return shortRef(img.Ref)
 	}
@@ -102,7 +102,7 @@ func shortRef(ref string) string {
 	if !ok {
 		return ref
 	}
-	return repo[strings.LastIndex(repo, "/")+1:] + "@" + cluster.ShortDigest(digest)
+	return repo[strings.LastIndex(repo, "/")+1:] + "@" + plan.ShortDigest(digest)
 }
 
 // imagesText lists a workload revision's container images, shortened.

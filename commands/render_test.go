@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deploybot/deploybot/cluster"
+	"github.com/deploybot/deploybot/plan"
 )
 
 func TestRenderPlan(t *testing.T) {
@@ -13,16 +13,16 @@ func TestRenderPlan(t *testing.T) {
 	s1, s2 := short(wrkRepo, "prod", 2), short(wrkRepo, "prod", 3)
 	tests := []struct {
 		name  string
-		input cluster.Plan
+		input plan.Plan
 		want  Output
 	}{
 		{
 			name: "import: changed, unchanged and never imported",
-			input: cluster.Plan{Action: cluster.ActionImport, Env: "prod", Namespace: "packit--prod", Policy: prodPolicy,
+			input: plan.Plan{Action: plan.ActionImport, Env: "prod", Namespace: "packit--prod", Policy: prodPolicy,
 				Notes: []string{"packit-dashboard: asking the registry failed, left unchanged: boom"},
-				Targets: []cluster.Target{
+				Targets: []plan.Target{
 					{Service: "packit-worker", From: w2, To: w3, Workloads: workerWorkloads},
-					{Service: "packit-dashboard", From: image("quay.io/packit/dashboard", "prod", 1), Unchanged: true, Workloads: []cluster.WorkloadRef{{Kind: "Deployment", Name: "packit-dashboard"}}},
+					{Service: "packit-dashboard", From: image("quay.io/packit/dashboard", "prod", 1), Unchanged: true, Workloads: []plan.WorkloadRef{{Kind: "Deployment", Name: "packit-dashboard"}}},
 					{Service: "tokman", To: image("quay.io/packit/tokman", "prod", 1)},
 				}},
 			want: Output{Title: "Plan: import prod (namespace packit--prod)", Sections: []Section{
@@ -38,9 +38,9 @@ func TestRenderPlan(t *testing.T) {
 		},
 		{
 			name: "pin with stuck pods, approvals by two",
-			input: cluster.Plan{Action: cluster.ActionPin, Env: "prod", Namespace: "packit--prod",
-				Policy:  cluster.Policy{Approvals: 2, Expiry: 90 * time.Minute},
-				Targets: []cluster.Target{{Service: "packit-worker", From: w3, To: w2, SpecFrom: w2.Ref, Workloads: workerWorkloads[:1], DeletePods: []string{"a-1", "b-0"}}}},
+			input: plan.Plan{Action: plan.ActionPin, Env: "prod", Namespace: "packit--prod",
+				Policy:  plan.Policy{Approvals: 2, Expiry: 90 * time.Minute},
+				Targets: []plan.Target{{Service: "packit-worker", From: w3, To: w2, SpecFrom: w2.Ref, Workloads: workerWorkloads[:1], DeletePods: []string{"a-1", "b-0"}}}},
 			want: Output{Title: "Plan: revert prod (namespace packit--prod)", Sections: []Section{
 				{Pre: true, Lines: []string{
 					"packit-worker: " + s2 + " → " + s1 + "  (pinned, scheduled import off)",
@@ -52,8 +52,8 @@ func TestRenderPlan(t *testing.T) {
 		},
 		{
 			name: "track, no policy",
-			input: cluster.Plan{Action: cluster.ActionTrack, Env: "stg", Namespace: "packit--stg", Policy: cluster.Policy{Expiry: time.Hour},
-				Targets: []cluster.Target{{Service: "packit-worker", From: w2, To: cluster.Image{Ref: wrkRepo + ":stg"}, SpecFrom: wrkRepo + ":stg", Scheduled: true}}},
+			input: plan.Plan{Action: plan.ActionTrack, Env: "stg", Namespace: "packit--stg", Policy: plan.Policy{Expiry: time.Hour},
+				Targets: []plan.Target{{Service: "packit-worker", From: w2, To: plan.Image{Ref: wrkRepo + ":stg"}, SpecFrom: wrkRepo + ":stg", Scheduled: true}}},
 			want: Output{Title: "Plan: track stg (namespace packit--stg)", Sections: []Section{
 				{Pre: true, Lines: []string{"packit-worker: " + s1 + " → " + wrkRepo + ":stg  (tracking " + wrkRepo + ":stg, scheduled import on)"}},
 				{Lines: []string{"needs: nothing more, runs right away"}},
@@ -61,8 +61,8 @@ func TestRenderPlan(t *testing.T) {
 		},
 		{
 			name: "rollback names the workload",
-			input: cluster.Plan{Action: cluster.ActionRollback, Env: "prod", Namespace: "packit--prod", Policy: cluster.Policy{Confirm: true, Expiry: 45 * time.Second},
-				Targets: []cluster.Target{{Service: "packit-service-fedmsg", From: cluster.Image{Ref: "fedmsg:prod"}, To: image(fedmsgRepo, "prod", 1), ToRevision: 4, Workloads: []cluster.WorkloadRef{fedmsgWorkload}}}},
+			input: plan.Plan{Action: plan.ActionRollback, Env: "prod", Namespace: "packit--prod", Policy: plan.Policy{Confirm: true, Expiry: 45 * time.Second},
+				Targets: []plan.Target{{Service: "packit-service-fedmsg", From: plan.Image{Ref: "fedmsg:prod"}, To: image(fedmsgRepo, "prod", 1), ToRevision: 4, Workloads: []plan.WorkloadRef{fedmsgWorkload}}}},
 			want: Output{Title: "Plan: undo prod (namespace packit--prod)", Sections: []Section{
 				{Pre: true, Lines: []string{"deployment/packit-service-fedmsg: fedmsg:prod → " + short(fedmsgRepo, "prod", 1) + "  (rollback to revision 4)"}},
 				{Lines: []string{"needs: confirm by requester, expires in 45s"}},
@@ -70,7 +70,7 @@ func TestRenderPlan(t *testing.T) {
 		},
 		{
 			name:  "no targets",
-			input: cluster.Plan{Action: cluster.ActionImport, Env: "prod", Namespace: "packit--prod", Policy: cluster.Policy{Confirm: true, Expiry: 2 * time.Hour}},
+			input: plan.Plan{Action: plan.ActionImport, Env: "prod", Namespace: "packit--prod", Policy: plan.Policy{Confirm: true, Expiry: 2 * time.Hour}},
 			want: Output{Title: "Plan: import prod (namespace packit--prod)", Sections: []Section{
 				{Pre: true, Lines: []string{"no targets"}},
 				{Lines: []string{"needs: confirm by requester, expires in 2h"}},

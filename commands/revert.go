@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/plan"
 )
 
 func revertCommand() Spec {
@@ -28,7 +28,7 @@ func revertCommand() Spec {
 }
 
 // parseRevert reads SERVICE [ENV] DIGEST: the digest is always last.
-func parseRevert(p *parser, fs *pflag.FlagSet, c *Command) error {
+func parseRevert(p *parser, fs *pflag.FlagSet, c *plan.Command) error {
 	args := fs.Args()
 	if len(args) < 2 {
 		if len(args) == 1 {
@@ -62,29 +62,29 @@ func parseRevert(p *parser, fs *pflag.FlagSet, c *Command) error {
 // planRevert pins the tag to an image of its history, like
 // `oc tag --source=docker REPO@DIGEST NS/IS:TAG`: scheduled import goes off so
 // the registry cannot move the tag away again.
-func planRevert(ctx context.Context, d Deps, _ Caller, c Command) (cluster.Plan, error) {
+func planRevert(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (plan.Plan, error) {
 	e, err := envOf(d.Config, c.Env)
 	if err != nil {
-		return cluster.Plan{}, err
+		return plan.Plan{}, err
 	}
 	s, err := serviceOf(d.Config, firstService(c))
 	if err != nil {
-		return cluster.Plan{}, err
+		return plan.Plan{}, err
 	}
 	ts, err := readTag(ctx, d, e, s)
 	if err != nil {
-		return cluster.Plan{}, err
+		return plan.Plan{}, err
 	}
 	ev, err := resolveDigest(ts, c.Digest, d)
 	if err != nil {
-		return cluster.Plan{}, err
+		return plan.Plan{}, err
 	}
 	ws, err := serviceWorkloads(ctx, d, e, s)
 	if err != nil {
-		return cluster.Plan{}, err
+		return plan.Plan{}, err
 	}
-	p := newPlan(cluster.ActionPin, e)
-	p.Targets = []cluster.Target{pinTarget(ts, e, s, ev.Digest, workloadRefs(ws, e, s))}
+	p := newPlan(plan.ActionPin, e)
+	p.Targets = []plan.Target{pinTarget(ts, e, s, ev.Digest, workloadRefs(ws, e, s))}
 	p.Notes = pinNotes(p.Targets[0], ts, e, s)
 	p.Access = planAccess(p)
 	return p, nil
@@ -92,14 +92,14 @@ func planRevert(ctx context.Context, d Deps, _ Caller, c Command) (cluster.Plan,
 
 // pinTarget points the tag at REPOSITORY@digest with scheduled import off.
 // It is unchanged only when the tag is pinned there already.
-func pinTarget(ts cluster.TagState, e *config.Environment, s *config.Service, digest string, ws []cluster.WorkloadRef) cluster.Target {
+func pinTarget(ts plan.TagState, e *config.Environment, s *config.Service, digest string, ws []plan.WorkloadRef) plan.Target {
 	ref := s.Repository + "@" + digest
-	return cluster.Target{
+	return plan.Target{
 		Service:   s.Name,
 		Stream:    streamOf(s),
 		Tag:       tagOf(e),
 		From:      currentImage(ts),
-		To:        cluster.Image{Ref: ref, Digest: digest},
+		To:        plan.Image{Ref: ref, Digest: digest},
 		SpecFrom:  ref,
 		Scheduled: false,
 		Unchanged: ts.SpecFrom == ref && !ts.Scheduled && ts.Current.Digest == digest,
@@ -108,21 +108,21 @@ func pinTarget(ts cluster.TagState, e *config.Environment, s *config.Service, di
 }
 
 // pinNotes tell the user that a pin outlives imports.
-func pinNotes(t cluster.Target, ts cluster.TagState, e *config.Environment, s *config.Service) []string {
+func pinNotes(t plan.Target, ts plan.TagState, e *config.Environment, s *config.Service) []string {
 	if t.Unchanged {
 		return []string{fmt.Sprintf("%s:%s is already pinned to %s.", t.Stream, t.Tag, t.SpecFrom)}
 	}
 	var notes []string
 	if ts.Current.Digest == t.To.Digest {
-		notes = append(notes, fmt.Sprintf("%s already runs %s; pinning keeps it there.", s.Name, cluster.ShortDigest(t.To.Digest)))
+		notes = append(notes, fmt.Sprintf("%s already runs %s; pinning keeps it there.", s.Name, plan.ShortDigest(t.To.Digest)))
 	}
 	return append(notes, fmt.Sprintf("The tag stays pinned, also through imports, until `track %s %s`.", s.Name, e.Name))
 }
 
 // resolveDigest finds the tag history entry a full digest or a hex prefix
 // names. Not found lists the history; an ambiguous prefix lists the matches.
-func resolveDigest(ts cluster.TagState, digest string, d Deps) (cluster.TagEvent, error) {
-	var matches []cluster.TagEvent
+func resolveDigest(ts plan.TagState, digest string, d Deps) (plan.TagEvent, error) {
+	var matches []plan.TagEvent
 	seen := map[string]bool{}
 	for _, ev := range ts.History {
 		hex := strings.TrimPrefix(ev.Digest, "sha256:")
@@ -145,13 +145,13 @@ func resolveDigest(ts cluster.TagState, digest string, d Deps) (cluster.TagEvent
 		if len(ts.History) > 0 {
 			out.Sections = append(out.Sections, Section{Heading: "History", Lines: historyLines(ts, d.now()), Pre: true})
 		}
-		return cluster.TagEvent{}, &UserError{Output: out}
+		return plan.TagEvent{}, &UserError{Output: out}
 	}
 	lines := []string{}
 	for _, m := range matches {
 		lines = append(lines, strings.TrimPrefix(m.Digest, "sha256:"))
 	}
-	return cluster.TagEvent{}, &UserError{Output: Output{Private: true, Sections: []Section{
+	return plan.TagEvent{}, &UserError{Output: Output{Private: true, Sections: []Section{
 		{Lines: []string{fmt.Sprintf("Digest prefix %s matches %d images of %s:%s; give more characters.", digest, len(matches), ts.Stream, ts.Tag)}},
 		{Heading: "Matches", Lines: lines, Pre: true},
 	}}}

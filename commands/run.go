@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/plan"
 )
 
 // UserError is a problem the user can fix, or a refusal; Output is the reply
@@ -37,7 +37,7 @@ func userFail(format string, args ...any) *UserError {
 // Run answers a read-only command (help, status, images, history, whoami).
 // Chat users who are not mapped to a Kubernetes identity may run only help
 // and whoami; anything else is a *UserError saying how to get mapped.
-func Run(ctx context.Context, d Deps, caller Caller, c Command) (Output, error) {
+func Run(ctx context.Context, d Deps, caller plan.Caller, c plan.Command) (Output, error) {
 	spec, ok := Lookup(c.Name)
 	if !ok {
 		return Output{}, fmt.Errorf("running %q: no such command", c.Name)
@@ -55,7 +55,7 @@ func Run(ctx context.Context, d Deps, caller Caller, c Command) (Output, error) 
 }
 
 // unmapped is the refusal for a chat user without a Kubernetes identity.
-func unmapped(caller Caller) *UserError {
+func unmapped(caller plan.Caller) *UserError {
 	platform, id := caller.Platform, caller.ChatID
 	if platform == "" {
 		platform = "PLATFORM"
@@ -129,7 +129,7 @@ func tagOf(e *config.Environment) string {
 // serviceWorkloads are the workloads that follow the service's tag in env:
 // the config's list when it has one (read for their state and triggers),
 // otherwise those whose image.openshift.io/triggers name the tag.
-func serviceWorkloads(ctx context.Context, d Deps, e *config.Environment, s *config.Service) ([]cluster.Workload, error) {
+func serviceWorkloads(ctx context.Context, d Deps, e *config.Environment, s *config.Service) ([]plan.Workload, error) {
 	if len(s.Workloads) == 0 {
 		ws, err := d.Cluster.TriggeredWorkloads(ctx, e.Name, streamOf(s), tagOf(e))
 		if err != nil {
@@ -137,7 +137,7 @@ func serviceWorkloads(ctx context.Context, d Deps, e *config.Environment, s *con
 		}
 		return ws, nil
 	}
-	var ws []cluster.Workload
+	var ws []plan.Workload
 	for _, cw := range s.Workloads {
 		w, err := d.Cluster.Workload(ctx, e.Name, cw.Kind, cw.Name)
 		if err != nil {
@@ -150,11 +150,11 @@ func serviceWorkloads(ctx context.Context, d Deps, e *config.Environment, s *con
 
 // followsTag reports whether the image-trigger controller keeps w on the
 // tag's image (an unpaused trigger naming the tag).
-func followsTag(w cluster.Workload, e *config.Environment, s *config.Service) bool {
+func followsTag(w plan.Workload, e *config.Environment, s *config.Service) bool {
 	return followingTrigger(w, e, s) != nil
 }
 
-func followingTrigger(w cluster.Workload, e *config.Environment, s *config.Service) *cluster.Trigger {
+func followingTrigger(w plan.Workload, e *config.Environment, s *config.Service) *plan.Trigger {
 	for i, t := range w.Triggers {
 		if !t.Paused && t.Follows(e.Namespace, streamOf(s), tagOf(e)) {
 			return &w.Triggers[i]
@@ -163,8 +163,8 @@ func followingTrigger(w cluster.Workload, e *config.Environment, s *config.Servi
 	return nil
 }
 
-func workloadRef(w cluster.Workload, e *config.Environment, s *config.Service) cluster.WorkloadRef {
-	return cluster.WorkloadRef{Kind: w.Kind, Name: w.Name, Triggered: followsTag(w, e, s)}
+func workloadRef(w plan.Workload, e *config.Environment, s *config.Service) plan.WorkloadRef {
+	return plan.WorkloadRef{Kind: w.Kind, Name: w.Name, Triggered: followsTag(w, e, s)}
 }
 
 // forEach runs f for 0..n-1 concurrently: reading several image streams or

@@ -7,13 +7,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/deploybot/deploybot/cluster"
+	"github.com/deploybot/deploybot/plan"
 )
 
 var (
-	alice    = Caller{Platform: "terminal", ChatID: "alice", Name: "alice", User: "alice", Groups: []string{"packit-devs"}}
-	carol    = Caller{Platform: "terminal", ChatID: "carol", Name: "carol", User: "carol"}
-	stranger = Caller{Platform: "slack", ChatID: "T1/U123", Name: "mallory"}
+	alice    = plan.Caller{Platform: "terminal", ChatID: "alice", Name: "alice", User: "alice", Groups: []string{"packit-devs"}}
+	carol    = plan.Caller{Platform: "terminal", ChatID: "carol", Name: "carol", User: "carol"}
+	stranger = plan.Caller{Platform: "slack", ChatID: "T1/U123", Name: "mallory"}
 )
 
 const (
@@ -32,7 +32,7 @@ type runWant struct {
 func TestRun(t *testing.T) {
 	tests := []struct {
 		name   string
-		caller Caller
+		caller plan.Caller
 		input  string
 		setup  func(*fakeCluster, *fakeAccess)
 		want   runWant
@@ -148,7 +148,7 @@ func TestRun(t *testing.T) {
 		}}},
 		{name: "whoami of a reader", caller: carol, input: "whoami",
 			setup: func(_ *fakeCluster, a *fakeAccess) {
-				a.deny = map[string][]cluster.Access{"carol": {
+				a.deny = map[string][]plan.Access{"carol": {
 					{Verb: "create", Resource: "imagestreamimports"},
 					{Verb: "update", Resource: "imagestreamtags"},
 					{Verb: "patch", Resource: "deployments"},
@@ -161,7 +161,7 @@ func TestRun(t *testing.T) {
 			}}},
 		{name: "whoami names the services denied by name", caller: alice, input: "whoami",
 			setup: func(_ *fakeCluster, a *fakeAccess) {
-				a.deny = map[string][]cluster.Access{"alice": {{Verb: "update", Resource: "imagestreamtags", Namespace: "packit--prod", Name: "tokman:prod"}}}
+				a.deny = map[string][]plan.Access{"alice": {{Verb: "update", Resource: "imagestreamtags", Namespace: "packit--prod", Name: "tokman:prod"}}}
 			},
 			want: runWant{lines: []string{
 				"revert  yes, except tokman (may not update imagestreamtags tokman:prod: RBAC: not allowed)",

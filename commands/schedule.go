@@ -3,6 +3,7 @@ package commands
 import (
 	"strings"
 
+	"github.com/deploybot/deploybot/plan"
 	"github.com/spf13/pflag"
 )
 
@@ -33,7 +34,7 @@ func scheduleCommand() Spec {
 	}
 }
 
-func parseSchedule(p *parser, fs *pflag.FlagSet, c *Command) error {
+func parseSchedule(p *parser, fs *pflag.FlagSet, c *plan.Command) error {
 	args := fs.Args()
 	until, _ := fs.GetString("until")
 	if len(args) > 0 {

@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/plan"
 )
 
 func statusCommand() Spec {
@@ -24,7 +24,7 @@ func statusCommand() Spec {
 	}
 }
 
-func parseStatus(p *parser, fs *pflag.FlagSet, c *Command) error {
+func parseStatus(p *parser, fs *pflag.FlagSet, c *plan.Command) error {
 	env, svcs, err := p.envAndServices(fs.Args())
 	if err != nil {
 		return err
@@ -33,7 +33,7 @@ func parseStatus(p *parser, fs *pflag.FlagSet, c *Command) error {
 	return nil
 }
 
-func runStatus(ctx context.Context, d Deps, _ Caller, c Command) (Output, error) {
+func runStatus(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (Output, error) {
 	e, err := envOf(d.Config, c.Env)
 	if err != nil {
 		return Output{}, err
@@ -60,7 +60,7 @@ func serviceStatus(ctx context.Context, d Deps, now time.Time, e *config.Environ
 		return sec
 	}
 	if ts.Current.Digest != "" {
-		sec.Lines = append(sec.Lines, fmt.Sprintf("image    %s  imported %s", cluster.ShortDigest(ts.Current.Digest), age(now, ts.Current.Created)))
+		sec.Lines = append(sec.Lines, fmt.Sprintf("image    %s  imported %s", plan.ShortDigest(ts.Current.Digest), age(now, ts.Current.Created)))
 	} else {
 		sec.Lines = append(sec.Lines, "image    none imported yet")
 	}
@@ -93,7 +93,7 @@ func serviceStatus(ctx context.Context, d Deps, now time.Time, e *config.Environ
 
 // sourceText says where the tag's image comes from: tracking a registry tag,
 // pinned to a digest (as revert and undo leave it), or something else.
-func sourceText(ts cluster.TagState, e *config.Environment, s *config.Service) string {
+func sourceText(ts plan.TagState, e *config.Environment, s *config.Service) string {
 	switch {
 	case ts.SpecFrom == "":
 		return "no source (the tag has no spec)"
@@ -107,7 +107,7 @@ func sourceText(ts cluster.TagState, e *config.Environment, s *config.Service) s
 	return "tracking " + ts.SpecFrom
 }
 
-func rolloutText(w cluster.Workload) string {
+func rolloutText(w plan.Workload) string {
 	switch {
 	case w.Paused:
 		return "paused"

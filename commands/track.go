@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/deploybot/deploybot/cluster"
+	"github.com/deploybot/deploybot/plan"
 )
 
 func trackCommand() Spec {
@@ -23,25 +23,25 @@ func trackCommand() Spec {
 // planTrack re-points the tag at REPOSITORY:TAG like `oc tag REPO:TAG NS/IS:TAG`,
 // but with the env's importPolicy.scheduled: oc tag would leave it false and
 // stg would silently stop deploying.
-func planTrack(ctx context.Context, d Deps, _ Caller, c Command) (cluster.Plan, error) {
+func planTrack(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (plan.Plan, error) {
 	e, err := envOf(d.Config, c.Env)
 	if err != nil {
-		return cluster.Plan{}, err
+		return plan.Plan{}, err
 	}
 	s, err := serviceOf(d.Config, firstService(c))
 	if err != nil {
-		return cluster.Plan{}, err
+		return plan.Plan{}, err
 	}
 	ts, err := readTag(ctx, d, e, s)
 	if err != nil {
-		return cluster.Plan{}, err
+		return plan.Plan{}, err
 	}
 	ws, err := serviceWorkloads(ctx, d, e, s)
 	if err != nil {
-		return cluster.Plan{}, err
+		return plan.Plan{}, err
 	}
 	spec := s.Repository + ":" + tagOf(e)
-	t := cluster.Target{
+	t := plan.Target{
 		Service:   s.Name,
 		Stream:    streamOf(s),
 		Tag:       tagOf(e),
@@ -50,7 +50,7 @@ func planTrack(ctx context.Context, d Deps, _ Caller, c Command) (cluster.Plan, 
 		Scheduled: e.Scheduled,
 		Workloads: workloadRefs(ws, e, s),
 	}
-	p := newPlan(cluster.ActionTrack, e)
+	p := newPlan(plan.ActionTrack, e)
 
 	// What the registry tag holds now. RegistryImage asks about the tag's spec
 	// source, which is the registry tag only when the tag already tracks it.
@@ -61,11 +61,11 @@ func planTrack(ctx context.Context, d Deps, _ Caller, c Command) (cluster.Plan, 
 	case ok:
 		t.To, lookErr = lookup.LookupImage(ctx, e.Name, t.Stream, spec)
 	default:
-		t.To = cluster.Image{Ref: spec}
+		t.To = plan.Image{Ref: spec}
 		p.Notes = append(p.Notes, fmt.Sprintf("The digest %s has now is known once it is imported.", spec))
 	}
 	if lookErr != nil {
-		return cluster.Plan{}, userFail("Asking the registry for %s failed, so tracking it would not import anything: %v", spec, lookErr)
+		return plan.Plan{}, userFail("Asking the registry for %s failed, so tracking it would not import anything: %v", spec, lookErr)
 	}
 
 	t.Unchanged = ts.SpecFrom == spec && ts.Scheduled == e.Scheduled && t.To.Digest != "" && t.To.Digest == ts.Current.Digest
@@ -78,7 +78,7 @@ func planTrack(ctx context.Context, d Deps, _ Caller, c Command) (cluster.Plan, 
 	if !t.Unchanged && ts.Scheduled != e.Scheduled {
 		p.Notes = append(p.Notes, fmt.Sprintf("Scheduled import goes back %s, as %s is configured.", onOff(e.Scheduled), e.Name))
 	}
-	p.Targets = []cluster.Target{t}
+	p.Targets = []plan.Target{t}
 	p.Access = planAccess(p)
 	return p, nil
 }

@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/plan"
 )
 
 func undoCommand() Spec {
@@ -34,7 +34,7 @@ func undoCommand() Spec {
 	}
 }
 
-func parseUndo(p *parser, fs *pflag.FlagSet, c *Command) error {
+func parseUndo(p *parser, fs *pflag.FlagSet, c *plan.Command) error {
 	if err := parseServiceEnv(p, fs, c); err != nil {
 		return err
 	}
@@ -47,11 +47,11 @@ func parseUndo(p *parser, fs *pflag.FlagSet, c *Command) error {
 type undoState struct {
 	e       *config.Environment
 	s       *config.Service
-	tag     cluster.TagState
-	follow  []cluster.Workload // follow the stream tag through an image trigger
-	plain   []cluster.Workload // do not; rolled back like oc rollout undo
-	stuck   map[string][]cluster.StuckPod
-	command Command
+	tag     plan.TagState
+	follow  []plan.Workload // follow the stream tag through an image trigger
+	plain   []plan.Workload // do not; rolled back like oc rollout undo
+	stuck   map[string][]plan.StuckPod
+	command plan.Command
 }
 
 // planUndo rolls the service back. The image-trigger controller re-applies
@@ -59,50 +59,50 @@ type undoState struct {
 // image changes, so `oc rollout undo` on one is silently reverted; for those
 // the undo pins the stream tag to the image of the chosen revision instead.
 // Workloads without a trigger are rolled back to the revision.
-func planUndo(ctx context.Context, d Deps, _ Caller, c Command) (cluster.Plan, error) {
+func planUndo(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (plan.Plan, error) {
 	e, err := envOf(d.Config, c.Env)
 	if err != nil {
-		return cluster.Plan{}, err
+		return plan.Plan{}, err
 	}
 	s, err := serviceOf(d.Config, firstService(c))
 	if err != nil {
-		return cluster.Plan{}, err
+		return plan.Plan{}, err
 	}
 	ws, err := serviceWorkloads(ctx, d, e, s)
 	if err != nil {
-		return cluster.Plan{}, err
+		return plan.Plan{}, err
 	}
 	if len(ws) == 0 {
-		return cluster.Plan{}, userFail("No workloads follow %s:%s in %s, so there is nothing to undo.", streamOf(s), tagOf(e), e.Name)
+		return plan.Plan{}, userFail("No workloads follow %s:%s in %s, so there is nothing to undo.", streamOf(s), tagOf(e), e.Name)
 	}
-	u := undoState{e: e, s: s, stuck: map[string][]cluster.StuckPod{}, command: c}
+	u := undoState{e: e, s: s, stuck: map[string][]plan.StuckPod{}, command: c}
 	for _, w := range ws {
 		if followsTag(w, e, s) {
 			u.follow = append(u.follow, w)
 		} else {
 			u.plain = append(u.plain, w)
 		}
-		if w.Kind == cluster.KindStatefulSet && w.OrderedReady {
+		if w.Kind == plan.KindStatefulSet && w.OrderedReady {
 			pods, err := d.Cluster.StuckPods(ctx, e.Name, w.Name)
 			if err != nil {
-				return cluster.Plan{}, fmt.Errorf("looking for stuck pods of statefulset %s in %s: %w", w.Name, e.Name, err)
+				return plan.Plan{}, fmt.Errorf("looking for stuck pods of statefulset %s in %s: %w", w.Name, e.Name, err)
 			}
 			if len(pods) > 0 {
 				u.stuck[w.Name] = pods
 			}
 		}
 	}
-	var p cluster.Plan
+	var p plan.Plan
 	if len(u.follow) > 0 {
 		if u.tag, err = readTag(ctx, d, e, s); err != nil {
-			return cluster.Plan{}, err
+			return plan.Plan{}, err
 		}
 		p, err = u.planPin(ctx, d)
 	} else {
 		p, err = u.planRollback(ctx, d)
 	}
 	if err != nil {
-		return cluster.Plan{}, err
+		return plan.Plan{}, err
 	}
 	p.Access = planAccess(p)
 	return p, nil
@@ -110,11 +110,11 @@ func planUndo(ctx context.Context, d Deps, _ Caller, c Command) (cluster.Plan, e
 
 // planPin undoes through the stream tag: it is pinned to the image the
 // chosen revision of the first following workload ran.
-func (u undoState) planPin(ctx context.Context, d Deps) (cluster.Plan, error) {
+func (u undoState) planPin(ctx context.Context, d Deps) (plan.Plan, error) {
 	ref := u.follow[0]
 	revs, err := d.Cluster.Revisions(ctx, u.e.Name, ref.Kind, ref.Name)
 	if err != nil {
-		return cluster.Plan{}, fmt.Errorf("reading the history of %s %s in %s: %w", ref.Kind, ref.Name, u.e.Name, err)
+		return plan.Plan{}, fmt.Errorf("reading the history of %s %s in %s: %w", ref.Kind, ref.Name, u.e.Name, err)
 	}
 	// The trigger names the container whose image follows the tag; a
 	// revision's images are keyed by container name.
@@ -124,7 +124,7 @@ func (u undoState) planPin(ctx context.Context, d Deps) (cluster.Plan, error) {
 			container = c.Name
 		}
 	}
-	imageOf := func(r cluster.Revision) string {
+	imageOf := func(r plan.Revision) string {
 		if img, ok := r.Images[container]; ok && container != "" {
 			return img
 		}
@@ -136,13 +136,13 @@ func (u undoState) planPin(ctx context.Context, d Deps) (cluster.Plan, error) {
 		return ""
 	}
 	stuck := u.stuckPods(u.follow)
-	var chosen cluster.Revision
+	var chosen plan.Revision
 	var why string
 	switch {
 	case u.command.ToRevision != 0:
 		r, ok := findRevision(revs, u.command.ToRevision)
 		if !ok {
-			return cluster.Plan{}, userFail("%s has no revision %d (it has %s); `history %s %s` lists them.",
+			return plan.Plan{}, userFail("%s has no revision %d (it has %s); `history %s %s` lists them.",
 				workloadKindName(ref), u.command.ToRevision, revisionNumbers(revs), u.s.Name, u.e.Name)
 		}
 		chosen, why = r, fmt.Sprintf("revision %d of %s", r.Number, workloadKindName(ref))
@@ -151,11 +151,11 @@ func (u undoState) planPin(ctx context.Context, d Deps) (cluster.Plan, error) {
 		// tag's image but OrderedReady waits forever on the stuck pods.
 		// Going back another revision would re-apply the image that failed.
 		if !u.command.Force {
-			return cluster.Plan{}, u.stuckRefusal(stuck, cluster.ShortDigest(u.tag.Current.Digest))
+			return plan.Plan{}, u.stuckRefusal(stuck, plan.ShortDigest(u.tag.Current.Digest))
 		}
 		r, ok := currentRevision(ref, revs)
 		if !ok {
-			return cluster.Plan{}, userFail("%s has no revisions recorded, so there is nothing to undo.", workloadKindName(ref))
+			return plan.Plan{}, userFail("%s has no revisions recorded, so there is nothing to undo.", workloadKindName(ref))
 		}
 		chosen, why = r, fmt.Sprintf("the current revision %d of %s (stuck pods are deleted so they are recreated on it)", r.Number, workloadKindName(ref))
 	default:
@@ -172,9 +172,9 @@ func (u undoState) planPin(ctx context.Context, d Deps) (cluster.Plan, error) {
 			}
 		}
 		if !found {
-			return cluster.Plan{}, &UserError{Output: Output{Private: true, Sections: []Section{
+			return plan.Plan{}, &UserError{Output: Output{Private: true, Sections: []Section{
 				{Lines: []string{fmt.Sprintf("%s has no earlier revision with an image other than the current %s, so there is nothing to undo.",
-					workloadKindName(ref), cluster.ShortDigest(u.tag.Current.Digest))}},
+					workloadKindName(ref), plan.ShortDigest(u.tag.Current.Digest))}},
 				{Heading: workloadKindName(ref), Lines: revisionTable(ref, revs), Pre: true},
 			}}}
 		}
@@ -183,22 +183,22 @@ func (u undoState) planPin(ctx context.Context, d Deps) (cluster.Plan, error) {
 	img := imageOf(chosen)
 	digest := digestOf(img)
 	if digest == "" {
-		return cluster.Plan{}, userFail("Revision %d of %s ran %q, which names no image digest, so the tag cannot be pinned to it.",
+		return plan.Plan{}, userFail("Revision %d of %s ran %q, which names no image digest, so the tag cannot be pinned to it.",
 			chosen.Number, workloadKindName(ref), img)
 	}
 
-	var follows []cluster.WorkloadRef
+	var follows []plan.WorkloadRef
 	for _, w := range u.follow {
 		follows = append(follows, workloadRef(w, u.e, u.s))
 	}
 	t := pinTarget(u.tag, u.e, u.s, digest, follows)
-	p := newPlan(cluster.ActionPin, u.e)
+	p := newPlan(plan.ActionPin, u.e)
 	verb := "follows"
 	if len(follows) > 1 {
 		verb = "follow"
 	}
 	p.Notes = append(p.Notes, fmt.Sprintf("%s %s %s:%s through image.openshift.io/triggers, and the image-trigger controller would re-apply the tag's image after a rollout undo. "+
-		"So this undo pins the tag to %s, the image of %s.", workloadList(follows), verb, t.Stream, t.Tag, cluster.ShortDigest(digest), why))
+		"So this undo pins the tag to %s, the image of %s.", workloadList(follows), verb, t.Stream, t.Tag, plan.ShortDigest(digest), why))
 	if len(u.follow) > 1 && u.command.ToRevision != 0 {
 		p.Notes = append(p.Notes, fmt.Sprintf("Revision numbers are those of %s (`history %s %s`).", workloadKindName(ref), u.s.Name, u.e.Name))
 	}
@@ -213,38 +213,38 @@ func (u undoState) planPin(ctx context.Context, d Deps) (cluster.Plan, error) {
 	for _, w := range u.plain {
 		p.Notes = append(p.Notes, fmt.Sprintf("%s does not follow the tag and is left as it is.", workloadKindName(w)))
 	}
-	p.Targets = []cluster.Target{t}
+	p.Targets = []plan.Target{t}
 	return p, nil
 }
 
 // planRollback rolls workloads without an image trigger back to a revision,
 // like oc rollout undo (revision 0 is the previous one).
-func (u undoState) planRollback(ctx context.Context, d Deps) (cluster.Plan, error) {
-	p := newPlan(cluster.ActionRollback, u.e)
+func (u undoState) planRollback(ctx context.Context, d Deps) (plan.Plan, error) {
+	p := newPlan(plan.ActionRollback, u.e)
 	for _, w := range u.plain {
-		if w.Paused && w.Kind == cluster.KindDeployment {
+		if w.Paused && w.Kind == plan.KindDeployment {
 			// oc rollout undo refuses paused Deployments too.
-			return cluster.Plan{}, userFail("%s is paused, so it cannot be rolled back; resume it first (oc rollout resume deployment/%s).", workloadKindName(w), w.Name)
+			return plan.Plan{}, userFail("%s is paused, so it cannot be rolled back; resume it first (oc rollout resume deployment/%s).", workloadKindName(w), w.Name)
 		}
 		revs, err := d.Cluster.Revisions(ctx, u.e.Name, w.Kind, w.Name)
 		if err != nil {
-			return cluster.Plan{}, fmt.Errorf("reading the history of %s %s in %s: %w", w.Kind, w.Name, u.e.Name, err)
+			return plan.Plan{}, fmt.Errorf("reading the history of %s %s in %s: %w", w.Kind, w.Name, u.e.Name, err)
 		}
 		cur, hasCur := currentRevision(w, revs)
 		stuck := u.stuck[w.Name]
-		var to cluster.Revision
+		var to plan.Revision
 		switch {
 		case u.command.ToRevision != 0:
 			r, ok := findRevision(revs, u.command.ToRevision)
 			if !ok {
-				return cluster.Plan{}, userFail("%s has no revision %d (it has %s); `history %s %s` lists them.",
+				return plan.Plan{}, userFail("%s has no revision %d (it has %s); `history %s %s` lists them.",
 					workloadKindName(w), u.command.ToRevision, revisionNumbers(revs), u.s.Name, u.e.Name)
 			}
 			to = r
 		case len(stuck) > 0:
 			// As in planPin: already rolled back, only the stuck pods are in the way.
 			if !u.command.Force {
-				return cluster.Plan{}, u.stuckRefusal(map[string][]cluster.StuckPod{w.Name: stuck}, "revision "+fmt.Sprint(cur.Number))
+				return plan.Plan{}, u.stuckRefusal(map[string][]plan.StuckPod{w.Name: stuck}, "revision "+fmt.Sprint(cur.Number))
 			}
 			to = cur
 		default:
@@ -256,19 +256,19 @@ func (u undoState) planRollback(ctx context.Context, d Deps) (cluster.Plan, erro
 				}
 			}
 			if !found || !hasCur {
-				return cluster.Plan{}, userFail("%s has no previous revision to roll back to (it has %s).", workloadKindName(w), revisionNumbers(revs))
+				return plan.Plan{}, userFail("%s has no previous revision to roll back to (it has %s).", workloadKindName(w), revisionNumbers(revs))
 			}
 		}
-		t := cluster.Target{
+		t := plan.Target{
 			Service:    u.s.Name,
 			From:       mainImage(cur.Images, u.s),
 			To:         mainImage(to.Images, u.s),
-			Workloads:  []cluster.WorkloadRef{workloadRef(w, u.e, u.s)},
+			Workloads:  []plan.WorkloadRef{workloadRef(w, u.e, u.s)},
 			ToRevision: to.Number,
 			Unchanged:  hasCur && to.Number == cur.Number,
 		}
 		if u.command.Force {
-			t.DeletePods = podNames(map[string][]cluster.StuckPod{w.Name: stuck})
+			t.DeletePods = podNames(map[string][]plan.StuckPod{w.Name: stuck})
 		}
 		if len(t.DeletePods) > 0 {
 			t.Unchanged = false
@@ -282,8 +282,8 @@ func (u undoState) planRollback(ctx context.Context, d Deps) (cluster.Plan, erro
 }
 
 // stuckPods are the stuck pods of the given workloads.
-func (u undoState) stuckPods(ws []cluster.Workload) map[string][]cluster.StuckPod {
-	out := map[string][]cluster.StuckPod{}
+func (u undoState) stuckPods(ws []plan.Workload) map[string][]plan.StuckPod {
+	out := map[string][]plan.StuckPod{}
 	for _, w := range ws {
 		if pods := u.stuck[w.Name]; len(pods) > 0 {
 			out[w.Name] = pods
@@ -294,7 +294,7 @@ func (u undoState) stuckPods(ws []cluster.Workload) map[string][]cluster.StuckPo
 
 // stuckRefusal explains a forced-rollback situation and offers --force,
 // which is never applied without being asked for.
-func (u undoState) stuckRefusal(stuck map[string][]cluster.StuckPod, target string) *UserError {
+func (u undoState) stuckRefusal(stuck map[string][]plan.StuckPod, target string) *UserError {
 	lines := []string{fmt.Sprintf("%s is already rolling back to %s, but OrderedReady will not replace pods that never became Ready:", u.s.Name, target)}
 	lines = append(lines, stuckLines(stuck)...)
 	lines = append(lines, fmt.Sprintf("`undo %s %s --force` deletes them so the controller recreates them; `--to-revision N` goes back elsewhere.", u.s.Name, u.e.Name))
@@ -302,7 +302,7 @@ func (u undoState) stuckRefusal(stuck map[string][]cluster.StuckPod, target stri
 }
 
 // forceNotes tell what --force does, or offer it.
-func (u undoState) forceNotes(stuck map[string][]cluster.StuckPod) []string {
+func (u undoState) forceNotes(stuck map[string][]plan.StuckPod) []string {
 	switch {
 	case len(stuck) > 0 && u.command.Force:
 		return append([]string{"--force deletes these stuck pods so the controller recreates them:"}, stuckLines(stuck)...)
@@ -315,7 +315,7 @@ func (u undoState) forceNotes(stuck map[string][]cluster.StuckPod) []string {
 	return nil
 }
 
-func stuckLines(stuck map[string][]cluster.StuckPod) []string {
+func stuckLines(stuck map[string][]plan.StuckPod) []string {
 	var lines []string
 	for _, name := range sortedKeys(stuck) {
 		for _, p := range stuck[name] {
@@ -325,7 +325,7 @@ func stuckLines(stuck map[string][]cluster.StuckPod) []string {
 	return lines
 }
 
-func podNames(stuck map[string][]cluster.StuckPod) []string {
+func podNames(stuck map[string][]plan.StuckPod) []string {
 	var names []string
 	for _, name := range sortedKeys(stuck) {
 		for _, p := range stuck[name] {
@@ -346,14 +346,14 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // currentRevision is the revision the workload runs now: the one marked
 // current, else the workload's own revision number, else the newest.
-func currentRevision(w cluster.Workload, revs []cluster.Revision) (cluster.Revision, bool) {
+func currentRevision(w plan.Workload, revs []plan.Revision) (plan.Revision, bool) {
 	for _, r := range revs {
 		if isCurrent(w, r) {
 			return r, true
 		}
 	}
 	if len(revs) == 0 {
-		return cluster.Revision{}, false
+		return plan.Revision{}, false
 	}
 	return revs[len(revs)-1], true
 }
@@ -369,7 +369,7 @@ func digestOf(ref string) string {
 
 // mainImage is the image of the service's container among a revision's:
 // the only one, or the one from the service's repository.
-func mainImage(images map[string]string, s *config.Service) cluster.Image {
+func mainImage(images map[string]string, s *config.Service) plan.Image {
 	pick := ""
 	switch {
 	case len(images) == 1:
@@ -388,5 +388,5 @@ func mainImage(images map[string]string, s *config.Service) cluster.Image {
 			pick = images[sortedKeys(images)[0]]
 		}
 	}
-	return cluster.Image{Ref: pick, Digest: digestOf(pick)}
+	return plan.Image{Ref: pick, Digest: digestOf(pick)}
 }

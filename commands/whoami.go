@@ -6,8 +6,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/plan"
 )
 
 func whoamiCommand() Spec {
@@ -26,7 +26,7 @@ func whoamiCommand() Spec {
 // every env and mutating command it builds the Plan the command would have
 // over all services (from config and discovered workloads, changing nothing)
 // and asks d.Access which of its API calls the caller may not make.
-func runWhoami(ctx context.Context, d Deps, caller Caller, _ Command) (Output, error) {
+func runWhoami(ctx context.Context, d Deps, caller plan.Caller, _ plan.Command) (Output, error) {
 	out := Output{Title: "whoami", Private: true}
 	if caller.User == "" {
 		out.Sections = []Section{{Lines: []string{unmapped(caller).Error()}}}
@@ -54,14 +54,14 @@ func runWhoami(ctx context.Context, d Deps, caller Caller, _ Command) (Output, e
 }
 
 // envAccess is one env's verdict per mutating command.
-func envAccess(ctx context.Context, d Deps, caller Caller, e *config.Environment) Section {
+func envAccess(ctx context.Context, d Deps, caller plan.Caller, e *config.Environment) Section {
 	sec := Section{Heading: fmt.Sprintf("%s (namespace %s): %s", e.Name, e.Namespace, policyText(policyOf(e))), Pre: true}
 	svcs, _ := servicesOf(d.Config, nil)
-	targets := make([]cluster.Target, len(svcs))
+	targets := make([]plan.Target, len(svcs))
 	follows := make([]bool, len(svcs))
 	var notes []string
 	for i, s := range svcs {
-		targets[i] = cluster.Target{Service: s.Name, Stream: streamOf(s), Tag: tagOf(e)}
+		targets[i] = plan.Target{Service: s.Name, Stream: streamOf(s), Tag: tagOf(e)}
 	}
 	errs := make([]error, len(svcs))
 	forEach(len(svcs), func(i int) {
@@ -71,7 +71,7 @@ func envAccess(ctx context.Context, d Deps, caller Caller, e *config.Environment
 			return
 		}
 		targets[i].Workloads = workloadRefs(ws, e, svcs[i])
-		follows[i] = slices.ContainsFunc(targets[i].Workloads, func(w cluster.WorkloadRef) bool { return w.Triggered })
+		follows[i] = slices.ContainsFunc(targets[i].Workloads, func(w plan.WorkloadRef) bool { return w.Triggered })
 	})
 	for _, err := range errs {
 		if err != nil {
@@ -81,7 +81,7 @@ func envAccess(ctx context.Context, d Deps, caller Caller, e *config.Environment
 
 	// undo pins the tag of services whose workloads follow it and rolls
 	// the others back, so it needs both kinds of calls.
-	var pins, rollbacks []cluster.Target
+	var pins, rollbacks []plan.Target
 	for i, t := range targets {
 		if follows[i] {
 			pins = append(pins, t)
@@ -91,17 +91,17 @@ func envAccess(ctx context.Context, d Deps, caller Caller, e *config.Environment
 	}
 	plans := []struct {
 		name  string
-		plans []cluster.Plan
+		plans []plan.Plan
 	}{
-		{"import", []cluster.Plan{synthetic(cluster.ActionImport, e, targets)}},
-		{"revert", []cluster.Plan{synthetic(cluster.ActionPin, e, targets)}},
-		{"track", []cluster.Plan{synthetic(cluster.ActionTrack, e, targets)}},
-		{"undo", []cluster.Plan{synthetic(cluster.ActionPin, e, pins), synthetic(cluster.ActionRollback, e, rollbacks)}},
+		{"import", []plan.Plan{synthetic(plan.ActionImport, e, targets)}},
+		{"revert", []plan.Plan{synthetic(plan.ActionPin, e, targets)}},
+		{"track", []plan.Plan{synthetic(plan.ActionTrack, e, targets)}},
+		{"undo", []plan.Plan{synthetic(plan.ActionPin, e, pins), synthetic(plan.ActionRollback, e, rollbacks)}},
 	}
 	for _, c := range plans {
-		var calls []cluster.Access
+		var calls []plan.Access
 		for _, p := range c.plans {
-			calls = append(calls, cluster.AccessFor(p)...)
+			calls = append(calls, plan.AccessFor(p)...)
 		}
 		denied, err := d.Access.Denied(ctx, e.Name, caller.User, caller.Groups, calls)
 		sec.Lines = append(sec.Lines, fmt.Sprintf("%-7s %s", c.name, verdict(denied, err, svcs, e)))
@@ -111,7 +111,7 @@ func envAccess(ctx context.Context, d Deps, caller Caller, e *config.Environment
 }
 
 // synthetic is the Plan a command would have for targets, none unchanged.
-func synthetic(action cluster.Action, e *config.Environment, targets []cluster.Target) cluster.Plan {
+func synthetic(action plan.Action, e *config.Environment, targets []plan.Target) plan.Plan {
 	p := newPlan(action, e)
 	p.Targets = targets
 	return p
@@ -119,7 +119,7 @@ func synthetic(action cluster.Action, e *config.Environment, targets []cluster.T
 
 // verdict says yes, no (with the first reason) or which services are
 // excluded, judging by the object names of the denied calls.
-func verdict(denied []Denial, err error, svcs []*config.Service, e *config.Environment) string {
+func verdict(denied []plan.Denial, err error, svcs []*config.Service, e *config.Environment) string {
 	if err != nil {
 		return "unknown: checking failed: " + err.Error()
 	}
@@ -148,7 +148,7 @@ func verdict(denied []Denial, err error, svcs []*config.Service, e *config.Envir
 }
 
 // denialText is "may not create imagestreamimports", with the API server's reason.
-func denialText(dn Denial) string {
+func denialText(dn plan.Denial) string {
 	a := dn.Access
 	res := a.Resource
 	if a.Subresource != "" {

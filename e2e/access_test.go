@@ -23,8 +23,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/deploybot/deploybot/auth"
-	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/cluster/clustertest"
+	"github.com/deploybot/deploybot/plan"
 )
 
 // The access matrix: for users × deploybot's commands × the two namespaces
@@ -45,58 +45,58 @@ var matrixUsers = []string{"admin", "alice", "bob", "carol", "dave"}
 // matrixCommand is one deploybot command and the API calls it makes.
 type matrixCommand struct {
 	name  string
-	calls func(ns, tag string) []cluster.Access
+	calls func(ns, tag string) []plan.Access
 }
 
-// planCalls is what cluster.AccessFor says executing and following a Plan
+// planCalls is what plan.AccessFor says executing and following a Plan
 // needs: the list the bot checks before it offers the Plan.
-func planCalls(action cluster.Action, targets ...cluster.Target) func(ns, tag string) []cluster.Access {
-	return func(ns, tag string) []cluster.Access {
-		p := cluster.Plan{Action: action, Env: "matrix", Namespace: ns}
+func planCalls(action plan.Action, targets ...plan.Target) func(ns, tag string) []plan.Access {
+	return func(ns, tag string) []plan.Access {
+		p := plan.Plan{Action: action, Env: "matrix", Namespace: ns}
 		for _, t := range targets {
 			t.Tag = tag
 			p.Targets = append(p.Targets, t)
 		}
-		return cluster.AccessFor(p)
+		return plan.AccessFor(p)
 	}
 }
 
 var (
-	serviceWorkloads = []cluster.WorkloadRef{{Kind: cluster.KindDeployment, Name: "packit-service", Triggered: true}}
-	workerWorkloads  = []cluster.WorkloadRef{
-		{Kind: cluster.KindStatefulSet, Name: "packit-worker-short-running", Triggered: true},
-		{Kind: cluster.KindStatefulSet, Name: "packit-worker-long-running", Triggered: true},
-		{Kind: cluster.KindDeployment, Name: "packit-service-beat", Triggered: true},
+	serviceWorkloads = []plan.WorkloadRef{{Kind: plan.KindDeployment, Name: "packit-service", Triggered: true}}
+	workerWorkloads  = []plan.WorkloadRef{
+		{Kind: plan.KindStatefulSet, Name: "packit-worker-short-running", Triggered: true},
+		{Kind: plan.KindStatefulSet, Name: "packit-worker-long-running", Triggered: true},
+		{Kind: plan.KindDeployment, Name: "packit-service-beat", Triggered: true},
 	}
-	serviceTarget = cluster.Target{Service: "packit-service", Stream: "packit-service", Workloads: serviceWorkloads,
+	serviceTarget = plan.Target{Service: "packit-service", Stream: "packit-service", Workloads: serviceWorkloads,
 		SpecFrom: "quay.io/packit/packit-service@" + fakeDigest("quay.io/packit/packit-service:prod", 1)}
-	workerTarget = cluster.Target{Service: "packit-worker", Stream: "packit-worker", Workloads: workerWorkloads,
+	workerTarget = plan.Target{Service: "packit-worker", Stream: "packit-worker", Workloads: workerWorkloads,
 		SpecFrom: "quay.io/packit/packit-worker@" + fakeDigest("quay.io/packit/packit-worker:prod", 1)}
 )
 
-func withDeletePods(t cluster.Target, pods ...string) cluster.Target {
+func withDeletePods(t plan.Target, pods ...string) plan.Target {
 	t.DeletePods = pods
 	return t
 }
 
 var matrixCommands = []matrixCommand{
-	{"import", planCalls(cluster.ActionImport, serviceTarget, workerTarget)},
-	{"revert service", planCalls(cluster.ActionPin, serviceTarget)},
-	{"revert worker", planCalls(cluster.ActionPin, workerTarget)},
-	{"track worker", planCalls(cluster.ActionTrack, workerTarget)},
-	{"undo worker --force (pin)", planCalls(cluster.ActionPin,
+	{"import", planCalls(plan.ActionImport, serviceTarget, workerTarget)},
+	{"revert service", planCalls(plan.ActionPin, serviceTarget)},
+	{"revert worker", planCalls(plan.ActionPin, workerTarget)},
+	{"track worker", planCalls(plan.ActionTrack, workerTarget)},
+	{"undo worker --force (pin)", planCalls(plan.ActionPin,
 		withDeletePods(workerTarget, "packit-worker-short-running-1", "packit-worker-long-running-1"))},
-	{"undo dashboard (rollback deployment)", planCalls(cluster.ActionRollback, cluster.Target{
-		Service: "packit-dashboard", Workloads: []cluster.WorkloadRef{{Kind: cluster.KindDeployment, Name: "packit-dashboard"}}})},
-	{"undo tokman --force (rollback statefulset)", planCalls(cluster.ActionRollback, withDeletePods(cluster.Target{
-		Service: "tokman", Workloads: []cluster.WorkloadRef{{Kind: cluster.KindStatefulSet, Name: "tokman"}}}, "tokman-1"))},
+	{"undo dashboard (rollback deployment)", planCalls(plan.ActionRollback, plan.Target{
+		Service: "packit-dashboard", Workloads: []plan.WorkloadRef{{Kind: plan.KindDeployment, Name: "packit-dashboard"}}})},
+	{"undo tokman --force (rollback statefulset)", planCalls(plan.ActionRollback, withDeletePods(plan.Target{
+		Service: "tokman", Workloads: []plan.WorkloadRef{{Kind: plan.KindStatefulSet, Name: "tokman"}}}, "tokman-1"))},
 	// The reads of status, images and history (Set.Tag, TriggeredWorkloads,
 	// Workload, Revisions, StuckPods), listed by hand: they make no Plan.
-	{"status/images/history (reads)", func(ns, _ string) []cluster.Access {
-		a := func(verb, group, resource, name string) cluster.Access {
-			return cluster.Access{Verb: verb, Group: group, Resource: resource, Namespace: ns, Name: name}
+	{"status/images/history (reads)", func(ns, _ string) []plan.Access {
+		a := func(verb, group, resource, name string) plan.Access {
+			return plan.Access{Verb: verb, Group: group, Resource: resource, Namespace: ns, Name: name}
 		}
-		return []cluster.Access{
+		return []plan.Access{
 			a("get", "image.openshift.io", "imagestreams", "packit-worker"),
 			a("list", "apps", "deployments", ""),
 			a("list", "apps", "statefulsets", ""),
@@ -197,7 +197,7 @@ func matrixRBAC() rbacObjects {
 // make the same call share the API server's answer.
 type cellKey struct {
 	user   string
-	access cluster.Access
+	access plan.Access
 }
 
 func TestAccessMatrix(t *testing.T) {
@@ -253,7 +253,7 @@ func TestAccessMatrix(t *testing.T) {
 
 	type disagreement struct {
 		user, command, env string
-		access             cluster.Access
+		access             plan.Access
 		checker, server    string
 	}
 	var (
@@ -270,7 +270,7 @@ func TestAccessMatrix(t *testing.T) {
 				if err != nil {
 					t.Fatalf("checking %s's access for %s in %s: %v", user, c.name, e.env, err)
 				}
-				deniedBy := map[cluster.Access]string{}
+				deniedBy := map[plan.Access]string{}
 				for _, d := range denials {
 					deniedBy[d.Access] = d.Reason
 				}
@@ -326,7 +326,7 @@ func TestAccessMatrix(t *testing.T) {
 	// The bot's own rights are checked too: where it may not create access
 	// reviews, the Checker fails loudly instead of answering.
 	noReview := auth.NewChecker(map[string]kubernetes.Interface{"elsewhere": bot})
-	_, err := noReview.Denied(ctx, "elsewhere", "alice", groups["alice"], []cluster.Access{{Verb: "get", Resource: "pods", Namespace: "default"}})
+	_, err := noReview.Denied(ctx, "elsewhere", "alice", groups["alice"], []plan.Access{{Verb: "get", Resource: "pods", Namespace: "default"}})
 	if err == nil || !strings.Contains(err.Error(), "forbidden") {
 		t.Fatalf("checking access where deploybot may not create localsubjectaccessreviews: %v, want a forbidden error", err)
 	}
@@ -378,18 +378,18 @@ func waitRBAC(ctx context.Context, t *testing.T, checker *auth.Checker, groups m
 	t.Helper()
 	canaries := []struct {
 		env, user string
-		access    cluster.Access
+		access    plan.Access
 	}{
-		{"stg", "alice", cluster.Access{Verb: "delete", Resource: "pods", Namespace: "packit--stg"}},
-		{"prod", "alice", cluster.Access{Verb: "create", Group: "image.openshift.io", Resource: "imagestreamimports", Namespace: "packit--prod"}},
-		{"prod", "bob", cluster.Access{Verb: "patch", Group: "apps", Resource: "deployments", Namespace: "packit--prod"}},
-		{"stg", "carol", cluster.Access{Verb: "list", Group: "apps", Resource: "replicasets", Namespace: "packit--stg"}},
-		{"prod", "carol", cluster.Access{Verb: "list", Group: "apps", Resource: "replicasets", Namespace: "packit--prod"}},
-		{"stg", "dave", cluster.Access{Verb: "list", Resource: "pods", Namespace: "packit--stg"}},
+		{"stg", "alice", plan.Access{Verb: "delete", Resource: "pods", Namespace: "packit--stg"}},
+		{"prod", "alice", plan.Access{Verb: "create", Group: "image.openshift.io", Resource: "imagestreamimports", Namespace: "packit--prod"}},
+		{"prod", "bob", plan.Access{Verb: "patch", Group: "apps", Resource: "deployments", Namespace: "packit--prod"}},
+		{"stg", "carol", plan.Access{Verb: "list", Group: "apps", Resource: "replicasets", Namespace: "packit--stg"}},
+		{"prod", "carol", plan.Access{Verb: "list", Group: "apps", Resource: "replicasets", Namespace: "packit--prod"}},
+		{"stg", "dave", plan.Access{Verb: "list", Resource: "pods", Namespace: "packit--stg"}},
 	}
 	waitFor(ctx, t, "RBAC bindings in effect", func() (bool, string) {
 		for _, c := range canaries {
-			denied, err := checker.Denied(ctx, c.env, c.user, groups[c.user], []cluster.Access{c.access})
+			denied, err := checker.Denied(ctx, c.env, c.user, groups[c.user], []plan.Access{c.access})
 			if err != nil || len(denied) > 0 {
 				return false, fmt.Sprintf("%s %+v: %v %v", c.user, c.access, denied, err)
 			}
@@ -472,7 +472,7 @@ func (p *prober) count(mode probeMode) int { return len(p.cache[mode]) }
 
 // verdict makes the call a as user (dry-run for anything that writes) and
 // reports whether the API server let it through authorization.
-func (p *prober) verdict(ctx context.Context, t *testing.T, mode probeMode, user string, a cluster.Access) probeResult {
+func (p *prober) verdict(ctx context.Context, t *testing.T, mode probeMode, user string, a plan.Access) probeResult {
 	t.Helper()
 	key := cellKey{user, a}
 	if r, ok := p.cache[mode][key]; ok {
@@ -484,7 +484,7 @@ func (p *prober) verdict(ctx context.Context, t *testing.T, mode probeMode, user
 }
 
 // resourcePath is the REST path of a call's collection or object.
-func resourcePath(a cluster.Access, withName bool) string {
+func resourcePath(a plan.Access, withName bool) string {
 	prefix := "/api/v1"
 	if a.Group != "" {
 		prefix = "/apis/" + a.Group + "/v1"
@@ -506,7 +506,7 @@ var kinds = map[string]string{
 	"imagestreamimports": "ImageStreamImport",
 }
 
-func (p *prober) call(ctx context.Context, t *testing.T, client *http.Client, a cluster.Access) probeResult {
+func (p *prober) call(ctx context.Context, t *testing.T, client *http.Client, a plan.Access) probeResult {
 	t.Helper()
 	host := p.cp.Host()
 	apiVersion := "v1"
@@ -598,7 +598,7 @@ func (p *prober) call(ctx context.Context, t *testing.T, client *http.Client, a 
 }
 
 // current returns the object a call names as admin reads it, or nil.
-func (p *prober) current(ctx context.Context, t *testing.T, a cluster.Access) []byte {
+func (p *prober) current(ctx context.Context, t *testing.T, a plan.Access) []byte {
 	t.Helper()
 	if unserved[a.Resource] || a.Name == "" {
 		return nil
@@ -620,7 +620,7 @@ func (p *prober) current(ctx context.Context, t *testing.T, a cluster.Access) []
 }
 
 // selfReview asks the API server, as user, whether user may make the call.
-func (p *prober) selfReview(ctx context.Context, t *testing.T, user string, a cluster.Access) bool {
+func (p *prober) selfReview(ctx context.Context, t *testing.T, user string, a plan.Access) bool {
 	t.Helper()
 	cs, ok := p.users[user]
 	if !ok {

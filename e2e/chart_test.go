@@ -23,8 +23,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/cluster/clustertest"
+	"github.com/deploybot/deploybot/plan"
 )
 
 // The chart on the real control plane: rendered with the pinned Helm,
@@ -83,18 +83,18 @@ func renderChart(t *testing.T, kubeVersion string) string {
 
 // chartAccess is one API call and where the bot makes it.
 type chartAccess struct {
-	cluster.Access
+	plan.Access
 	clusterScoped bool
 }
 
 // botCalls is every call the bot makes, derived from the code: what
-// executing and following each kind of Plan needs (cluster.AccessFor, the
+// executing and following each kind of Plan needs (plan.AccessFor, the
 // access matrix's commands), the reads of status/images/history, the access
 // checks (auth.Checker), the store and the leader election in its own
 // namespace, and impersonation (execution: impersonate).
 func botCalls() []chartAccess {
 	var out []chartAccess
-	add := func(a cluster.Access) {
+	add := func(a plan.Access) {
 		ca := chartAccess{Access: a}
 		if !slices.Contains(out, ca) {
 			out = append(out, ca)
@@ -107,46 +107,46 @@ func botCalls() []chartAccess {
 			}
 		}
 		// status reads a StatefulSet's update revision (cluster/workloads.go).
-		add(cluster.Access{Verb: "get", Group: "apps", Resource: "controllerrevisions", Namespace: ns.ns})
-		add(cluster.Access{Verb: "create", Group: "authorization.k8s.io", Resource: "localsubjectaccessreviews", Namespace: ns.ns})
+		add(plan.Access{Verb: "get", Group: "apps", Resource: "controllerrevisions", Namespace: ns.ns})
+		add(plan.Access{Verb: "create", Group: "authorization.k8s.io", Resource: "localsubjectaccessreviews", Namespace: ns.ns})
 	}
 	for _, verb := range []string{"get", "list", "create", "update", "delete"} {
-		add(cluster.Access{Verb: verb, Resource: "configmaps", Namespace: chartRelease})
+		add(plan.Access{Verb: verb, Resource: "configmaps", Namespace: chartRelease})
 	}
 	for _, verb := range []string{"get", "create", "update"} {
-		add(cluster.Access{Verb: verb, Group: "coordination.k8s.io", Resource: "leases", Namespace: chartRelease})
+		add(plan.Access{Verb: verb, Group: "coordination.k8s.io", Resource: "leases", Namespace: chartRelease})
 	}
 	for _, res := range []string{"users", "groups"} {
-		out = append(out, chartAccess{Access: cluster.Access{Verb: "impersonate", Resource: res}, clusterScoped: true})
+		out = append(out, chartAccess{Access: plan.Access{Verb: "impersonate", Resource: res}, clusterScoped: true})
 	}
 	return out
 }
 
 // notBotCalls are calls the bot never makes and must not be able to make.
 var notBotCalls = []chartAccess{
-	{Access: cluster.Access{Verb: "delete", Group: "apps", Resource: "deployments", Namespace: chartProd, Name: "packit-service"}},
-	{Access: cluster.Access{Verb: "create", Group: "apps", Resource: "deployments", Namespace: chartProd}},
-	{Access: cluster.Access{Verb: "update", Group: "apps", Resource: "deployments", Namespace: chartProd, Name: "packit-service"}},
-	{Access: cluster.Access{Verb: "update", Group: "apps", Resource: "statefulsets", Namespace: chartStg, Name: "tokman"}},
-	{Access: cluster.Access{Verb: "patch", Group: "apps", Resource: "replicasets", Namespace: chartStg}},
-	{Access: cluster.Access{Verb: "get", Resource: "secrets", Namespace: chartProd, Name: "x"}},
-	{Access: cluster.Access{Verb: "list", Resource: "secrets", Namespace: chartRelease}},
-	{Access: cluster.Access{Verb: "get", Resource: "secrets", Namespace: chartRelease, Name: "deploybot"}},
-	{Access: cluster.Access{Verb: "create", Resource: "pods", Namespace: chartStg}},
-	{Access: cluster.Access{Verb: "update", Resource: "pods", Namespace: chartStg, Name: "tokman-0"}},
-	{Access: cluster.Access{Verb: "create", Resource: "pods", Subresource: "exec", Namespace: chartStg, Name: "tokman-0"}},
-	{Access: cluster.Access{Verb: "delete", Group: "image.openshift.io", Resource: "imagestreams", Namespace: chartProd, Name: "packit-worker"}},
-	{Access: cluster.Access{Verb: "create", Group: "image.openshift.io", Resource: "imagestreams", Namespace: chartProd}},
-	{Access: cluster.Access{Verb: "get", Resource: "configmaps", Namespace: chartProd, Name: "x"}},
-	{Access: cluster.Access{Verb: "delete", Group: "coordination.k8s.io", Resource: "leases", Namespace: chartRelease, Name: "deploybot-leader"}},
-	{Access: cluster.Access{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "rolebindings", Namespace: chartProd}},
-	{Access: cluster.Access{Verb: "create", Group: "authorization.k8s.io", Resource: "localsubjectaccessreviews", Namespace: "default"}},
-	{Access: cluster.Access{Verb: "get", Group: "image.openshift.io", Resource: "imagestreams", Namespace: "default", Name: "packit-worker"}},
-	{Access: cluster.Access{Verb: "list", Group: "apps", Resource: "deployments", Namespace: "default"}},
-	{Access: cluster.Access{Verb: "impersonate", Resource: "serviceaccounts", Namespace: chartRelease}},
-	{Access: cluster.Access{Verb: "create", Group: "authorization.k8s.io", Resource: "subjectaccessreviews"}, clusterScoped: true},
-	{Access: cluster.Access{Verb: "list", Resource: "namespaces"}, clusterScoped: true},
-	{Access: cluster.Access{Verb: "get", Resource: "nodes"}, clusterScoped: true},
+	{Access: plan.Access{Verb: "delete", Group: "apps", Resource: "deployments", Namespace: chartProd, Name: "packit-service"}},
+	{Access: plan.Access{Verb: "create", Group: "apps", Resource: "deployments", Namespace: chartProd}},
+	{Access: plan.Access{Verb: "update", Group: "apps", Resource: "deployments", Namespace: chartProd, Name: "packit-service"}},
+	{Access: plan.Access{Verb: "update", Group: "apps", Resource: "statefulsets", Namespace: chartStg, Name: "tokman"}},
+	{Access: plan.Access{Verb: "patch", Group: "apps", Resource: "replicasets", Namespace: chartStg}},
+	{Access: plan.Access{Verb: "get", Resource: "secrets", Namespace: chartProd, Name: "x"}},
+	{Access: plan.Access{Verb: "list", Resource: "secrets", Namespace: chartRelease}},
+	{Access: plan.Access{Verb: "get", Resource: "secrets", Namespace: chartRelease, Name: "deploybot"}},
+	{Access: plan.Access{Verb: "create", Resource: "pods", Namespace: chartStg}},
+	{Access: plan.Access{Verb: "update", Resource: "pods", Namespace: chartStg, Name: "tokman-0"}},
+	{Access: plan.Access{Verb: "create", Resource: "pods", Subresource: "exec", Namespace: chartStg, Name: "tokman-0"}},
+	{Access: plan.Access{Verb: "delete", Group: "image.openshift.io", Resource: "imagestreams", Namespace: chartProd, Name: "packit-worker"}},
+	{Access: plan.Access{Verb: "create", Group: "image.openshift.io", Resource: "imagestreams", Namespace: chartProd}},
+	{Access: plan.Access{Verb: "get", Resource: "configmaps", Namespace: chartProd, Name: "x"}},
+	{Access: plan.Access{Verb: "delete", Group: "coordination.k8s.io", Resource: "leases", Namespace: chartRelease, Name: "deploybot-leader"}},
+	{Access: plan.Access{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "rolebindings", Namespace: chartProd}},
+	{Access: plan.Access{Verb: "create", Group: "authorization.k8s.io", Resource: "localsubjectaccessreviews", Namespace: "default"}},
+	{Access: plan.Access{Verb: "get", Group: "image.openshift.io", Resource: "imagestreams", Namespace: "default", Name: "packit-worker"}},
+	{Access: plan.Access{Verb: "list", Group: "apps", Resource: "deployments", Namespace: "default"}},
+	{Access: plan.Access{Verb: "impersonate", Resource: "serviceaccounts", Namespace: chartRelease}},
+	{Access: plan.Access{Verb: "create", Group: "authorization.k8s.io", Resource: "subjectaccessreviews"}, clusterScoped: true},
+	{Access: plan.Access{Verb: "list", Resource: "namespaces"}, clusterScoped: true},
+	{Access: plan.Access{Verb: "get", Resource: "nodes"}, clusterScoped: true},
 }
 
 func TestChartOnControlPlane(t *testing.T) {
@@ -417,7 +417,7 @@ func impersonatingBot(t *testing.T, cp *clustertest.ControlPlane, user string) k
 
 // stateCall makes one call of the store or the leader election as the bot,
 // dry-run where it writes, and fails only on a refusal.
-func stateCall(ctx context.Context, cs kubernetes.Interface, a cluster.Access) error {
+func stateCall(ctx context.Context, cs kubernetes.Interface, a plan.Access) error {
 	dry := []string{metav1.DryRunAll}
 	cms := cs.CoreV1().ConfigMaps(a.Namespace)
 	leases := cs.CoordinationV1().Leases(a.Namespace)
@@ -452,7 +452,7 @@ func stateCall(ctx context.Context, cs kubernetes.Interface, a cluster.Access) e
 
 // anyName names an object the call's resource has in its namespace, so a
 // get meets a real object.
-func anyName(ctx context.Context, t *testing.T, admin kubernetes.Interface, a cluster.Access) string {
+func anyName(ctx context.Context, t *testing.T, admin kubernetes.Interface, a plan.Access) string {
 	t.Helper()
 	if a.Group != "apps" || a.Resource != "controllerrevisions" {
 		t.Fatalf("no object to name for %s %s/%s", a.Verb, a.Group, a.Resource)

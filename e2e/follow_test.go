@@ -21,6 +21,7 @@ import (
 	"github.com/deploybot/deploybot/cluster/clustertest"
 	"github.com/deploybot/deploybot/commands"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/plan"
 )
 
 // Rollouts run by the real deployment and statefulset controllers on kwok's
@@ -31,16 +32,16 @@ const followEnv = "prod"
 // progressLog collects what Follow reports.
 type progressLog struct {
 	mu     sync.Mutex
-	events []cluster.Progress
+	events []plan.Progress
 }
 
-func (l *progressLog) report(p cluster.Progress) {
+func (l *progressLog) report(p plan.Progress) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.events = append(l.events, p)
 }
 
-func (l *progressLog) all() []cluster.Progress {
+func (l *progressLog) all() []plan.Progress {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Clone(l.events)
@@ -89,24 +90,24 @@ func TestFollowRollout(t *testing.T) {
 		waitDeploymentRevision(ctx, t, admin, ns, "web", 2, true)
 
 		set := followSet(t, cp, ns)
-		plan := followRollbackPlan(ns, cluster.KindDeployment, "web", 1)
-		res, err := set.Execute(ctx, plan, nil)
-		if err != nil || res.Targets[0].Outcome != cluster.PhaseChanged {
+		rollback := followRollbackPlan(ns, plan.KindDeployment, "web", 1)
+		res, err := set.Execute(ctx, rollback, nil)
+		if err != nil || res.Targets[0].Outcome != plan.PhaseChanged {
 			t.Fatalf("executing the rollback: %+v, %v", res, err)
 		}
 		var log progressLog
 		start := time.Now()
-		rollouts := set.Follow(ctx, plan, res, time.Minute, log.report)
+		rollouts := set.Follow(ctx, rollback, res, time.Minute, log.report)
 		t.Logf("Follow took %v and reported:%s", time.Since(start).Round(time.Millisecond), &log)
 
-		if len(rollouts) != 1 || rollouts[0].Outcome != cluster.PhaseSettled {
+		if len(rollouts) != 1 || rollouts[0].Outcome != plan.PhaseSettled {
 			t.Fatalf("rollout result %+v, want settled", rollouts)
 		}
 		events := log.all()
 		intermediate := map[int32]bool{}
 		for _, p := range events[:len(events)-1] {
-			if p.Phase != cluster.PhaseRolling {
-				t.Errorf("before the end Follow reported %q (%s), want only %q", p.Phase, p.Message, cluster.PhaseRolling)
+			if p.Phase != plan.PhaseRolling {
+				t.Errorf("before the end Follow reported %q (%s), want only %q", p.Phase, p.Message, plan.PhaseRolling)
 			}
 			if p.Desired == 3 && p.Updated > 0 && p.Updated < 3 {
 				intermediate[p.Updated] = true
@@ -116,7 +117,7 @@ func TestFollowRollout(t *testing.T) {
 			t.Errorf("Follow reported updated counts %v in between, want both 1 and 2 of 3", intermediate)
 		}
 		last := events[len(events)-1]
-		if last.Phase != cluster.PhaseSettled || last.Desired != 3 || last.Updated != 3 || last.Ready != 3 {
+		if last.Phase != plan.PhaseSettled || last.Desired != 3 || last.Updated != 3 || last.Ready != 3 {
 			t.Errorf("last report %+v, want settled with 3 of 3 updated and ready", last)
 		}
 		if res.Rollouts = rollouts; res.Failed() {
@@ -165,18 +166,18 @@ func TestFollowRollout(t *testing.T) {
 			waitDeploymentRevision(ctx, t, admin, ns, name, 2, true)
 
 			set := followSet(t, cp, ns)
-			plan := followRollbackPlan(ns, cluster.KindDeployment, name, 1)
-			res, err := set.Execute(ctx, plan, nil)
-			if err != nil || res.Targets[0].Outcome != cluster.PhaseChanged {
+			rollback := followRollbackPlan(ns, plan.KindDeployment, name, 1)
+			res, err := set.Execute(ctx, rollback, nil)
+			if err != nil || res.Targets[0].Outcome != plan.PhaseChanged {
 				t.Fatalf("executing the rollback: %+v, %v", res, err)
 			}
 			var log progressLog
 			start := time.Now()
-			rollouts := set.Follow(ctx, plan, res, tc.followDeadline, log.report)
+			rollouts := set.Follow(ctx, rollback, res, tc.followDeadline, log.report)
 			took := time.Since(start)
 			t.Logf("Follow took %v and reported:%s", took.Round(time.Millisecond), &log)
 
-			if len(rollouts) != 1 || rollouts[0].Outcome != cluster.PhaseFailed {
+			if len(rollouts) != 1 || rollouts[0].Outcome != plan.PhaseFailed {
 				t.Fatalf("rollout result %+v, want failed", rollouts)
 			}
 			for _, want := range tc.wantReason {
@@ -188,7 +189,7 @@ func TestFollowRollout(t *testing.T) {
 				t.Errorf("Follow took %v to report the failure, want at most %v", took, tc.within)
 			}
 			events := log.all()
-			if last := events[len(events)-1]; last.Phase != cluster.PhaseFailed || last.Message != rollouts[0].Reason {
+			if last := events[len(events)-1]; last.Phase != plan.PhaseFailed || last.Message != rollouts[0].Reason {
 				t.Errorf("last report %+v, want the failure with its reason", last)
 			}
 			if res.Rollouts = rollouts; !res.Failed() {
@@ -248,7 +249,7 @@ func TestFollowRollout(t *testing.T) {
 		set := followSet(t, cp, ns, cluster.WithStuckAfter(2*time.Second))
 		cfg := followConfig(t, ns, name)
 		deps := commands.Deps{Config: cfg, Cluster: set}
-		caller := commands.Caller{Platform: "terminal", ChatID: "alice", Name: "alice", User: "alice"}
+		caller := plan.Caller{Platform: "terminal", ChatID: "alice", Name: "alice", User: "alice"}
 
 		// Still rolling forward, not stuck: nothing to force yet.
 		if stuck, err := set.StuckPods(ctx, followEnv, name); err != nil || len(stuck) != 0 {
@@ -256,19 +257,19 @@ func TestFollowRollout(t *testing.T) {
 		}
 
 		// 1. undo, as a user would: back to the previous revision.
-		plan := buildPlan(ctx, t, deps, caller, "undo worker prod")
-		if plan.Action != cluster.ActionRollback || len(plan.Targets) != 1 || plan.Targets[0].ToRevision != 1 || len(plan.Targets[0].DeletePods) != 0 {
-			t.Fatalf("undo plan %+v, want a rollback to revision 1 deleting nothing", plan)
+		rollback := buildPlan(ctx, t, deps, caller, "undo worker prod")
+		if rollback.Action != plan.ActionRollback || len(rollback.Targets) != 1 || rollback.Targets[0].ToRevision != 1 || len(rollback.Targets[0].DeletePods) != 0 {
+			t.Fatalf("undo plan %+v, want a rollback to revision 1 deleting nothing", rollback)
 		}
-		res, err := set.Execute(ctx, plan, nil)
-		if err != nil || res.Targets[0].Outcome != cluster.PhaseChanged {
+		res, err := set.Execute(ctx, rollback, nil)
+		if err != nil || res.Targets[0].Outcome != plan.PhaseChanged {
 			t.Fatalf("executing the undo: %+v, %v", res, err)
 		}
 		var log progressLog
 		start := time.Now()
-		rollouts := set.Follow(ctx, plan, res, time.Minute, log.report)
+		rollouts := set.Follow(ctx, rollback, res, time.Minute, log.report)
 		t.Logf("Follow after undo took %v and reported:%s", time.Since(start).Round(time.Millisecond), &log)
-		if len(rollouts) != 1 || rollouts[0].Outcome != cluster.PhaseStuck ||
+		if len(rollouts) != 1 || rollouts[0].Outcome != plan.PhaseStuck ||
 			!strings.Contains(rollouts[0].Reason, name+"-1") || !strings.Contains(rollouts[0].Reason, "--force") {
 			t.Fatalf("rollout after undo: %+v, want stuck on %s-1 with the advice to use --force", rollouts, name)
 		}
@@ -297,24 +298,24 @@ func TestFollowRollout(t *testing.T) {
 		}
 
 		// 4. undo --force: the current revision again, and the stuck pod deleted.
-		plan = buildPlan(ctx, t, deps, caller, "undo worker prod --force")
-		if got := plan.Targets[0].DeletePods; !slices.Equal(got, []string{name + "-1"}) {
+		rollback = buildPlan(ctx, t, deps, caller, "undo worker prod --force")
+		if got := rollback.Targets[0].DeletePods; !slices.Equal(got, []string{name + "-1"}) {
 			t.Fatalf("undo --force deletes %q, want [%s-1]", got, name)
 		}
-		if !slices.Contains(plan.Access, cluster.Access{Verb: "delete", Resource: "pods", Namespace: ns, Name: name + "-1"}) {
-			t.Errorf("undo --force plan does not ask for delete pods/%s-1: %+v", name, plan.Access)
+		if !slices.Contains(rollback.Access, plan.Access{Verb: "delete", Resource: "pods", Namespace: ns, Name: name + "-1"}) {
+			t.Errorf("undo --force plan does not ask for delete pods/%s-1: %+v", name, rollback.Access)
 		}
 		log = progressLog{}
-		res, err = set.Execute(ctx, plan, log.report)
-		if err != nil || res.Targets[0].Outcome != cluster.PhaseChanged {
+		res, err = set.Execute(ctx, rollback, log.report)
+		if err != nil || res.Targets[0].Outcome != plan.PhaseChanged {
 			t.Fatalf("executing undo --force: %+v, %v", res, err)
 		}
-		rollouts = set.Follow(ctx, plan, res, time.Minute, log.report)
+		rollouts = set.Follow(ctx, rollback, res, time.Minute, log.report)
 		t.Logf("undo --force reported:%s", &log)
-		if len(rollouts) != 1 || rollouts[0].Outcome != cluster.PhaseSettled {
+		if len(rollouts) != 1 || rollouts[0].Outcome != plan.PhaseSettled {
 			t.Fatalf("rollout after undo --force: %+v, want settled", rollouts)
 		}
-		if !slices.ContainsFunc(log.all(), func(p cluster.Progress) bool { return strings.Contains(p.Message, "deleted stuck pod "+name+"-1") }) {
+		if !slices.ContainsFunc(log.all(), func(p plan.Progress) bool { return strings.Contains(p.Message, "deleted stuck pod "+name+"-1") }) {
 			t.Errorf("undo --force did not report deleting %s-1", name)
 		}
 		pods = listPods(ctx, t, admin, ns, name)
@@ -381,18 +382,18 @@ func waitDeploymentRevision(ctx context.Context, t *testing.T, cs kubernetes.Int
 	})
 }
 
-func followRollbackPlan(ns, kind, name string, toRevision int64) cluster.Plan {
-	p := cluster.Plan{
-		Action:    cluster.ActionRollback,
+func followRollbackPlan(ns, kind, name string, toRevision int64) plan.Plan {
+	p := plan.Plan{
+		Action:    plan.ActionRollback,
 		Env:       followEnv,
 		Namespace: ns,
-		Targets: []cluster.Target{{
+		Targets: []plan.Target{{
 			Service:    name,
-			Workloads:  []cluster.WorkloadRef{{Kind: kind, Name: name}},
+			Workloads:  []plan.WorkloadRef{{Kind: kind, Name: name}},
 			ToRevision: toRevision,
 		}},
 	}
-	p.Access = cluster.AccessFor(p)
+	p.Access = plan.AccessFor(p)
 	return p
 }
 
@@ -406,7 +407,7 @@ func followConfig(t *testing.T, ns, name string) *config.Config {
 		Services: []config.Service{{
 			Name:       name,
 			Repository: "registry.example/packit/" + name,
-			Workloads:  []config.Workload{{Kind: cluster.KindStatefulSet, Name: name}},
+			Workloads:  []config.Workload{{Kind: plan.KindStatefulSet, Name: name}},
 		}},
 	}
 	cfg.SetDefaults()
@@ -416,7 +417,7 @@ func followConfig(t *testing.T, ns, name string) *config.Config {
 	return cfg
 }
 
-func parseCommand(t *testing.T, cfg *config.Config, text string) commands.Command {
+func parseCommand(t *testing.T, cfg *config.Config, text string) plan.Command {
 	t.Helper()
 	r := commands.Parse(cfg, commands.Input{Text: text})
 	if r.Kind != commands.RunKind {
@@ -426,7 +427,7 @@ func parseCommand(t *testing.T, cfg *config.Config, text string) commands.Comman
 }
 
 // buildPlan plans the command as the bot would, from the live cluster.
-func buildPlan(ctx context.Context, t *testing.T, deps commands.Deps, caller commands.Caller, text string) cluster.Plan {
+func buildPlan(ctx context.Context, t *testing.T, deps commands.Deps, caller plan.Caller, text string) plan.Plan {
 	t.Helper()
 	p, err := commands.BuildPlan(ctx, deps, caller, parseCommand(t, deps.Config, text))
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/deploybot/deploybot/cluster"
+	"github.com/deploybot/deploybot/plan"
 )
 
 // ImageStreams over real REST (see imageStreamCRD for how they are served):
@@ -47,9 +48,9 @@ func fakeDigest(repoTag string, n int) string {
 func repoOf(stream string) string { return "quay.io/packit/" + stream }
 
 // imageAt is the nth image of the stream's prod tag.
-func imageAt(stream string, n int) cluster.Image {
+func imageAt(stream string, n int) plan.Image {
 	d := fakeDigest(repoOf(stream)+":"+imagesTag, n)
-	return cluster.Image{Ref: repoOf(stream) + "@" + d, Digest: d}
+	return plan.Image{Ref: repoOf(stream) + "@" + d, Digest: d}
 }
 
 // seedTime is when the seeded history starts, whole seconds (the API keeps
@@ -160,12 +161,12 @@ func specTagOf(is *imagev1.ImageStream, tag string) *imagev1.TagReference {
 	return nil
 }
 
-func pinPlan(stream string, to cluster.Image) cluster.Plan {
-	p := cluster.Plan{
-		Action:    cluster.ActionPin,
+func pinPlan(stream string, to plan.Image) plan.Plan {
+	p := plan.Plan{
+		Action:    plan.ActionPin,
 		Env:       imagesEnv,
 		Namespace: imagesNS,
-		Targets: []cluster.Target{{
+		Targets: []plan.Target{{
 			Service:   stream,
 			Stream:    stream,
 			Tag:       imagesTag,
@@ -175,7 +176,7 @@ func pinPlan(stream string, to cluster.Image) cluster.Plan {
 			Scheduled: false, // oc tag --source=docker REF@DIGEST
 		}},
 	}
-	p.Access = cluster.AccessFor(p)
+	p.Access = plan.AccessFor(p)
 	return p
 }
 
@@ -234,12 +235,12 @@ func TestImageStreamsOverREST(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var history []cluster.TagEvent
+		var history []plan.TagEvent
 		for n := 3; n >= 1; n-- {
 			img := imageAt("packit-service", n)
-			history = append(history, cluster.TagEvent{Created: seedTime.Add(time.Duration(n) * time.Hour), Ref: img.Ref, Digest: img.Digest, Generation: int64(n)})
+			history = append(history, plan.TagEvent{Created: seedTime.Add(time.Duration(n) * time.Hour), Ref: img.Ref, Digest: img.Digest, Generation: int64(n)})
 		}
-		want := cluster.TagState{
+		want := plan.TagState{
 			Stream:       "packit-service",
 			Tag:          imagesTag,
 			SpecFrom:     repoOf("packit-service") + ":" + imagesTag,
@@ -294,7 +295,7 @@ func TestImageStreamsOverREST(t *testing.T) {
 			}
 			r := res.Targets[0]
 			if len(tc.wantErr) > 0 {
-				if r.Outcome != cluster.PhaseFailed {
+				if r.Outcome != plan.PhaseFailed {
 					t.Fatalf("pin as %s: %+v, want failed", tc.user, r)
 				}
 				for _, want := range tc.wantErr {
@@ -307,7 +308,7 @@ func TestImageStreamsOverREST(t *testing.T) {
 				}
 				return
 			}
-			if r.Outcome != cluster.PhaseChanged || r.Error != "" {
+			if r.Outcome != plan.PhaseChanged || r.Error != "" {
 				t.Fatalf("pin as %s: %+v, want changed", tc.user, r)
 			}
 			wantTag := imagev1.TagReference{
@@ -341,30 +342,30 @@ func TestImageStreamsOverREST(t *testing.T) {
 			stream := "track-" + user
 			seedStream(ctx, t, adminImages, stream)
 			set := imagesSet(t, cp.UserConfig(user))
-			if res, err := set.Execute(ctx, pinPlan(stream, imageAt(stream, 2)), nil); err != nil || res.Targets[0].Outcome != cluster.PhaseChanged {
+			if res, err := set.Execute(ctx, pinPlan(stream, imageAt(stream, 2)), nil); err != nil || res.Targets[0].Outcome != plan.PhaseChanged {
 				t.Fatalf("pinning first: %+v, %v", res, err)
 			}
-			plan := pinPlan(stream, cluster.Image{})
-			plan.Action = cluster.ActionTrack
-			plan.Targets[0].From = imageAt(stream, 2)
-			plan.Targets[0].SpecFrom = repoOf(stream) + ":" + imagesTag
-			plan.Targets[0].Scheduled = true
-			plan.Access = cluster.AccessFor(plan)
-			res, err := set.Execute(ctx, plan, nil)
+			p := pinPlan(stream, plan.Image{})
+			p.Action = plan.ActionTrack
+			p.Targets[0].From = imageAt(stream, 2)
+			p.Targets[0].SpecFrom = repoOf(stream) + ":" + imagesTag
+			p.Targets[0].Scheduled = true
+			p.Access = plan.AccessFor(p)
+			res, err := set.Execute(ctx, p, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			r := res.Targets[0]
-			if r.Outcome != cluster.PhaseFailed || !strings.Contains(r.Error, "now tracks "+plan.Targets[0].SpecFrom) ||
+			if r.Outcome != plan.PhaseFailed || !strings.Contains(r.Error, "now tracks "+p.Targets[0].SpecFrom) ||
 				!strings.Contains(r.Error, "imagestreamimports") {
-				t.Fatalf("track: %+v, want failed saying the tag tracks %s but importing (imagestreamimports) failed", r, plan.Targets[0].SpecFrom)
+				t.Fatalf("track: %+v, want failed saying the tag tracks %s but importing (imagestreamimports) failed", r, p.Targets[0].SpecFrom)
 			}
 			ts, err := set.Tag(ctx, imagesEnv, stream, imagesTag)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ts.Pinned() || ts.SpecFrom != plan.Targets[0].SpecFrom || !ts.Scheduled {
-				t.Fatalf("Tag after track: %+v, want tracking %s with scheduled import restored", ts, plan.Targets[0].SpecFrom)
+			if ts.Pinned() || ts.SpecFrom != p.Targets[0].SpecFrom || !ts.Scheduled {
+				t.Fatalf("Tag after track: %+v, want tracking %s with scheduled import restored", ts, p.Targets[0].SpecFrom)
 			}
 		})
 	}
@@ -400,7 +401,7 @@ func TestImageStreamsOverREST(t *testing.T) {
 			set := imagesSet(t, cfg)
 			to := imageAt(stream, 1)
 			res, err := set.Execute(ctx, pinPlan(stream, to), nil)
-			if err != nil || res.Targets[0].Outcome != cluster.PhaseChanged {
+			if err != nil || res.Targets[0].Outcome != plan.PhaseChanged {
 				t.Fatalf("pin racing another writer: %+v, %v; want changed", res, err)
 			}
 			if codes := racer.putCodes(); !reflect.DeepEqual(codes, []int{http.StatusConflict, http.StatusOK}) {
@@ -427,16 +428,16 @@ func TestImageStreamsOverREST(t *testing.T) {
 		for _, s := range []string{"import-a", "import-b"} {
 			before[s] = seedStream(ctx, t, adminImages, s)
 		}
-		plan := cluster.Plan{Action: cluster.ActionImport, Env: imagesEnv, Namespace: imagesNS, Targets: []cluster.Target{
+		p := plan.Plan{Action: plan.ActionImport, Env: imagesEnv, Namespace: imagesNS, Targets: []plan.Target{
 			// No planned digest: straight to the import.
 			{Service: "import-a", Stream: "import-a", Tag: imagesTag, From: imageAt("import-a", 3)},
 			// A planned digest: the registry is asked first.
 			{Service: "import-b", Stream: "import-b", Tag: imagesTag, From: imageAt("import-b", 3), To: imageAt("import-b", 4)},
 		}}
-		plan.Access = cluster.AccessFor(plan)
+		p.Access = plan.AccessFor(p)
 		set := imagesSet(t, cp.UserConfig("deploybot"))
 		var log progressLog
-		res, err := set.Execute(ctx, plan, log.report)
+		res, err := set.Execute(ctx, p, log.report)
 		if err != nil {
 			t.Fatalf("Execute: %v (per-target failures belong in the Result)", err)
 		}
@@ -449,7 +450,7 @@ func TestImageStreamsOverREST(t *testing.T) {
 			t.Fatalf("import result %+v, want two targets", res)
 		}
 		for _, r := range res.Targets {
-			if r.Outcome != cluster.PhaseFailed {
+			if r.Outcome != plan.PhaseFailed {
 				t.Errorf("import of %s: %+v, want failed", r.Service, r)
 			}
 			for _, w := range want[r.Service] {
@@ -474,10 +475,10 @@ func TestImageStreamsOverREST(t *testing.T) {
 }
 
 // tagStatesEqual compares TagStates with times compared as instants.
-func tagStatesEqual(a, b cluster.TagState) bool {
-	norm := func(s cluster.TagState) cluster.TagState {
+func tagStatesEqual(a, b plan.TagState) bool {
+	norm := func(s plan.TagState) plan.TagState {
 		s.Current.Created = s.Current.Created.UTC()
-		h := make([]cluster.TagEvent, len(s.History))
+		h := make([]plan.TagEvent, len(s.History))
 		for i, e := range s.History {
 			e.Created = e.Created.UTC()
 			h[i] = e

@@ -21,6 +21,7 @@ import (
 	"github.com/deploybot/deploybot/cluster/clustertest"
 	"github.com/deploybot/deploybot/cluster/demo"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 	"github.com/deploybot/deploybot/store/kube"
 )
@@ -114,28 +115,28 @@ type repFake struct {
 	stalled chan struct{}
 }
 
-func (f *repFake) Execute(ctx context.Context, p cluster.Plan, report func(cluster.Progress)) (cluster.Result, error) {
+func (f *repFake) Execute(ctx context.Context, p plan.Plan, report func(plan.Progress)) (plan.Result, error) {
 	f.mu.Lock()
 	if f.runs == nil {
 		f.runs = map[string]int{}
 	}
 	f.runs[p.Hash()]++
 	f.mu.Unlock()
-	var res cluster.Result
+	var res plan.Result
 	for i, t := range p.Targets {
 		if f.stall && i == 1 {
 			close(f.stalled)
 			<-ctx.Done()
 			return res, ctx.Err()
 		}
-		tr := cluster.TargetResult{Service: t.Service, Outcome: cluster.PhaseChanged, From: t.From, To: t.To}
+		tr := plan.TargetResult{Service: t.Service, Outcome: plan.PhaseChanged, From: t.From, To: t.To}
 		res.Targets = append(res.Targets, tr)
-		report(cluster.Progress{Service: t.Service, Phase: cluster.PhaseChanged, Message: cluster.ShortDigest(t.From.Digest) + " → " + cluster.ShortDigest(t.To.Digest)})
+		report(plan.Progress{Service: t.Service, Phase: plan.PhaseChanged, Message: plan.ShortDigest(t.From.Digest) + " → " + plan.ShortDigest(t.To.Digest)})
 	}
 	return res, nil
 }
 
-func (f *repFake) Follow(context.Context, cluster.Plan, cluster.Result, time.Duration, func(cluster.Progress)) []cluster.RolloutResult {
+func (f *repFake) Follow(context.Context, plan.Plan, plan.Result, time.Duration, func(plan.Progress)) []plan.RolloutResult {
 	return nil
 }
 

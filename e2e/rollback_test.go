@@ -19,6 +19,7 @@ import (
 
 	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/cluster/clustertest"
+	"github.com/deploybot/deploybot/plan"
 )
 
 // The kubectl oracle: the same workload exists twice, in two namespaces with
@@ -85,8 +86,8 @@ func TestRollbackMatchesKubectl(t *testing.T) {
 		for _, step := range steps {
 			t.Logf("undo %s", step.name)
 			kubectlUndo(ctx, t, cp, kubectlNS, "deployment/"+oracleName, step.toRevision)
-			plan := rollbackPlan(botNS, cluster.KindDeployment, step.toRevision)
-			botUndo(ctx, t, set, plan)
+			p := rollbackPlan(botNS, plan.KindDeployment, step.toRevision)
+			botUndo(ctx, t, set, p)
 			for _, ns := range []string{kubectlNS, botNS} {
 				waitDeploymentSettled(ctx, t, admin, ns, step.wantRev, step.wantImage)
 			}
@@ -126,8 +127,8 @@ func TestRollbackMatchesKubectl(t *testing.T) {
 		for _, step := range steps {
 			t.Logf("undo %s", step.name)
 			kubectlUndo(ctx, t, cp, kubectlNS, "statefulset/"+oracleName, step.toRevision)
-			plan := rollbackPlan(botNS, cluster.KindStatefulSet, step.toRevision)
-			botUndo(ctx, t, set, plan)
+			p := rollbackPlan(botNS, plan.KindStatefulSet, step.toRevision)
+			botUndo(ctx, t, set, p)
 			for _, ns := range []string{kubectlNS, botNS} {
 				waitStatefulSetSettled(ctx, t, admin, ns, step.wantRev, step.wantImage)
 			}
@@ -150,18 +151,18 @@ func oracleSet(t *testing.T, cp *clustertest.ControlPlane, ns string) *cluster.S
 	return cluster.NewSet(map[string]cluster.EnvClient{oracleEnv: env})
 }
 
-func rollbackPlan(ns, kind string, toRevision int64) cluster.Plan {
-	p := cluster.Plan{
-		Action:    cluster.ActionRollback,
+func rollbackPlan(ns, kind string, toRevision int64) plan.Plan {
+	p := plan.Plan{
+		Action:    plan.ActionRollback,
 		Env:       oracleEnv,
 		Namespace: ns,
-		Targets: []cluster.Target{{
+		Targets: []plan.Target{{
 			Service:    oracleName,
-			Workloads:  []cluster.WorkloadRef{{Kind: kind, Name: oracleName}},
+			Workloads:  []plan.WorkloadRef{{Kind: kind, Name: oracleName}},
 			ToRevision: toRevision,
 		}},
 	}
-	p.Access = cluster.AccessFor(p)
+	p.Access = plan.AccessFor(p)
 	return p
 }
 
@@ -178,18 +179,18 @@ func kubectlUndo(ctx context.Context, t *testing.T, cp *clustertest.ControlPlane
 }
 
 // botUndo executes the rollback Plan and follows it until it settles.
-func botUndo(ctx context.Context, t *testing.T, set *cluster.Set, plan cluster.Plan) {
+func botUndo(ctx context.Context, t *testing.T, set *cluster.Set, p plan.Plan) {
 	t.Helper()
-	res, err := set.Execute(ctx, plan, nil)
+	res, err := set.Execute(ctx, p, nil)
 	if err != nil {
-		t.Fatalf("executing %s: %v", plan.Action, err)
+		t.Fatalf("executing %s: %v", p.Action, err)
 	}
-	if len(res.Targets) != 1 || res.Targets[0].Outcome != cluster.PhaseChanged {
-		t.Fatalf("executing undo (to revision %d): result %+v, want one changed target", plan.Targets[0].ToRevision, res.Targets)
+	if len(res.Targets) != 1 || res.Targets[0].Outcome != plan.PhaseChanged {
+		t.Fatalf("executing undo (to revision %d): result %+v, want one changed target", p.Targets[0].ToRevision, res.Targets)
 	}
-	rollouts := set.Follow(ctx, plan, res, time.Minute, nil)
-	if len(rollouts) != 1 || rollouts[0].Outcome != cluster.PhaseSettled {
-		t.Fatalf("following undo (to revision %d): %+v, want one settled rollout", plan.Targets[0].ToRevision, rollouts)
+	rollouts := set.Follow(ctx, p, res, time.Minute, nil)
+	if len(rollouts) != 1 || rollouts[0].Outcome != plan.PhaseSettled {
+		t.Fatalf("following undo (to revision %d): %+v, want one settled rollout", p.Targets[0].ToRevision, rollouts)
 	}
 }
 
@@ -352,7 +353,7 @@ type ownedRevision struct {
 	Data        string                  `json:"data,omitempty"`
 }
 
-// revisionView is a cluster.Revision without its creation time.
+// revisionView is a plan.Revision without its creation time.
 type revisionView struct {
 	Number      int64
 	Images      map[string]string
@@ -390,7 +391,7 @@ func deploymentSnapshot(ctx context.Context, t *testing.T, cs kubernetes.Interfa
 		})
 	}
 	sort.Slice(snap.Owned, func(i, j int) bool { return snap.Owned[i].Name < snap.Owned[j].Name })
-	snap.History = botHistory(ctx, t, cp, ns, cluster.KindDeployment)
+	snap.History = botHistory(ctx, t, cp, ns, plan.KindDeployment)
 	snap.KubectlHistory = kubectlHistory(ctx, t, cp, ns, "deployment/"+oracleName)
 	return snap
 }
@@ -415,7 +416,7 @@ func statefulSetSnapshot(ctx context.Context, t *testing.T, cs kubernetes.Interf
 		})
 	}
 	sort.Slice(snap.Owned, func(i, j int) bool { return snap.Owned[i].Name < snap.Owned[j].Name })
-	snap.History = botHistory(ctx, t, cp, ns, cluster.KindStatefulSet)
+	snap.History = botHistory(ctx, t, cp, ns, plan.KindStatefulSet)
 	snap.KubectlHistory = kubectlHistory(ctx, t, cp, ns, "statefulset/"+oracleName)
 	return snap
 }

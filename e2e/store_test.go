@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deploybot/deploybot/cluster"
+	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 )
 
@@ -55,7 +55,7 @@ func TestFileStoreCASAcrossProcesses(t *testing.T) {
 			State:     store.Approved,
 			Requester: store.Person{Platform: "terminal", ChatID: "alice", Name: "alice", User: "alice"},
 			Command:   "undo worker prod",
-			Plan:      cluster.Plan{Action: cluster.ActionRollback, Env: "prod", Namespace: "packit--prod"},
+			Plan:      plan.Plan{Action: plan.ActionRollback, Env: "prod", Namespace: "packit--prod"},
 			Locks:     []string{fmt.Sprintf("prod/worker-%d", round)},
 		}
 		r.PlanHash = r.Plan.Hash()

@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/deploybot/deploybot/cluster"
+	"github.com/deploybot/deploybot/plan"
 )
 
 // State is where a request is in its life.
@@ -58,21 +58,21 @@ type MessageRef struct {
 type Request struct {
 	ID string `json:"id"`
 	// Version is bumped by the store on every successful update (compare-and-swap).
-	Version   int64           `json:"version"`
-	State     State           `json:"state"`
-	Requester Person          `json:"requester"`
-	Command   string          `json:"command"`
-	Channel   string          `json:"channel,omitempty"`
-	Plan      cluster.Plan    `json:"plan"`
-	PlanHash  string          `json:"planHash"`
-	Approvals []Approval      `json:"approvals,omitempty"`
-	CreatedAt time.Time       `json:"createdAt"`
-	UpdatedAt time.Time       `json:"updatedAt"`
-	ExpiresAt time.Time       `json:"expiresAt"`
-	ClosedBy  *Person         `json:"closedBy,omitempty"`
-	Reason    string          `json:"reason,omitempty"`
-	Result    *cluster.Result `json:"result,omitempty"`
-	Messages  []MessageRef    `json:"messages,omitempty"`
+	Version   int64        `json:"version"`
+	State     State        `json:"state"`
+	Requester Person       `json:"requester"`
+	Command   string       `json:"command"`
+	Channel   string       `json:"channel,omitempty"`
+	Plan      plan.Plan    `json:"plan"`
+	PlanHash  string       `json:"planHash"`
+	Approvals []Approval   `json:"approvals,omitempty"`
+	CreatedAt time.Time    `json:"createdAt"`
+	UpdatedAt time.Time    `json:"updatedAt"`
+	ExpiresAt time.Time    `json:"expiresAt"`
+	ClosedBy  *Person      `json:"closedBy,omitempty"`
+	Reason    string       `json:"reason,omitempty"`
+	Result    *plan.Result `json:"result,omitempty"`
+	Messages  []MessageRef `json:"messages,omitempty"`
 	// Locks are the "env/service" keys this request holds while not terminal.
 	Locks []string `json:"locks,omitempty"`
 	// Executor is the replica that moved the request to Executing; with
@@ -82,7 +82,7 @@ type Request struct {
 	Heartbeat time.Time `json:"heartbeat,omitzero"`
 	// Done are the per-target results recorded as each target finished, so
 	// that a request whose executor died can say what was done and what not.
-	Done []cluster.TargetResult `json:"done,omitempty"`
+	Done []plan.TargetResult `json:"done,omitempty"`
 }
 
 // AuditEvent is one recorded transition.

@@ -22,6 +22,7 @@ import (
 	"github.com/deploybot/deploybot/cluster/demo"
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/examples"
+	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 )
 
@@ -463,14 +464,14 @@ type countingExecutor struct {
 	runs  int
 }
 
-func (c *countingExecutor) Execute(ctx context.Context, p cluster.Plan, report func(cluster.Progress)) (cluster.Result, error) {
+func (c *countingExecutor) Execute(ctx context.Context, p plan.Plan, report func(plan.Progress)) (plan.Result, error) {
 	c.mu.Lock()
 	c.runs++
 	c.mu.Unlock()
 	return c.inner.Execute(ctx, p, report)
 }
 
-func (c *countingExecutor) Follow(ctx context.Context, p cluster.Plan, r cluster.Result, d time.Duration, report func(cluster.Progress)) []cluster.RolloutResult {
+func (c *countingExecutor) Follow(ctx context.Context, p plan.Plan, r plan.Result, d time.Duration, report func(plan.Progress)) []plan.RolloutResult {
 	return c.inner.Follow(ctx, p, r, d, report)
 }
 

@@ -25,7 +25,7 @@ func blocksOf(t *testing.T, r bot.Reply) (string, []slackgo.Block) {
 }
 
 func TestRender(t *testing.T) {
-	plan := commands.Output{
+	p := commands.Output{
 		Title: "#abc123 import prod: waiting for approval",
 		Sections: []commands.Section{
 			{Pre: true, Lines: []string{
@@ -44,7 +44,7 @@ func TestRender(t *testing.T) {
 	}{
 		{
 			name: "a section per Plan target, buttons with dialogs and styles",
-			reply: bot.Reply{Output: plan, RequestID: "abc123", Buttons: []bot.Button{
+			reply: bot.Reply{Output: p, RequestID: "abc123", Buttons: []bot.Button{
 				{Action: bot.ActionApprove, RequestID: "abc123", Label: "Approve"},
 				{Action: bot.ActionDeny, RequestID: "abc123", Label: "Deny", Danger: true, Confirm: "Deny #abc123?"},
 			}},

@@ -7,10 +7,10 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/cluster/demo"
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/examples"
+	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 	"k8s.io/client-go/rest"
 )
@@ -47,9 +47,9 @@ func TestImpersonatedExecution(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan := cluster.Plan{Action: cluster.ActionImport, Env: "prod", Namespace: "packit--prod",
-		Targets: []cluster.Target{{Service: "tokman", Stream: "tokman", Tag: "prod"}}}
-	res, _ := exec.Execute(context.Background(), plan, func(cluster.Progress) {})
+	p := plan.Plan{Action: plan.ActionImport, Env: "prod", Namespace: "packit--prod",
+		Targets: []plan.Target{{Service: "tokman", Stream: "tokman", Tag: "prod"}}}
+	res, _ := exec.Execute(context.Background(), p, func(plan.Progress) {})
 	if !res.Failed() {
 		t.Errorf("an execution the API server forbade did not fail: %+v", res)
 	}

@@ -115,8 +115,8 @@ func TestScriptedSession(t *testing.T) {
 	s.send("import prod")
 	m := s.expect(`#([a-z2-7]{10}) import prod: waiting for the requester to confirm`)
 	id := m[1]
-	plan := s.expect(`(?s)packit-worker: ([0-9a-f]{12}) → ([0-9a-f]{12}).*expires in 1h`)
-	newWorker := plan[2]
+	p := s.expect(`(?s)packit-worker: ([0-9a-f]{12}) → ([0-9a-f]{12}).*expires in 1h`)
+	newWorker := p[2]
 	s.send("confirm #" + id)
 	s.expect(`#` + id + ` import prod: waiting for approval`)
 	s.send("approve #" + id)

@@ -18,6 +18,7 @@ import (
 	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/examples"
+	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 )
 
@@ -105,7 +106,7 @@ func TestStartDutiesReportsAndStops(t *testing.T) {
 	b := bot.New(cfg, cluster.NewSet(nil), nil, st, nil, bot.WithReplicaName("deploybot-0"), bot.WithLogger(slog.New(slog.DiscardHandler)))
 	defer b.Close()
 	orphan := &store.Request{ID: "orphan0001", State: store.Executing, Executor: "deploybot-0", Heartbeat: time.Now(), Command: "import stg",
-		Plan: cluster.Plan{Action: cluster.ActionImport, Env: "stg", Targets: []cluster.Target{{Service: "tokman"}}}}
+		Plan: plan.Plan{Action: plan.ActionImport, Env: "stg", Targets: []plan.Target{{Service: "tokman"}}}}
 	if err := st.Create(context.Background(), orphan); err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deploybot/deploybot/cluster"
+	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 )
 
@@ -50,18 +50,18 @@ func Run(t *testing.T, newStore func() store.Store) {
 
 // NewRequest returns a realistic request in state st holding locks.
 func NewRequest(st store.State, locks ...string) *store.Request {
-	plan := cluster.Plan{
-		Action:    cluster.ActionImport,
+	p := plan.Plan{
+		Action:    plan.ActionImport,
 		Env:       "prod",
 		Namespace: "packit--prod",
-		Targets: []cluster.Target{{
+		Targets: []plan.Target{{
 			Service: "packit-worker", Stream: "packit-worker", Tag: "prod",
-			From:      cluster.Image{Ref: "quay.io/packit/packit-worker@sha256:aaaa", Digest: "sha256:aaaa"},
-			To:        cluster.Image{Ref: "quay.io/packit/packit-worker@sha256:bbbb", Digest: "sha256:bbbb"},
-			Workloads: []cluster.WorkloadRef{{Kind: "StatefulSet", Name: "packit-worker-long-running", Triggered: true}},
+			From:      plan.Image{Ref: "quay.io/packit/packit-worker@sha256:aaaa", Digest: "sha256:aaaa"},
+			To:        plan.Image{Ref: "quay.io/packit/packit-worker@sha256:bbbb", Digest: "sha256:bbbb"},
+			Workloads: []plan.WorkloadRef{{Kind: "StatefulSet", Name: "packit-worker-long-running", Triggered: true}},
 		}},
-		Access: []cluster.Access{{Verb: "create", Group: "image.openshift.io", Resource: "imagestreamimports", Namespace: "packit--prod"}},
-		Policy: cluster.Policy{Confirm: true, Approvals: 1, Expiry: time.Hour},
+		Access: []plan.Access{{Verb: "create", Group: "image.openshift.io", Resource: "imagestreamimports", Namespace: "packit--prod"}},
+		Policy: plan.Policy{Confirm: true, Approvals: 1, Expiry: time.Hour},
 	}
 	return &store.Request{
 		ID:        store.NewID(),
@@ -69,8 +69,8 @@ func NewRequest(st store.State, locks ...string) *store.Request {
 		Requester: store.Person{Platform: "terminal", ChatID: "alice", Name: "alice", User: "alice", Groups: []string{"packit-devs"}},
 		Command:   "import prod worker",
 		Channel:   "stg",
-		Plan:      plan,
-		PlanHash:  plan.Hash(),
+		Plan:      p,
+		PlanHash:  p.Hash(),
 		ExpiresAt: time.Now().Add(time.Hour).UTC(),
 		Locks:     locks,
 	}

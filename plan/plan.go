@@ -1,4 +1,4 @@
-package cluster
+package plan
 
 import (
 	"crypto/sha256"
@@ -101,7 +101,7 @@ func (p Plan) Hash() string {
 	b, err := json.Marshal(p)
 	if err != nil {
 		// A Plan is plain data; Marshal cannot fail on it.
-		panic("cluster: encoding plan: " + err.Error())
+		panic("plan: encoding plan: " + err.Error())
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])

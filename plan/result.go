@@ -1,4 +1,4 @@
-package cluster
+package plan
 
 // Progress is one step of executing a Plan or following its rollouts; the bot
 // turns a stream of them into live updates of one chat message.

@@ -1,9 +1,14 @@
-package cluster
+package plan
+
+// imageGroup is the API group of ImageStreams and their subresources.
+const imageGroup = "image.openshift.io"
 
 // The API calls executing and following a Plan makes, so that they can be
 // checked for the requester (LocalSubjectAccessReview) before anything runs.
-// Keep these lists in step with execute.go, imagestreams.go, rollback.go and
-// rollout.go: a call missing here is one the requester was never checked for.
+// Keep these lists in step with cluster/execute.go, imagestreams.go,
+// rollback.go and rollout.go: a call missing here is one the requester was
+// never checked for (cluster's TestAccessCoversExecuteAndFollow compares
+// them with the calls really made).
 
 // AccessFor returns every API call Execute and Follow make for the Plan, in a
 // stable order without duplicates. Name is set where a single object is
@@ -119,4 +124,10 @@ func dedupeAccess(in []Access) []Access {
 		}
 	}
 	return out
+}
+
+// Denial is one API call an identity may not make.
+type Denial struct {
+	Access Access
+	Reason string
 }
