@@ -59,7 +59,7 @@ cluster:
 
 ## e2e: only the real-control-plane tests, verbosely
 e2e: controlplane
-	DEPLOYBOT_CONTROLPLANE_BIN="$$(bash hack/controlplane/build.sh | tail -n1)" $(GO) test -count=1 -timeout 30m -v ./cluster/clustertest/... ./e2e/...
+	DEPLOYBOT_CONTROLPLANE_BIN="$$(bash hack/controlplane/build.sh | tail -n1)" $(GO) test -count=1 -timeout 30m -v ./internal/controlplane/... ./e2e/...
 
 clean:
 	rm -rf bin bench.out

@@ -16,7 +16,7 @@ import (
 	k8sfake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/deploybot/deploybot/auth/authtest"
+	"github.com/deploybot/deploybot/internal/rbac"
 	"github.com/deploybot/deploybot/plan"
 )
 
@@ -51,7 +51,7 @@ var (
 
 func newChecker(t *testing.T) (*Checker, *k8sfake.Clientset) {
 	c := k8sfake.NewClientset(demoRBAC()...)
-	authtest.InstallRBACReactor(c)
+	rbac.InstallRBACReactor(c)
 	return NewChecker(map[string]kubernetes.Interface{"prod": c}), c
 }
 

@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/deploybot/deploybot/cluster"
-	"github.com/deploybot/deploybot/cluster/fakeopenshift"
+	"github.com/deploybot/deploybot/internal/fakeopenshift"
 	"github.com/deploybot/deploybot/plan"
 )
 

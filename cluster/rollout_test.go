@@ -17,7 +17,7 @@ import (
 	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/deploybot/deploybot/cluster"
-	"github.com/deploybot/deploybot/cluster/fakeopenshift"
+	"github.com/deploybot/deploybot/internal/fakeopenshift"
 	"github.com/deploybot/deploybot/plan"
 )
 

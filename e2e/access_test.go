@@ -23,7 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/deploybot/deploybot/auth"
-	"github.com/deploybot/deploybot/cluster/clustertest"
+	"github.com/deploybot/deploybot/internal/controlplane"
 	"github.com/deploybot/deploybot/plan"
 )
 
@@ -334,7 +334,7 @@ func TestAccessMatrix(t *testing.T) {
 
 // createMatrixObjects creates what the commands touch, so an allowed call
 // meets a real object (a dry-run changes nothing).
-func createMatrixObjects(ctx context.Context, t *testing.T, cp *clustertest.ControlPlane, admin kubernetes.Interface, ns, tag string) {
+func createMatrixObjects(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, admin kubernetes.Interface, ns, tag string) {
 	t.Helper()
 	images, err := imageclient.NewForConfig(cp.AdminConfig())
 	if err != nil {
@@ -421,7 +421,7 @@ func (r probeResult) String() string {
 
 // prober makes API calls as users, once per distinct (user, call, mode).
 type prober struct {
-	cp      *clustertest.ControlPlane
+	cp      *controlplane.ControlPlane
 	groups  map[string][]string
 	admin   *http.Client
 	clients map[string]*http.Client
@@ -429,7 +429,7 @@ type prober struct {
 	users   map[string]kubernetes.Interface
 }
 
-func newProber(t *testing.T, cp *clustertest.ControlPlane, groups map[string][]string) *prober {
+func newProber(t *testing.T, cp *controlplane.ControlPlane, groups map[string][]string) *prober {
 	t.Helper()
 	p := &prober{
 		cp:      cp,

@@ -23,7 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/deploybot/deploybot/cluster/clustertest"
+	"github.com/deploybot/deploybot/internal/controlplane"
 	"github.com/deploybot/deploybot/plan"
 )
 
@@ -60,7 +60,7 @@ config:
 // renderChart runs the pinned Helm (hack/helm.sh) and returns the manifests.
 func renderChart(t *testing.T, kubeVersion string) string {
 	t.Helper()
-	root, err := clustertest.RepoRoot()
+	root, err := controlplane.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestChartOnControlPlane(t *testing.T) {
 
 // asServiceAccount is the admin's config impersonating a service account
 // of the release namespace, with the groups the API server gives it.
-func asServiceAccount(cp *clustertest.ControlPlane, user string) *rest.Config {
+func asServiceAccount(cp *controlplane.ControlPlane, user string) *rest.Config {
 	cfg := cp.AdminConfig()
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{
 		"system:serviceaccounts", "system:serviceaccounts:" + chartRelease, "system:authenticated",
@@ -287,7 +287,7 @@ func grants(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns strin
 	return slices.Compact(out)
 }
 
-func checkChartRBAC(ctx context.Context, t *testing.T, cp *clustertest.ControlPlane, admin kubernetes.Interface) {
+func checkChartRBAC(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, admin kubernetes.Interface) {
 	bot := clientFor(t, asServiceAccount(cp, chartSA))
 	calls := botCalls()
 	waitFor(ctx, t, "the chart's RBAC in effect", func() (bool, string) {
@@ -398,7 +398,7 @@ func checkChartRBAC(ctx context.Context, t *testing.T, cp *clustertest.ControlPl
 // impersonatingBot is a client with the bot service account's own token
 // (from a TokenRequest) that impersonates user: what execution: impersonate
 // does. Impersonation cannot be nested, so the token is the bot's.
-func impersonatingBot(t *testing.T, cp *clustertest.ControlPlane, user string) kubernetes.Interface {
+func impersonatingBot(t *testing.T, cp *controlplane.ControlPlane, user string) kubernetes.Interface {
 	t.Helper()
 	ctx := testContext(t, 30*time.Second)
 	admin := clientFor(t, cp.AdminConfig())

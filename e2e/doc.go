@@ -1,5 +1,5 @@
 // Package e2e proves deploybot's cluster actions against a real, local
-// Kubernetes control plane (cluster/clustertest: etcd, kube-apiserver,
+// Kubernetes control plane (internal/controlplane: etcd, kube-apiserver,
 // kube-controller-manager, kube-scheduler and kwok), where fakes cannot show
 // the truth: rollbacks compared with kubectl's own `rollout undo`, rollout
 // progress read from watches, access checks compared with what the API

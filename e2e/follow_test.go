@@ -18,9 +18,9 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/deploybot/deploybot/cluster"
-	"github.com/deploybot/deploybot/cluster/clustertest"
 	"github.com/deploybot/deploybot/commands"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/internal/controlplane"
 	"github.com/deploybot/deploybot/plan"
 )
 
@@ -55,7 +55,7 @@ func (l *progressLog) String() string {
 	return b.String()
 }
 
-func followSet(t *testing.T, cp *clustertest.ControlPlane, ns string, opts ...cluster.Option) *cluster.Set {
+func followSet(t *testing.T, cp *controlplane.ControlPlane, ns string, opts ...cluster.Option) *cluster.Set {
 	t.Helper()
 	env, err := cluster.Connect(cp.AdminConfig(), ns)
 	if err != nil {

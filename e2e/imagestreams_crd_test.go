@@ -15,7 +15,7 @@ import (
 
 	imageclient "github.com/openshift/client-go/image/clientset/versioned"
 
-	"github.com/deploybot/deploybot/cluster/clustertest"
+	"github.com/deploybot/deploybot/internal/controlplane"
 )
 
 // imageStreamCRD serves imagestreams.image.openshift.io/v1 from the API
@@ -75,7 +75,7 @@ var crdOnce struct {
 
 // ensureImageStreamCRD installs the ImageStream CRD once per control plane
 // and waits until imagestreams are served.
-func ensureImageStreamCRD(t *testing.T, cp *clustertest.ControlPlane) {
+func ensureImageStreamCRD(t *testing.T, cp *controlplane.ControlPlane) {
 	t.Helper()
 	crdOnce.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -87,7 +87,7 @@ func ensureImageStreamCRD(t *testing.T, cp *clustertest.ControlPlane) {
 	}
 }
 
-func installImageStreamCRD(ctx context.Context, cp *clustertest.ControlPlane) error {
+func installImageStreamCRD(ctx context.Context, cp *controlplane.ControlPlane) error {
 	dyn, err := dynamic.NewForConfig(cp.AdminConfig())
 	if err != nil {
 		return err

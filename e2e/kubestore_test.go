@@ -19,7 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/deploybot/deploybot/cluster/clustertest"
+	"github.com/deploybot/deploybot/internal/controlplane"
 	"github.com/deploybot/deploybot/store"
 	"github.com/deploybot/deploybot/store/kube"
 	"github.com/deploybot/deploybot/store/storetest"
@@ -39,7 +39,7 @@ func storeRole(ns string) rbacv1.Role {
 }
 
 // stateNamespace creates a namespace where the deploybot user holds storeRole.
-func stateNamespace(ctx context.Context, t *testing.T, cp *clustertest.ControlPlane, ns string) {
+func stateNamespace(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, ns string) {
 	t.Helper()
 	createNamespaces(ctx, t, cp, ns)
 	applyRBAC(ctx, t, clientFor(t, cp.AdminConfig()), rbacObjects{
@@ -63,7 +63,7 @@ func stateNamespace(ctx context.Context, t *testing.T, cp *clustertest.ControlPl
 
 // botClient is a client as the deploybot user, with client-side rate limits
 // high enough that the API server, not the client, is what is measured.
-func botClient(t *testing.T, cp *clustertest.ControlPlane) kubernetes.Interface {
+func botClient(t *testing.T, cp *controlplane.ControlPlane) kubernetes.Interface {
 	t.Helper()
 	return clientFor(t, fast(cp.UserConfig("deploybot")))
 }

@@ -18,7 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/deploybot/deploybot/cluster/clustertest"
+	"github.com/deploybot/deploybot/internal/controlplane"
 )
 
 // shared is the one control plane of this package. Starting one takes about
@@ -27,14 +27,14 @@ import (
 var shared struct {
 	once sync.Once
 	mu   sync.Mutex
-	cp   *clustertest.ControlPlane
+	cp   *controlplane.ControlPlane
 	dir  string
 	err  error
 }
 
-// extraUsers are users the tests need beyond clustertest.DefaultUsers: dave
+// extraUsers are users the tests need beyond controlplane.DefaultUsers: dave
 // is mapped to no role at all, so the access matrix has a row of denials.
-var extraUsers = []clustertest.Option{clustertest.WithUser("dave", "contractors")}
+var extraUsers = []controlplane.Option{controlplane.WithUser("dave", "contractors")}
 
 func TestMain(m *testing.M) {
 	// A child process of TestFileStoreCASAcrossProcesses: do its part only.
@@ -69,7 +69,7 @@ func stopShared(failed bool) {
 	}
 	shared.cp.Stop()
 	shared.cp = nil
-	if os.Getenv(clustertest.KeepEnv) != "" {
+	if os.Getenv(controlplane.KeepEnv) != "" {
 		fmt.Fprintf(os.Stderr, "e2e: control-plane data kept in %s\n", shared.dir)
 		return
 	}
@@ -77,7 +77,7 @@ func stopShared(failed bool) {
 }
 
 // controlPlane returns the shared control plane, starting it on first use.
-func controlPlane(t *testing.T) *clustertest.ControlPlane {
+func controlPlane(t *testing.T) *controlplane.ControlPlane {
 	t.Helper()
 	shared.once.Do(func() {
 		dir, err := os.MkdirTemp("", "deploybot-e2e-")
@@ -86,7 +86,7 @@ func controlPlane(t *testing.T) *clustertest.ControlPlane {
 			return
 		}
 		start := time.Now()
-		cp, err := clustertest.StartProcess(context.Background(), dir, extraUsers...)
+		cp, err := controlplane.StartProcess(context.Background(), dir, extraUsers...)
 		if err != nil {
 			_ = os.RemoveAll(dir)
 			shared.err = err
@@ -122,7 +122,7 @@ func clientFor(t *testing.T, cfg *rest.Config) kubernetes.Interface {
 
 // createNamespaces creates namespaces and waits for their default service
 // accounts, so pods can be created in them at once.
-func createNamespaces(ctx context.Context, t *testing.T, cp *clustertest.ControlPlane, names ...string) {
+func createNamespaces(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, names ...string) {
 	t.Helper()
 	for _, ns := range names {
 		if err := cp.CreateNamespace(ctx, ns); err != nil {

@@ -18,9 +18,9 @@ import (
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/bot/terminal"
 	"github.com/deploybot/deploybot/cluster"
-	"github.com/deploybot/deploybot/cluster/clustertest"
-	"github.com/deploybot/deploybot/cluster/demo"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/demo"
+	"github.com/deploybot/deploybot/internal/controlplane"
 	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 	"github.com/deploybot/deploybot/store/kube"
@@ -210,7 +210,7 @@ type replica struct {
 	stop func()
 }
 
-func startReplica(t *testing.T, cp *clustertest.ControlPlane, ns, name string, tg *repTarget, exec bot.Executor, opts ...bot.Option) *replica {
+func startReplica(t *testing.T, cp *controlplane.ControlPlane, ns, name string, tg *repTarget, exec bot.Executor, opts ...bot.Option) *replica {
 	t.Helper()
 	r := &replica{name: name, store: newKubeStore(t, botClient(t, cp), ns), chat: &repChat{}}
 	r.bot = bot.New(tg.cfg, tg.set, tg.checker, r.store, exec, append([]bot.Option{

@@ -18,7 +18,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/deploybot/deploybot/cluster"
-	"github.com/deploybot/deploybot/cluster/clustertest"
+	"github.com/deploybot/deploybot/internal/controlplane"
 	"github.com/deploybot/deploybot/plan"
 )
 
@@ -142,7 +142,7 @@ func TestRollbackMatchesKubectl(t *testing.T) {
 
 // oracleSet is a cluster.Set whose one environment is ns, as admin: this
 // test is about what a rollback does, the access test about who may do it.
-func oracleSet(t *testing.T, cp *clustertest.ControlPlane, ns string) *cluster.Set {
+func oracleSet(t *testing.T, cp *controlplane.ControlPlane, ns string) *cluster.Set {
 	t.Helper()
 	env, err := cluster.Connect(cp.AdminConfig(), ns)
 	if err != nil {
@@ -166,7 +166,7 @@ func rollbackPlan(ns, kind string, toRevision int64) plan.Plan {
 	return p
 }
 
-func kubectlUndo(ctx context.Context, t *testing.T, cp *clustertest.ControlPlane, ns, what string, toRevision int64) {
+func kubectlUndo(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, ns, what string, toRevision int64) {
 	t.Helper()
 	args := []string{"-n", ns, "rollout", "undo", what}
 	if toRevision != 0 {
@@ -369,7 +369,7 @@ func revisionNumbers(h []revisionView) []int64 {
 	return out
 }
 
-func deploymentSnapshot(ctx context.Context, t *testing.T, cs kubernetes.Interface, cp *clustertest.ControlPlane, ns string) workloadSnapshot {
+func deploymentSnapshot(ctx context.Context, t *testing.T, cs kubernetes.Interface, cp *controlplane.ControlPlane, ns string) workloadSnapshot {
 	t.Helper()
 	d, err := cs.AppsV1().Deployments(ns).Get(ctx, oracleName, metav1.GetOptions{})
 	if err != nil {
@@ -396,7 +396,7 @@ func deploymentSnapshot(ctx context.Context, t *testing.T, cs kubernetes.Interfa
 	return snap
 }
 
-func statefulSetSnapshot(ctx context.Context, t *testing.T, cs kubernetes.Interface, cp *clustertest.ControlPlane, ns string) workloadSnapshot {
+func statefulSetSnapshot(ctx context.Context, t *testing.T, cs kubernetes.Interface, cp *controlplane.ControlPlane, ns string) workloadSnapshot {
 	t.Helper()
 	s, err := cs.AppsV1().StatefulSets(ns).Get(ctx, oracleName, metav1.GetOptions{})
 	if err != nil {
@@ -424,7 +424,7 @@ func statefulSetSnapshot(ctx context.Context, t *testing.T, cs kubernetes.Interf
 // botHistory reads the history with deploybot's Set.Revisions through an
 // environment pointing at ns (the kubectl side too: deploybot must read a
 // history kubectl made the same way).
-func botHistory(ctx context.Context, t *testing.T, cp *clustertest.ControlPlane, ns, kind string) []revisionView {
+func botHistory(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, ns, kind string) []revisionView {
 	t.Helper()
 	revs, err := oracleSet(t, cp, ns).Revisions(ctx, oracleEnv, kind, oracleName)
 	if err != nil {
@@ -438,7 +438,7 @@ func botHistory(ctx context.Context, t *testing.T, cp *clustertest.ControlPlane,
 }
 
 // kubectlHistory is `kubectl rollout history` as "N change-cause" lines.
-func kubectlHistory(ctx context.Context, t *testing.T, cp *clustertest.ControlPlane, ns, what string) []string {
+func kubectlHistory(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, ns, what string) []string {
 	t.Helper()
 	out, err := cp.Kubectl(ctx, "-n", ns, "rollout", "history", what).CombinedOutput()
 	if err != nil {
@@ -461,7 +461,7 @@ func kubectlHistory(ctx context.Context, t *testing.T, cp *clustertest.ControlPl
 // compareDeployments fails the test if the two namespaces' Deployments
 // differ in anything a rollback decides, and checks deploybot's history
 // reading against kubectl's. It returns the deploybot side.
-func compareDeployments(ctx context.Context, t *testing.T, cs kubernetes.Interface, cp *clustertest.ControlPlane, kubectlNS, botNS string) workloadSnapshot {
+func compareDeployments(ctx context.Context, t *testing.T, cs kubernetes.Interface, cp *controlplane.ControlPlane, kubectlNS, botNS string) workloadSnapshot {
 	t.Helper()
 	want := deploymentSnapshot(ctx, t, cs, cp, kubectlNS)
 	got := deploymentSnapshot(ctx, t, cs, cp, botNS)
@@ -469,7 +469,7 @@ func compareDeployments(ctx context.Context, t *testing.T, cs kubernetes.Interfa
 	return got
 }
 
-func compareStatefulSets(ctx context.Context, t *testing.T, cs kubernetes.Interface, cp *clustertest.ControlPlane, kubectlNS, botNS string) workloadSnapshot {
+func compareStatefulSets(ctx context.Context, t *testing.T, cs kubernetes.Interface, cp *controlplane.ControlPlane, kubectlNS, botNS string) workloadSnapshot {
 	t.Helper()
 	want := statefulSetSnapshot(ctx, t, cs, cp, kubectlNS)
 	got := statefulSetSnapshot(ctx, t, cs, cp, botNS)

@@ -19,8 +19,8 @@ import (
 	"github.com/deploybot/deploybot/auth"
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/cluster"
-	"github.com/deploybot/deploybot/cluster/demo"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/demo"
 	"github.com/deploybot/deploybot/examples"
 	"github.com/deploybot/deploybot/store"
 )

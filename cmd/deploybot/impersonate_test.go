@@ -7,8 +7,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/deploybot/deploybot/cluster/demo"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/demo"
 	"github.com/deploybot/deploybot/examples"
 	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deploybot/deploybot/cluster/demo"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/demo"
 	"github.com/deploybot/deploybot/examples"
 )
 

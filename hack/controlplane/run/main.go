@@ -17,7 +17,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/deploybot/deploybot/cluster/clustertest"
+	"github.com/deploybot/deploybot/internal/controlplane"
 )
 
 func main() {
@@ -46,7 +46,7 @@ func run() error {
 		}
 	}
 
-	cp, err := clustertest.StartProcess(ctx, *dir)
+	cp, err := controlplane.StartProcess(ctx, *dir)
 	if err != nil {
 		return fmt.Errorf("starting control plane: %w", err)
 	}

@@ -1,4 +1,4 @@
-package clustertest
+package controlplane
 
 import (
 	"bytes"
@@ -62,12 +62,12 @@ spec:
         status: "False"
         type: Ready
         reason: ContainersNotReady
-        message: "containers with unready status: readiness probe failed (clustertest broken image)"
+        message: "containers with unready status: readiness probe failed (controlplane broken image)"
       - lastTransitionTime: {{ $now | Quote }}
         status: "False"
         type: ContainersReady
         reason: ContainersNotReady
-        message: "containers with unready status: readiness probe failed (clustertest broken image)"
+        message: "containers with unready status: readiness probe failed (controlplane broken image)"
 
       containerStatuses:
       {{ range .spec.containers }}

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/deploybot/deploybot/cluster/fakeopenshift"
+	"github.com/deploybot/deploybot/internal/fakeopenshift"
 	imagev1client "github.com/openshift/client-go/image/clientset/versioned/typed/image/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"

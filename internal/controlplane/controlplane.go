@@ -1,4 +1,4 @@
-// Package clustertest runs a real, local Kubernetes control plane for tests:
+// Package controlplane runs a real, local Kubernetes control plane for tests:
 // etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (which
 // plays the kubelet of a fake node, so pods become Running and Ready without
 // containers), all on free 127.0.0.1 ports with a temporary data directory.
@@ -12,7 +12,7 @@
 //
 // Typical use:
 //
-//	cp := clustertest.Start(t)
+//	cp := controlplane.Start(t)
 //	cs := kubernetes.NewForConfigOrDie(cp.AdminConfig())
 //	alice := kubernetes.NewForConfigOrDie(cp.UserConfig("alice"))
 //	out, err := cp.Kubectl(ctx, "get", "nodes").CombinedOutput()
@@ -22,7 +22,7 @@
 // other user starts with no role at all (see DefaultUsers). Pods whose
 // container image contains "broken" (e.g. "x:broken") become Running but never
 // Ready; all other pods become Ready almost at once.
-package clustertest
+package controlplane
 
 import (
 	"context"
@@ -144,12 +144,12 @@ func Start(t testing.TB, opts ...Option) *ControlPlane {
 
 	var dir string
 	if os.Getenv(KeepEnv) != "" {
-		d, err := os.MkdirTemp("", "clustertest-")
+		d, err := os.MkdirTemp("", "controlplane-")
 		if err != nil {
-			t.Fatalf("clustertest: creating data dir: %v", err)
+			t.Fatalf("controlplane: creating data dir: %v", err)
 		}
 		dir = d
-		t.Logf("clustertest: data dir %s is kept ($%s is set)", dir, KeepEnv)
+		t.Logf("controlplane: data dir %s is kept ($%s is set)", dir, KeepEnv)
 	} else {
 		dir = t.TempDir()
 	}
@@ -157,16 +157,16 @@ func Start(t testing.TB, opts ...Option) *ControlPlane {
 	start := time.Now()
 	cp, err := StartProcess(context.Background(), dir, opts...)
 	if err != nil {
-		t.Fatalf("clustertest: %v", err)
+		t.Fatalf("controlplane: %v", err)
 	}
 	// Registered after t.TempDir, so it runs before the directory is removed.
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("clustertest: control-plane logs in %s; their last lines:\n%s", dir, cp.LogTails(25))
+			t.Logf("controlplane: control-plane logs in %s; their last lines:\n%s", dir, cp.LogTails(25))
 		}
 		cp.Stop()
 	})
-	t.Logf("clustertest: control plane up in %v at %s (kubeconfig %s)",
+	t.Logf("controlplane: control plane up in %v at %s (kubeconfig %s)",
 		time.Since(start).Round(time.Millisecond), cp.host, cp.kubeconfig)
 	return cp
 }
@@ -304,7 +304,7 @@ func start(ctx context.Context, dir, binDir string, o *options) (cp *ControlPlan
 	if err != nil {
 		return cp, err
 	}
-	etcdName = "clustertest-" + etcdName
+	etcdName = "controlplane-" + etcdName
 	if err := run("etcd", []string{
 		"--name=" + etcdName,
 		"--data-dir=" + filepath.Join(dir, "etcd"),
@@ -433,7 +433,7 @@ func (c *ControlPlane) AdminConfig() *rest.Config { return c.UserConfig("admin")
 func (c *ControlPlane) UserConfig(name string) *rest.Config {
 	token, ok := c.tokens[name]
 	if !ok {
-		panic(fmt.Sprintf("clustertest: unknown user %q (add it with clustertest.WithUser)", name))
+		panic(fmt.Sprintf("controlplane: unknown user %q (add it with controlplane.WithUser)", name))
 	}
 	return &rest.Config{
 		Host:            c.host,

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/deploybot/deploybot/cluster/fakeopenshift"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/internal/fakeopenshift"
 	imagev1 "github.com/openshift/api/image/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"

@@ -1,4 +1,4 @@
-package clustertest
+package controlplane
 
 import (
 	"errors"
@@ -141,7 +141,7 @@ func installInterruptHandler() {
 		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 		go func() {
 			sig := <-ch
-			fmt.Fprintf(os.Stderr, "clustertest: %v: stopping control-plane processes\n", sig)
+			fmt.Fprintf(os.Stderr, "controlplane: %v: stopping control-plane processes\n", sig)
 			killAll()
 			signal.Reset(sig)
 			if s, ok := sig.(syscall.Signal); ok {

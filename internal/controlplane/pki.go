@@ -1,4 +1,4 @@
-package clustertest
+package controlplane
 
 import (
 	"crypto/ecdsa"
@@ -39,7 +39,7 @@ func newPKI(dir string) (*pki, error) {
 	}
 	caTmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "deploybot-clustertest-ca"},
+		Subject:               pkix.Name{CommonName: "deploybot-controlplane-ca"},
 		NotBefore:             now,
 		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,

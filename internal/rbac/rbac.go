@@ -1,4 +1,4 @@
-package authtest
+package rbac
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package clustertest_test
+package controlplane_test
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deploybot/deploybot/cluster/clustertest"
+	"github.com/deploybot/deploybot/internal/controlplane"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -16,7 +16,7 @@ import (
 )
 
 func TestControlPlaneSmoke(t *testing.T) {
-	cp := clustertest.Start(t)
+	cp := controlplane.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -25,7 +25,7 @@ func TestControlPlaneSmoke(t *testing.T) {
 		t.Fatalf("admin client: %v", err)
 	}
 
-	node, err := admin.CoreV1().Nodes().Get(ctx, clustertest.NodeName, metav1.GetOptions{})
+	node, err := admin.CoreV1().Nodes().Get(ctx, controlplane.NodeName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("getting node: %v", err)
 	}
@@ -112,8 +112,8 @@ func TestControlPlaneSmoke(t *testing.T) {
 		if err != nil {
 			t.Fatalf("kubectl get nodes: %v\n%s", err, out)
 		}
-		if got := strings.TrimSpace(string(out)); got != "node/"+clustertest.NodeName {
-			t.Fatalf("kubectl get nodes = %q, want node/%s", got, clustertest.NodeName)
+		if got := strings.TrimSpace(string(out)); got != "node/"+controlplane.NodeName {
+			t.Fatalf("kubectl get nodes = %q, want node/%s", got, controlplane.NodeName)
 		}
 		out, err = cp.Kubectl(ctx, "--kubeconfig="+cp.UserKubeconfigPath("carol"), "auth", "can-i", "list", "pods", "-n", ns).CombinedOutput()
 		if got := strings.TrimSpace(string(out)); err == nil || got != "no" {

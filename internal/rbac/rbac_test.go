@@ -1,4 +1,4 @@
-package authtest_test
+package rbac_test
 
 import (
 	"testing"
@@ -10,7 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
 
-	"github.com/deploybot/deploybot/auth/authtest"
+	"github.com/deploybot/deploybot/internal/rbac"
 )
 
 const (
@@ -80,7 +80,7 @@ func fixture() []runtime.Object {
 
 func TestLocalSubjectAccessReview(t *testing.T) {
 	c := k8sfake.NewClientset(fixture()...)
-	authtest.InstallRBACReactor(c)
+	rbac.InstallRBACReactor(c)
 
 	type attrs = authorizationv1.ResourceAttributes
 	tests := []struct {
@@ -209,7 +209,7 @@ func TestLocalSubjectAccessReview(t *testing.T) {
 
 func TestLocalSubjectAccessReviewValidation(t *testing.T) {
 	c := k8sfake.NewClientset(fixture()...)
-	authtest.InstallRBACReactor(c)
+	rbac.InstallRBACReactor(c)
 	ra := func(ns string) *authorizationv1.ResourceAttributes {
 		return &authorizationv1.ResourceAttributes{Namespace: ns, Verb: "get", Resource: "pods"}
 	}
@@ -269,7 +269,7 @@ func TestLocalSubjectAccessReviewValidation(t *testing.T) {
 
 func TestSubjectAccessReview(t *testing.T) {
 	c := k8sfake.NewClientset(fixture()...)
-	authtest.InstallRBACReactor(c)
+	rbac.InstallRBACReactor(c)
 	tests := []struct {
 		name       string
 		spec       authorizationv1.SubjectAccessReviewSpec
@@ -314,7 +314,7 @@ func TestSubjectAccessReview(t *testing.T) {
 
 func TestRBACChangesApplyToTheNextReview(t *testing.T) {
 	c := k8sfake.NewClientset(fixture()...)
-	authtest.InstallRBACReactor(c)
+	rbac.InstallRBACReactor(c)
 	review := func() bool {
 		t.Helper()
 		out, err := c.AuthorizationV1().LocalSubjectAccessReviews(prod).Create(t.Context(), &authorizationv1.LocalSubjectAccessReview{

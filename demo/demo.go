@@ -7,10 +7,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/deploybot/deploybot/auth/authtest"
 	"github.com/deploybot/deploybot/cluster"
-	"github.com/deploybot/deploybot/cluster/fakeopenshift"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/internal/fakeopenshift"
+	"github.com/deploybot/deploybot/internal/rbac"
 	imagefake "github.com/openshift/client-go/image/clientset/versioned/fake"
 	"k8s.io/apimachinery/pkg/types"
 	k8sfake "k8s.io/client-go/kubernetes/fake"
@@ -171,7 +171,7 @@ func (c *Cluster) newFakeCluster() *fakeCluster {
 	fc := &fakeCluster{kube: kube, images: images}
 	fc.api = installKubeAPIServer(kube, c.opts.now)
 	fc.server = fakeopenshift.Install(images, c.registry, fakeopenshift.WithClock(c.opts.now))
-	authtest.InstallRBACReactor(kube)
+	rbac.InstallRBACReactor(kube)
 	fc.trigger = fakeopenshift.NewTriggerController(kube, images.ImageV1(),
 		fakeopenshift.TriggerOnError(func(err error) { c.opts.onError(fmt.Errorf("image trigger controller: %w", err)) }))
 	fc.ctrl = &controllers{

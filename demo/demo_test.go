@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deploybot/deploybot/cluster/fakeopenshift"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/internal/fakeopenshift"
 	imagev1 "github.com/openshift/api/image/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
