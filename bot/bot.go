@@ -10,89 +10,157 @@ import (
 	"time"
 
 	"github.com/deploybot/deploybot/auth"
+	"github.com/deploybot/deploybot/clock"
 	"github.com/deploybot/deploybot/commands"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/lifecycle"
 	"github.com/deploybot/deploybot/plan"
+	"github.com/deploybot/deploybot/schedule"
 	"github.com/deploybot/deploybot/store"
 )
 
-// Executor performs stored, approved Plans and follows their rollouts.
-// *cluster.Set implements it.
-type Executor interface {
-	Execute(ctx context.Context, p plan.Plan, report func(plan.Progress)) (plan.Result, error)
-	Follow(ctx context.Context, p plan.Plan, r plan.Result, deadline time.Duration, report func(plan.Progress)) []plan.RolloutResult
+// DefaultSweepEvery is how often the leader expires requests and reports
+// dead executions.
+const DefaultSweepEvery = 30 * time.Second
+
+// Access answers whether a Kubernetes identity may make API calls.
+// *auth.Checker implements it.
+type Access interface {
+	Denied(ctx context.Context, env, user string, groups []string, calls []plan.Access) ([]plan.Denial, error)
 }
 
-// Bot is the dispatcher: every adapter hands it Requests.
+// Bot is the dispatcher: every adapter hands it Requests. It maps the chat
+// user to an identity, parses the text, and hands the typed command to the
+// stage that owns it: read-only commands to commands.Run, mutating ones and
+// clicks to the request lifecycle, schedule commands to the scheduler.
 type Bot struct {
-	cfg   *config.Config
-	deps  commands.Deps
-	store store.Store
-	exec  Executor
-	// executorFor, when set, gives the executor that acts for a requester
-	// (execution: impersonate); exec is used otherwise.
-	executorFor func(requester store.Person) (Executor, error)
-	log         *slog.Logger
-	metrics     Metrics
-	platforms   map[string]Platform
-	// rolloutDeadline bounds how long a rollout is followed.
+	cfg     *config.Config
+	deps    commands.Deps
+	store   store.Store
+	life    *lifecycle.Lifecycle
+	sched   *schedule.Scheduler
+	clock   clock.Clock
+	log     *slog.Logger
+	metrics Metrics
+	// sweepEvery is how often Lead sweeps.
+	sweepEvery time.Duration
+
+	mu        sync.Mutex
+	platforms map[string]Platform
+}
+
+// settings collect the options before the parts are built.
+type settings struct {
+	log             *slog.Logger
+	metrics         Metrics
+	clock           clock.Clock
 	rolloutDeadline time.Duration
-
-	ctx    context.Context // cancelled by Close; parent of background work
-	cancel context.CancelFunc
-	work   sync.WaitGroup
-
-	mu       sync.Mutex
-	progress map[string]*progressLog
-
-	// rep is this replica's name, clock, heartbeat and schedule identity (leader.go).
-	rep *replica
+	executorFor     func(store.Person) (lifecycle.Executor, error)
+	platforms       []Platform
+	replica         string
+	heartbeat       [2]time.Duration
+	sweepEvery      time.Duration
+	scheduleUser    string
+	scheduleGroups  []string
 }
 
 // Option configures a Bot.
-type Option func(*Bot)
+type Option func(*settings)
 
 // WithLogger sets the structured logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(b *Bot) { b.log = l } }
+func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.log = l } }
 
-// WithClock replaces time.Now, for tests.
-func WithClock(now func() time.Time) Option { return func(b *Bot) { b.deps.Now = now } }
+// WithClock makes the bot read the time from c and wait on its timers: the
+// lifecycle, the scheduler, heartbeats and the sweeper all use it.
+func WithClock(c clock.Clock) Option { return func(s *settings) { s.clock = c } }
 
 // WithRolloutDeadline bounds how long rollouts are followed (default 10m).
-func WithRolloutDeadline(d time.Duration) Option { return func(b *Bot) { b.rolloutDeadline = d } }
+func WithRolloutDeadline(d time.Duration) Option { return func(s *settings) { s.rolloutDeadline = d } }
 
 // WithExecutorFor makes approved Plans execute through the executor fn
 // returns for the request's requester, e.g. clients that impersonate them so
 // the API server enforces their RBAC again.
-func WithExecutorFor(fn func(requester store.Person) (Executor, error)) Option {
-	return func(b *Bot) { b.executorFor = fn }
+func WithExecutorFor(fn func(requester store.Person) (lifecycle.Executor, error)) Option {
+	return func(s *settings) { s.executorFor = fn }
 }
 
 // WithPlatform registers a platform that request messages are posted to.
-func WithPlatform(p Platform) Option { return func(b *Bot) { b.platforms[p.Name()] = p } }
+func WithPlatform(p Platform) Option {
+	return func(s *settings) { s.platforms = append(s.platforms, p) }
+}
 
-// New builds a Bot. cl reads cluster state, access checks identities, st keeps
-// requests and exec carries out approved Plans.
-func New(cfg *config.Config, cl commands.Cluster, access commands.Access, st store.Store, exec Executor, opts ...Option) *Bot {
-	ctx, cancel := context.WithCancel(context.Background())
-	b := &Bot{
-		cfg:             cfg,
-		deps:            commands.Deps{Config: cfg, Cluster: cl, Access: access, Now: time.Now},
-		store:           st,
-		exec:            exec,
-		log:             slog.Default(),
-		metrics:         noMetrics{},
-		platforms:       map[string]Platform{},
-		rolloutDeadline: 10 * time.Minute,
-		ctx:             ctx,
-		cancel:          cancel,
-		progress:        map[string]*progressLog{},
-		rep:             newReplica(),
-	}
+// WithMetrics makes the bot report to m (default: nowhere).
+func WithMetrics(m Metrics) Option { return func(s *settings) { s.metrics = m } }
+
+// WithReplicaName names this replica in requests it executes (and should be
+// its leader-election identity); see lifecycle.WithReplicaName.
+func WithReplicaName(name string) Option { return func(s *settings) { s.replica = name } }
+
+// WithHeartbeat sets how often an executing replica records that it is
+// alive and after how long without one another replica reports the
+// execution as dead (lifecycle.DefaultHeartbeat, DefaultStaleAfter).
+func WithHeartbeat(every, staleAfter time.Duration) Option {
+	return func(s *settings) { s.heartbeat = [2]time.Duration{every, staleAfter} }
+}
+
+// WithSweepInterval sets how often the leader expires requests and reports
+// dead executions (DefaultSweepEvery).
+func WithSweepInterval(d time.Duration) Option { return func(s *settings) { s.sweepEvery = d } }
+
+// WithScheduleIdentity is the Kubernetes identity scheduled imports are
+// requested as (the bot's own service account); its access is checked like
+// anyone's. Default user "deploybot".
+func WithScheduleIdentity(user string, groups []string) Option {
+	return func(s *settings) { s.scheduleUser, s.scheduleGroups = user, groups }
+}
+
+// New builds a Bot. cl reads cluster state, access checks identities, st
+// keeps requests and exec carries out approved Plans.
+func New(cfg *config.Config, cl commands.Cluster, access Access, st store.Store, exec lifecycle.Executor, opts ...Option) *Bot {
+	s := settings{log: slog.Default(), metrics: noMetrics{}, clock: clock.Real, sweepEvery: DefaultSweepEvery}
 	for _, o := range opts {
-		o(b)
+		o(&s)
 	}
+	b := &Bot{
+		cfg:        cfg,
+		deps:       commands.Deps{Config: cfg, Cluster: cl, Access: access, Now: s.clock.Now},
+		store:      st,
+		clock:      s.clock,
+		log:        s.log,
+		metrics:    s.metrics,
+		sweepEvery: s.sweepEvery,
+		platforms:  map[string]Platform{},
+	}
+	for _, p := range s.platforms {
+		b.platforms[p.Name()] = p
+	}
+	lopts := []lifecycle.Option{lifecycle.WithClock(s.clock), lifecycle.WithLogger(s.log), lifecycle.WithMetrics(s.metrics)}
+	if s.rolloutDeadline > 0 {
+		lopts = append(lopts, lifecycle.WithRolloutDeadline(s.rolloutDeadline))
+	}
+	if s.executorFor != nil {
+		lopts = append(lopts, lifecycle.WithExecutorFor(s.executorFor))
+	}
+	if s.replica != "" {
+		lopts = append(lopts, lifecycle.WithReplicaName(s.replica))
+	}
+	if s.heartbeat[0] > 0 {
+		lopts = append(lopts, lifecycle.WithHeartbeat(s.heartbeat[0], s.heartbeat[1]))
+	}
+	b.life = lifecycle.New(lifecycle.Deps{Config: cfg, Store: st, Planner: planner{b.deps}, Access: access, Executor: exec, Messages: messages{b}}, lopts...)
+	sopts := []schedule.Option{schedule.WithClock(s.clock), schedule.WithLogger(s.log)}
+	if s.scheduleUser != "" {
+		sopts = append(sopts, schedule.WithIdentity(s.scheduleUser, s.scheduleGroups))
+	}
+	b.sched = schedule.New(cfg, st, b.life, messages{b}, sopts...)
 	return b
+}
+
+// planner is commands.BuildPlan as the lifecycle consumes it.
+type planner struct{ deps commands.Deps }
+
+func (p planner) BuildPlan(ctx context.Context, caller plan.Caller, c plan.Command) (plan.Plan, error) {
+	return commands.BuildPlan(ctx, p.deps, caller, c)
 }
 
 // AddPlatform registers a platform after construction (adapters that need
@@ -103,30 +171,55 @@ func (b *Bot) AddPlatform(p Platform) {
 	b.platforms[p.Name()] = p
 }
 
-// Wait blocks until background work (executions, rollout following) is done.
-func (b *Bot) Wait() { b.work.Wait() }
-
-// Close stops background work and waits for it.
-func (b *Bot) Close() {
-	b.cancel()
-	b.work.Wait()
+func (b *Bot) platform(name string) (Platform, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p, ok := b.platforms[name]
+	return p, ok
 }
 
-func (b *Bot) now() time.Time { return b.deps.Now() }
+// Wait blocks until background work (executions, rollout following) is done.
+func (b *Bot) Wait() { b.life.Wait() }
 
-// background runs fn as tracked background work.
-func (b *Bot) background(fn func(ctx context.Context)) {
-	b.work.Add(1)
-	go func() {
-		defer b.work.Done()
-		fn(b.ctx)
-	}()
+// Close stops background work and waits for it.
+func (b *Bot) Close() { b.life.Close() }
+
+// ReplicaName returns the name this replica executes requests under.
+func (b *Bot) ReplicaName() string { return b.life.Replica() }
+
+// Sweep expires requests whose approval window has passed and reports
+// executions whose replica died.
+func (b *Bot) Sweep(ctx context.Context) error { return b.life.Sweep(ctx) }
+
+// Recover reports executions a dead replica left behind, at start-up.
+func (b *Bot) Recover(ctx context.Context) error { return b.life.Recover(ctx) }
+
+// Lead runs the duties of the leader replica until ctx ends: the scheduler
+// and, every sweep interval, the sweeper (expiry, dead executions). Every
+// step is a compare-and-swap claim in the store, so a second leader for a
+// moment (a lost lease) does no harm.
+func (b *Bot) Lead(ctx context.Context) {
+	b.log.Info("leading: running the scheduler and the sweeper", "replica", b.ReplicaName())
+	var wg sync.WaitGroup
+	wg.Go(func() { b.sched.Run(ctx) })
+	for {
+		if err := b.Sweep(ctx); err != nil && ctx.Err() == nil {
+			b.log.Error("sweeping requests", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			b.log.Info("no longer leading", "replica", b.ReplicaName())
+			return
+		case <-b.clock.After(b.sweepEvery):
+		}
+	}
 }
 
 // Handle takes one inbound request to its reply. It returns an error only
 // when replying itself failed; everything the user did wrong is a reply.
 func (b *Bot) Handle(ctx context.Context, req Request, resp Responder) (err error) {
-	ctx = withEvent(ctx, eventID(req))
+	ctx = lifecycle.WithEvent(ctx, eventID(req))
 	rec := &outcomeResponder{Responder: resp}
 	resp = rec
 	command := "none" // until the text is parsed
@@ -147,6 +240,10 @@ func (b *Bot) Handle(ctx context.Context, req Request, resp Responder) (err erro
 	}
 	caller := b.caller(req)
 	if req.Action != nil {
+		// Every button acts on a request or a schedule: identity first.
+		if caller.User == "" {
+			return b.refuse(ctx, resp, "%s", config.NotMapped(caller.Platform, caller.ChatID))
+		}
 		return b.handleAction(ctx, req, caller, resp)
 	}
 	res := commands.Parse(b.cfg, commands.Input{Text: req.Text, ChannelEnv: caller.ChannelEnv})
@@ -165,11 +262,14 @@ func (b *Bot) Handle(ctx context.Context, req Request, resp Responder) (err erro
 	command = cmd.Name
 	spec, _ := commands.Lookup(cmd.Name)
 	b.logFor(ctx).Info("command", "platform", req.Platform, "user", req.User.ID, "k8sUser", caller.User, "command", cmd.Name, "text", req.Text)
+	if caller.User == "" && !spec.Anyone {
+		return b.refuse(ctx, resp, "%s", config.NotMapped(caller.Platform, caller.ChatID))
+	}
 	switch {
 	case spec.Flow:
 		return b.handleFlow(ctx, req, caller, cmd, resp)
 	case spec.Mutates:
-		return b.handleMutating(ctx, req, caller, cmd, resp)
+		return b.open(ctx, req, caller, cmd, resp)
 	default:
 		out, err := commands.Run(ctx, b.deps, caller, cmd)
 		if err != nil {
@@ -177,6 +277,104 @@ func (b *Bot) Handle(ctx context.Context, req Request, resp Responder) (err erro
 		}
 		return resp.Respond(ctx, Reply{Output: out})
 	}
+}
+
+// open hands a mutating command to the lifecycle; the request message it
+// posts is the answer, or, when nothing was opened, the Plan.
+func (b *Bot) open(ctx context.Context, req Request, caller plan.Caller, cmd plan.Command, resp Responder) error {
+	opened, err := b.life.Open(ctx, lifecycle.Open{Caller: caller, Command: cmd, Platform: req.Platform, Channel: req.Channel})
+	if err != nil {
+		return b.fail(ctx, resp, "opening the request", err)
+	}
+	if opened.Request != nil {
+		return nil
+	}
+	out := commands.RenderPlan(opened.Plan)
+	note := "Nothing to change, so no request was opened."
+	if cmd.DryRun {
+		note = "Dry run: nothing was changed and no request was opened."
+	}
+	out.Sections = append(out.Sections, commands.Section{Lines: []string{note}})
+	return resp.Respond(ctx, Reply{Output: out})
+}
+
+// handleAction handles a button press.
+func (b *Bot) handleAction(ctx context.Context, req Request, caller plan.Caller, resp Responder) error {
+	id := strings.TrimPrefix(req.Action.RequestID, "#")
+	by := lifecycle.Person(caller)
+	switch req.Action.Kind {
+	case ActionConfirm, ActionApprove, ActionDeny, ActionCancel:
+		return b.step(ctx, req.Action.Kind, by, id, "", resp)
+	case ActionSkip:
+		out, err := b.sched.SkipRun(ctx, by, schedule.Origin{Platform: req.Platform, Channel: req.Channel}, id)
+		return b.answer(ctx, resp, "skipping the run", out, err)
+	}
+	return b.refuse(ctx, resp, "Unknown button %q.", req.Action.Kind)
+}
+
+// handleFlow runs the commands that act on requests and schedules rather
+// than clusters.
+func (b *Bot) handleFlow(ctx context.Context, req Request, caller plan.Caller, cmd plan.Command, resp Responder) error {
+	by := lifecycle.Person(caller)
+	switch cmd.Name {
+	case "pending":
+		return b.pending(ctx, resp)
+	case "audit":
+		return b.auditLog(ctx, cmd.N, resp)
+	case "schedule":
+		var out commands.Output
+		var err error
+		switch cmd.Sub {
+		case commands.ScheduleSkip:
+			out, err = b.sched.SkipNext(ctx, by, schedule.Origin{Platform: req.Platform, Channel: req.Channel}, cmd.Env)
+		case commands.SchedulePause:
+			out, err = b.sched.Pause(ctx, by, cmd.Env, cmd.Until)
+		case commands.ScheduleResume:
+			out, err = b.sched.Resume(ctx, by, cmd.Env)
+		default:
+			out, err = b.sched.Show(ctx, cmd.Env)
+		}
+		return b.answer(ctx, resp, "changing the schedule", out, err)
+	case "confirm", "approve", "deny", "cancel":
+		id := cmd.ID
+		if id == "" {
+			var err error
+			if id, err = b.life.Pick(ctx, by, cmd.Name); err != nil {
+				return b.fail(ctx, resp, "finding the request", err)
+			}
+		}
+		return b.step(ctx, ActionKind(cmd.Name), by, id, cmd.Reason, resp)
+	}
+	return b.refuse(ctx, resp, "`%s` is not handled here.", cmd.Name)
+}
+
+// step takes one lifecycle step on request id; the request's message shows
+// the result, so only a refusal is answered.
+func (b *Bot) step(ctx context.Context, kind ActionKind, by store.Person, id, reason string, resp Responder) error {
+	id = strings.ToLower(strings.TrimPrefix(id, "#"))
+	var err error
+	switch kind {
+	case ActionConfirm:
+		_, err = b.life.Confirm(ctx, by, id)
+	case ActionApprove:
+		_, err = b.life.Approve(ctx, by, id)
+	case ActionDeny:
+		_, err = b.life.Deny(ctx, by, id, reason)
+	case ActionCancel:
+		_, err = b.life.Cancel(ctx, by, id)
+	}
+	if err != nil {
+		return b.fail(ctx, resp, string(kind)+" #"+id, err)
+	}
+	return nil
+}
+
+// answer replies with out, or with what went wrong.
+func (b *Bot) answer(ctx context.Context, resp Responder, doing string, out commands.Output, err error) error {
+	if err != nil {
+		return b.fail(ctx, resp, doing, err)
+	}
+	return resp.Respond(ctx, Reply{Output: out})
 }
 
 // caller maps the chat user to a Kubernetes identity.
@@ -196,17 +394,14 @@ func (b *Bot) caller(req Request) plan.Caller {
 	return c
 }
 
-func person(c plan.Caller) store.Person {
-	return store.Person{Platform: c.Platform, ChatID: c.ChatID, Name: c.Name, User: c.User, Groups: c.Groups}
-}
-
 // refuse answers the sender privately; a refusal changes nothing.
 func (b *Bot) refuse(ctx context.Context, resp Responder, format string, args ...any) error {
 	markOutcome(resp, OutcomeRefused)
 	return resp.Respond(ctx, Reply{Output: commands.Output{Private: true, Sections: []commands.Section{{Lines: []string{fmt.Sprintf(format, args...)}}}}})
 }
 
-// fail reports an internal error to the sender without a stack trace and logs it.
+// fail answers a step that did not happen: a mistake the user can fix or a
+// refusal, in words for them; an internal error without a stack trace, logged.
 func (b *Bot) fail(ctx context.Context, resp Responder, doing string, err error) error {
 	var ue *commands.UserError
 	if errors.As(err, &ue) {
@@ -214,6 +409,10 @@ func (b *Bot) fail(ctx context.Context, resp Responder, doing string, err error)
 		out := ue.Output
 		out.Private = true
 		return resp.Respond(ctx, Reply{Output: out})
+	}
+	var rf *lifecycle.Refusal
+	if errors.As(err, &rf) {
+		return b.refuse(ctx, resp, "%s", rf.Text)
 	}
 	var te *store.TransitionError
 	if errors.As(err, &te) {
@@ -231,15 +430,7 @@ func (b *Bot) fail(ctx context.Context, resp Responder, doing string, err error)
 	return b.refuse(ctx, resp, "Something went wrong while %s: %v", doing, err)
 }
 
-// unmapped is the reply to a chat user with no Kubernetes identity.
-func unmappedReply(c plan.Caller) string {
-	return fmt.Sprintf("You (%s user %q) are not mapped to a Kubernetes identity, so you can only run `help` and `whoami`. "+
-		"Ask an admin to add you under identities.users with platform: %s and id: %q.", c.Platform, c.ChatID, c.Platform, c.ChatID)
-}
-
 // joinLines is a short helper for single-section outputs.
 func joinLines(lines ...string) commands.Output {
 	return commands.Output{Sections: []commands.Section{{Lines: lines}}}
 }
-
-func shortID(id string) string { return "#" + strings.TrimPrefix(id, "#") }

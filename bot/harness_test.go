@@ -11,10 +11,12 @@ import (
 	"github.com/deploybot/deploybot/auth"
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/bot/terminal"
+	"github.com/deploybot/deploybot/clock/clocktest"
 	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/demo"
 	"github.com/deploybot/deploybot/examples"
+	"github.com/deploybot/deploybot/lifecycle"
 	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 	"k8s.io/client-go/kubernetes"
@@ -31,9 +33,7 @@ type harness struct {
 	platform *recorder
 	exec     *countingExecutor
 	bot      *bot.Bot
-
-	mu  sync.Mutex
-	now time.Time
+	clock    *clocktest.Clock
 }
 
 func newHarness(t testing.TB, opts ...func(*harnessOptions)) *harness {
@@ -46,7 +46,7 @@ func newHarness(t testing.TB, opts ...func(*harnessOptions)) *harness {
 	if err != nil {
 		t.Fatalf("parsing examples/packit.yaml: %v", err)
 	}
-	h := &harness{t: t, cfg: cfg, now: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)}
+	h := &harness{t: t, cfg: cfg, clock: clocktest.New(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))}
 	h.demo, err = demo.New(cfg, demo.WithTick(5*time.Millisecond))
 	if err != nil {
 		t.Fatalf("building the demo cluster: %v", err)
@@ -78,17 +78,7 @@ type harnessOptions struct{ store store.Store }
 
 func withStore(s store.Store) func(*harnessOptions) { return func(o *harnessOptions) { o.store = s } }
 
-func (h *harness) clock() time.Time {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.now
-}
-
-func (h *harness) advance(d time.Duration) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.now = h.now.Add(d)
-}
+func (h *harness) advance(d time.Duration) { h.clock.Add(d) }
 
 // say sends text as a terminal user and returns the private replies as text.
 func (h *harness) say(user, text string) string {
@@ -251,7 +241,7 @@ func (p *recorder) all(id string) string {
 
 // countingExecutor counts how often each request's Plan is executed.
 type countingExecutor struct {
-	inner bot.Executor
+	inner lifecycle.Executor
 	mu    sync.Mutex
 	runs  map[string]int
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/deploybot/deploybot/commands"
+	"github.com/deploybot/deploybot/lifecycle"
 )
 
 // Metrics receives the bot's operational measurements; metrics.Registry
@@ -37,9 +38,6 @@ const (
 	OutcomeIgnored   = "ignored"   // not for the bot (an empty message)
 	OutcomeDuplicate = "duplicate" // a redelivered event, handled before
 )
-
-// WithMetrics makes the bot report to m (default: nowhere).
-func WithMetrics(m Metrics) Option { return func(b *Bot) { b.metrics = m } }
 
 // ObserveAck records how long an adapter took to acknowledge a platform
 // event, from receiving it to writing the response the platform waits for.
@@ -117,22 +115,8 @@ func eventID(req Request) string {
 
 // logFor returns the logger for work done on behalf of ctx's inbound event.
 func (b *Bot) logFor(ctx context.Context) *slog.Logger {
-	if id := eventOf(ctx); id != "" {
+	if id := lifecycle.EventOf(ctx); id != "" {
 		return b.log.With("event", id)
 	}
 	return b.log
-}
-
-// eventKey carries an inbound event's ID in a context, for log lines.
-type eventKey struct{}
-
-// withEvent returns ctx carrying the inbound event's ID.
-func withEvent(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, eventKey{}, id)
-}
-
-// eventOf returns the inbound event ID carried by ctx, or "".
-func eventOf(ctx context.Context) string {
-	id, _ := ctx.Value(eventKey{}).(string)
-	return id
 }

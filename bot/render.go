@@ -4,97 +4,18 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/deploybot/deploybot/commands"
 	"github.com/deploybot/deploybot/plan"
+	"github.com/deploybot/deploybot/schedule"
 	"github.com/deploybot/deploybot/store"
 )
-
-// progressLog keeps a request's live progress lines: one line per target and
-// per workload, replaced as the rollout moves.
-type progressLog struct {
-	mu    sync.Mutex
-	keys  []string
-	lines map[string]string
-}
-
-func (b *Bot) progressFor(id string) *progressLog {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	p, ok := b.progress[id]
-	if !ok {
-		p = &progressLog{lines: map[string]string{}}
-		b.progress[id] = p
-	}
-	return p
-}
-
-// progressLines returns the live progress of a request that is executing.
-func (b *Bot) progressLines(id string) []string {
-	b.mu.Lock()
-	p, ok := b.progress[id]
-	b.mu.Unlock()
-	if !ok {
-		return nil
-	}
-	return p.snapshot()
-}
-
-func (p *progressLog) add(ev plan.Progress) {
-	key, line := progressLine(ev)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if _, ok := p.lines[key]; !ok {
-		p.keys = append(p.keys, key)
-	}
-	p.lines[key] = line
-}
-
-func (p *progressLog) snapshot() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := make([]string, 0, len(p.keys))
-	for _, k := range p.keys {
-		out = append(out, p.lines[k])
-	}
-	return out
-}
-
-func progressLine(ev plan.Progress) (key, line string) {
-	if ev.Workload.Name == "" {
-		line = ev.Service + ": " + ev.Phase
-		if ev.Message != "" {
-			line += ": " + ev.Message
-		}
-		return "target/" + ev.Service, line
-	}
-	w := strings.ToLower(ev.Workload.Kind) + "/" + ev.Workload.Name
-	line = fmt.Sprintf("%s: %s, %d/%d updated, %d/%d ready", w, ev.Phase, ev.Updated, ev.Desired, ev.Ready, ev.Desired)
-	if ev.Message != "" {
-		line += " (" + ev.Message + ")"
-	}
-	return "workload/" + w, line
-}
-
-var stateWords = map[store.State]string{
-	store.Planned:          "planned",
-	store.AwaitingConfirm:  "waiting for the requester to confirm",
-	store.AwaitingApproval: "waiting for approval",
-	store.Approved:         "approved",
-	store.Executing:        "executing",
-	store.Succeeded:        "succeeded",
-	store.Failed:           "failed",
-	store.Cancelled:        "cancelled",
-	store.Denied:           "denied",
-	store.Expired:          "expired",
-}
 
 // renderRequest is the request message: the Plan, who asked and approved,
 // progress, outcome, and the buttons that fit its state.
 func (b *Bot) renderRequest(r *store.Request) Reply {
 	p := commands.RenderPlan(r.Plan)
-	out := commands.Output{Title: fmt.Sprintf("#%s %s: %s", r.ID, r.Command, stateWords[r.State])}
+	out := commands.Output{Title: fmt.Sprintf("#%s %s: %s", r.ID, r.Command, r.State.Status())}
 	out.Sections = append(out.Sections, p.Sections...)
 	people := []string{"Requested by " + r.Requester.Name + " (" + r.Requester.User + ")"}
 	if n := r.Plan.Policy.Approvals; n > 0 {
@@ -109,14 +30,14 @@ func (b *Bot) renderRequest(r *store.Request) Reply {
 		people = append(people, line)
 	}
 	if r.ClosedBy != nil {
-		line := stateWords[r.State] + " by " + r.ClosedBy.Name
+		line := r.State.Status() + " by " + r.ClosedBy.Name
 		if r.Reason != "" && r.State == store.Denied {
 			line += ": " + r.Reason
 		}
 		people = append(people, strings.ToUpper(line[:1])+line[1:])
 	}
 	out.Sections = append(out.Sections, commands.Section{Lines: people})
-	if lines := b.progressLines(r.ID); len(lines) > 0 {
+	if lines := b.life.Progress(r.ID); len(lines) > 0 {
 		out.Sections = append(out.Sections, commands.Section{Heading: "Progress", Lines: lines, Pre: true})
 	}
 	switch r.State {
@@ -144,7 +65,7 @@ func outcomeText(r *store.Request) string {
 	for _, t := range r.Result.Targets {
 		switch t.Outcome {
 		case plan.PhaseChanged:
-			parts = append(parts, fmt.Sprintf("%s %s → %s", t.Service, plan.ShortDigest(t.From.Digest), plan.ShortDigest(t.To.Digest)))
+			parts = append(parts, t.Service+" "+plan.ImageChange(t.From, t.To))
 		case plan.PhaseUnchanged:
 			parts = append(parts, t.Service+" unchanged")
 		}
@@ -192,47 +113,47 @@ func buttons(r *store.Request) []Button {
 	return nil
 }
 
-// post publishes a new request message and remembers where it is.
-func (b *Bot) post(ctx context.Context, platform, channel string, r *store.Request) {
-	b.mu.Lock()
-	p, ok := b.platforms[platform]
-	b.mu.Unlock()
+// messages shows requests and schedule notices on the platforms: it is the
+// lifecycle's Messages and the scheduler's Announcer.
+type messages struct{ b *Bot }
+
+func (m messages) Post(ctx context.Context, platform, channel string, r *store.Request) (store.MessageRef, error) {
+	p, ok := m.b.platform(platform)
 	if !ok {
-		b.log.Error("no platform to post to", "platform", platform, "request", r.ID)
-		return
+		return store.MessageRef{}, fmt.Errorf("posting request #%s: no platform %q", r.ID, platform)
 	}
-	ref, err := p.Post(ctx, channel, b.renderRequest(r))
+	ref, err := p.Post(ctx, channel, m.b.renderRequest(r))
 	if err != nil {
-		b.metrics.PlatformError(platform, "post")
-		b.log.Error("posting request message", "request", r.ID, "err", err)
-		return
+		m.b.metrics.PlatformError(platform, "post")
+		return store.MessageRef{}, fmt.Errorf("posting request #%s: %w", r.ID, err)
 	}
-	if _, err := b.store.Update(ctx, r.ID, func(r *store.Request) error {
-		r.Messages = append(r.Messages, ref)
-		return nil
-	}); err != nil {
-		b.log.Error("remembering request message", "request", r.ID, "err", err)
-	}
+	return ref, nil
 }
 
-// refresh re-renders a request's messages everywhere they are shown.
-func (b *Bot) refresh(ctx context.Context, id string) {
-	r, err := b.store.Get(ctx, id)
-	if err != nil {
-		b.log.Error("reading request for update", "request", id, "err", err)
-		return
+func (m messages) Update(ctx context.Context, ref store.MessageRef, r *store.Request) error {
+	p, ok := m.b.platform(ref.Platform)
+	if !ok {
+		return nil // a platform this replica does not serve
 	}
-	reply := b.renderRequest(r)
-	for _, ref := range r.Messages {
-		b.mu.Lock()
-		p, ok := b.platforms[ref.Platform]
-		b.mu.Unlock()
-		if !ok {
-			continue
-		}
-		if err := p.Update(ctx, ref, reply); err != nil {
-			b.metrics.PlatformError(ref.Platform, "update")
-			b.log.Error("updating request message", "request", id, "platform", ref.Platform, "err", err)
-		}
+	if err := p.Update(ctx, ref, m.b.renderRequest(r)); err != nil {
+		m.b.metrics.PlatformError(ref.Platform, "update")
+		return err
 	}
+	return nil
+}
+
+func (m messages) Announce(ctx context.Context, platform, channel string, n schedule.Notice) error {
+	p, ok := m.b.platform(platform)
+	if !ok {
+		return fmt.Errorf("no platform %q to announce on", platform)
+	}
+	reply := Reply{Output: n.Output}
+	if n.SkipRun != "" {
+		reply.Buttons = []Button{{Action: ActionSkip, RequestID: n.SkipRun, Label: "Skip this run", Confirm: n.SkipConfirm}}
+	}
+	if _, err := p.Post(ctx, channel, reply); err != nil {
+		m.b.metrics.PlatformError(platform, "post")
+		return err
+	}
+	return nil
 }

@@ -19,79 +19,17 @@ import (
 	"github.com/deploybot/deploybot/auth"
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/bot/terminal"
+	"github.com/deploybot/deploybot/clock/clocktest"
 	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/demo"
 	"github.com/deploybot/deploybot/examples"
+	"github.com/deploybot/deploybot/internal/poll"
+	"github.com/deploybot/deploybot/lifecycle"
 	"github.com/deploybot/deploybot/plan"
+	"github.com/deploybot/deploybot/schedule"
 	"github.com/deploybot/deploybot/store"
 )
-
-// fakeClock is a bot.Clock whose time only the test moves; moving it fires
-// the timers that are due, so scheduled runs happen without sleeping.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []clockWaiter
-}
-
-type clockWaiter struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if d <= 0 {
-		ch <- c.now
-		return ch
-	}
-	c.waiters = append(c.waiters, clockWaiter{at: c.now.Add(d), ch: ch})
-	return ch
-}
-
-func (c *fakeClock) Until(t time.Time) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if !t.After(c.now) {
-		ch <- c.now
-		return ch
-	}
-	c.waiters = append(c.waiters, clockWaiter{at: t, ch: ch})
-	return ch
-}
-
-// Set moves the clock to t and fires every timer due by then.
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-	c.waiters = slices.DeleteFunc(c.waiters, func(w clockWaiter) bool {
-		if w.at.After(t) {
-			return false
-		}
-		w.ch <- t
-		return true
-	})
-}
-
-func (c *fakeClock) Add(d time.Duration) { c.Set(c.Now().Add(d)) }
-
-// sleepers is how many timers are pending.
-func (c *fakeClock) sleepers() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.waiters)
-}
 
 // schedHarness is the bot on the demo cluster with prod's schedule
 // ("0 2 * * 2" UTC) announced in the terminal channel prod-deploys, a fake
@@ -105,7 +43,7 @@ type schedHarness struct {
 	store    store.Store
 	platform *recorder
 	exec     *countingExecutor
-	clock    *fakeClock
+	clock    *clocktest.Clock
 	// run is prod's first scheduled run after the clock's start.
 	run time.Time
 }
@@ -128,7 +66,7 @@ func newSchedHarness(t *testing.T, mutate func(prod *config.Environment)) *sched
 		t.Fatal(err)
 	}
 	h := &schedHarness{t: t, cfg: cfg, store: store.NewMemory(), platform: &recorder{},
-		clock: &fakeClock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}}
+		clock: clocktest.New(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))}
 	s, err := prod.Cron()
 	if err != nil {
 		t.Fatal(err)
@@ -165,12 +103,12 @@ func newSchedHarness(t *testing.T, mutate func(prod *config.Environment)) *sched
 }
 
 // replica builds one bot replica on the shared store, cluster and clock.
-func (h *schedHarness) replica(name string, exec bot.Executor, opts ...bot.Option) *bot.Bot {
+func (h *schedHarness) replica(name string, exec lifecycle.Executor, opts ...bot.Option) *bot.Bot {
 	if exec == nil {
 		exec = h.exec
 	}
 	b := bot.New(h.cfg, h.set, h.checker, h.store, exec, append([]bot.Option{
-		bot.WithTimeSource(h.clock), bot.WithPlatform(h.platform), bot.WithReplicaName(name),
+		bot.WithClock(h.clock), bot.WithPlatform(h.platform), bot.WithReplicaName(name),
 		bot.WithScheduleIdentity("system:serviceaccount:deploybot:deploybot", []string{"system:serviceaccounts"}),
 		bot.WithLogger(slog.New(slog.DiscardHandler)), bot.WithRolloutDeadline(20 * time.Second),
 	}, opts...)...)
@@ -199,8 +137,8 @@ func (h *schedHarness) lead(b *bot.Bot) (stop func()) {
 // was due and sleep.
 func (h *schedHarness) idle(n int) {
 	h.t.Helper()
-	eventually(h.t, fmt.Sprintf("%d timers pending", n), func() (bool, string) {
-		got := h.clock.sleepers()
+	poll.Until(h.t, 20*time.Second, fmt.Sprintf("%d timers pending", n), func() (bool, string) {
+		got := h.clock.Sleepers()
 		return got >= n, fmt.Sprintf("%d pending", got)
 	})
 }
@@ -263,7 +201,7 @@ func (h *schedHarness) request(id string) (*store.Request, bool) {
 func (h *schedHarness) waitState(id string, states ...store.State) *store.Request {
 	h.t.Helper()
 	var r *store.Request
-	eventually(h.t, fmt.Sprintf("#%s in %v", id, states), func() (bool, string) {
+	poll.Until(h.t, 20*time.Second, fmt.Sprintf("#%s in %v", id, states), func() (bool, string) {
 		var ok bool
 		r, ok = h.request(id)
 		if !ok {
@@ -272,22 +210,6 @@ func (h *schedHarness) waitState(id string, states ...store.State) *store.Reques
 		return slices.Contains(states, r.State), fmt.Sprintf("state %s (%s)", r.State, r.Reason)
 	})
 	return r
-}
-
-// eventually polls cond every few milliseconds for up to 20 seconds.
-func eventually(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: last seen %s", what, detail)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func TestRunID(t *testing.T) {
@@ -301,7 +223,7 @@ func TestRunID(t *testing.T) {
 		{"long env is hashed", strings.Repeat("e", 63), ""},
 	}
 	for _, tt := range tests {
-		got := bot.RunID(tt.env, at)
+		got := schedule.RunID(tt.env, at)
 		if tt.want != "" && got != tt.want {
 			t.Errorf("%s: RunID = %q, want %q", tt.name, got, tt.want)
 		}
@@ -332,7 +254,7 @@ func TestScheduledImport(t *testing.T) {
 			h := newSchedHarness(t, func(e *config.Environment) { e.AutoApproveScheduled = tt.auto })
 			b := h.replica("a", nil)
 			h.lead(b)
-			id := bot.RunID("prod", h.run)
+			id := schedule.RunID("prod", h.run)
 
 			h.clock.Set(h.run.Add(-31 * time.Minute))
 			h.idle(2)
@@ -340,7 +262,7 @@ func TestScheduledImport(t *testing.T) {
 				t.Fatalf("%d heads-ups 31 minutes before the run, want none yet", n)
 			}
 			h.clock.Set(h.run.Add(-30 * time.Minute))
-			eventually(t, "the heads-up", func() (bool, string) { return h.announced("Heads-up") == 1, strings.Join(h.announcements(), "\n---\n") })
+			poll.Until(t, 20*time.Second, "the heads-up", func() (bool, string) { return h.announced("Heads-up") == 1, strings.Join(h.announcements(), "\n---\n") })
 			headsUp, _ := h.platform.post(0)
 			if len(headsUp.Buttons) != 1 || headsUp.Buttons[0].Action != bot.ActionSkip || headsUp.Buttons[0].RequestID != id {
 				t.Errorf("heads-up buttons = %+v, want one Skip for %s", headsUp.Buttons, id)
@@ -358,10 +280,10 @@ func TestScheduledImport(t *testing.T) {
 				r = h.waitState(id, store.Succeeded, store.Failed)
 			} else {
 				r = h.waitState(id, store.AwaitingApproval)
-				if r.Requester.Platform != bot.SchedulePlatform || r.Requester.Name != "schedule" || r.Requester.User != "system:serviceaccount:deploybot:deploybot" {
+				if r.Requester.Platform != lifecycle.SchedulePlatform || r.Requester.Name != "schedule" || r.Requester.User != "system:serviceaccount:deploybot:deploybot" {
 					t.Errorf("requester = %+v, want the schedule as the bot's service account", r.Requester)
 				}
-				eventually(t, "the request's message in "+prodChannel, func() (bool, string) {
+				poll.Until(t, 20*time.Second, "the request's message in "+prodChannel, func() (bool, string) {
 					r, _ = h.request(id)
 					return len(r.Messages) == 1 && r.Messages[0].Channel == prodChannel, fmt.Sprintf("%+v", r.Messages)
 				})
@@ -396,13 +318,13 @@ func TestScheduledImport(t *testing.T) {
 
 			// A week later the registry has nothing newer: the run says so
 			// and leaves a finished record.
-			next := bot.RunID("prod", h.run.AddDate(0, 0, 7))
+			next := schedule.RunID("prod", h.run.AddDate(0, 0, 7))
 			h.clock.Set(h.run.AddDate(0, 0, 7))
 			r = h.waitState(next, store.Succeeded)
 			if !strings.Contains(r.Reason, "Nothing to import") {
 				t.Errorf("second run: %s, want nothing to import", r.Reason)
 			}
-			eventually(t, "the nothing-to-import notice", func() (bool, string) {
+			poll.Until(t, 20*time.Second, "the nothing-to-import notice", func() (bool, string) {
 				return h.announced("Nothing to import") == 1, strings.Join(h.announcements(), "\n---\n")
 			})
 			if n := h.exec.total(); n != 1 {
@@ -425,12 +347,12 @@ func TestScheduleSkip(t *testing.T) {
 		{name: "command", skip: func(h *schedHarness, b *bot.Bot) string { return h.say(b, "alice", "schedule skip prod") },
 			wantReply: "alice skipped the scheduled import of prod at Tue 2026-11-24 02:00 UTC. The next run is at Tue 2026-12-01 02:00 UTC.", skipped: true},
 		{name: "button", skip: func(h *schedHarness, b *bot.Bot) string {
-			return h.click(b, "bob", bot.ActionSkip, bot.RunID("prod", h.run))
+			return h.click(b, "bob", bot.ActionSkip, schedule.RunID("prod", h.run))
 		}, wantReply: "bob skipped the scheduled import of prod at Tue 2026-11-24 02:00 UTC.", skipped: true},
 		{name: "a viewer may not", skip: func(h *schedHarness, b *bot.Bot) string { return h.say(b, "carol", "schedule skip prod") },
 			wantReply: "You cannot skip a run of the schedule of prod: carol may not do this in prod"},
 		{name: "a button of a past run", skip: func(h *schedHarness, b *bot.Bot) string {
-			return h.click(b, "bob", bot.ActionSkip, bot.RunID("prod", h.run.AddDate(0, 0, -7)))
+			return h.click(b, "bob", bot.ActionSkip, schedule.RunID("prod", h.run.AddDate(0, 0, -7)))
 		}, wantReply: "That scheduled run is no longer the next one"},
 	}
 	for _, tt := range tests {
@@ -446,7 +368,7 @@ func TestScheduleSkip(t *testing.T) {
 			if got := strings.Contains(shown, "that run is SKIPPED by"); got != tt.skipped {
 				t.Errorf("schedule shows skipped = %v, want %v:\n%s", got, tt.skipped, shown)
 			}
-			id := bot.RunID("prod", h.run)
+			id := schedule.RunID("prod", h.run)
 			h.clock.Set(h.run.Add(-30 * time.Minute))
 			if tt.skipped {
 				h.clock.Set(h.run)
@@ -461,12 +383,12 @@ func TestScheduleSkip(t *testing.T) {
 				if reply := h.say(b, "alice", "schedule skip prod"); !strings.Contains(reply, "skipped the scheduled import of prod at Tue 2026-12-01") {
 					t.Errorf("skipping the following run: %q", reply)
 				}
-				if reply := h.click(b, "bob", bot.ActionSkip, bot.RunID("prod", h.run.AddDate(0, 0, 7))); !strings.Contains(reply, "was already skipped by alice") {
+				if reply := h.click(b, "bob", bot.ActionSkip, schedule.RunID("prod", h.run.AddDate(0, 0, 7))); !strings.Contains(reply, "was already skipped by alice") {
 					t.Errorf("skipping it again: %q", reply)
 				}
 				return
 			}
-			eventually(t, "the heads-up", func() (bool, string) { return h.announced("Heads-up") == 1, strings.Join(h.announcements(), "\n") })
+			poll.Until(t, 20*time.Second, "the heads-up", func() (bool, string) { return h.announced("Heads-up") == 1, strings.Join(h.announcements(), "\n") })
 			h.clock.Set(h.run)
 			h.waitState(id, store.AwaitingApproval)
 		})
@@ -486,11 +408,11 @@ func TestSchedulePauseHonoured(t *testing.T) {
 	}
 	h.clock.Set(h.run.Add(-30 * time.Minute))
 	h.clock.Set(h.run)
-	r := h.waitState(bot.RunID("prod", h.run), store.Cancelled)
+	r := h.waitState(schedule.RunID("prod", h.run), store.Cancelled)
 	if !strings.Contains(r.Reason, "Paused by alice") {
 		t.Errorf("paused run: %q", r.Reason)
 	}
-	eventually(t, "the pause notice", func() (bool, string) {
+	poll.Until(t, 20*time.Second, "the pause notice", func() (bool, string) {
 		return h.announced("Paused by alice") == 1, strings.Join(h.announcements(), "\n")
 	})
 	if n := h.announced("Heads-up"); n != 0 {
@@ -500,7 +422,7 @@ func TestSchedulePauseHonoured(t *testing.T) {
 		t.Fatalf("resume: %q", reply)
 	}
 	h.clock.Set(h.run.AddDate(0, 0, 7))
-	h.waitState(bot.RunID("prod", h.run.AddDate(0, 0, 7)), store.AwaitingApproval)
+	h.waitState(schedule.RunID("prod", h.run.AddDate(0, 0, 7)), store.AwaitingApproval)
 	if n := h.exec.total(); n != 0 {
 		t.Errorf("executed %d times, want none", n)
 	}
@@ -531,13 +453,13 @@ func TestScheduleMissedRun(t *testing.T) {
 			h := newSchedHarness(t, func(e *config.Environment) { e.CatchUp = tt.catchUp })
 			if tt.history {
 				prev := h.run.AddDate(0, 0, -7)
-				if err := h.store.Create(context.Background(), &store.Request{ID: bot.RunID("prod", prev), State: store.Succeeded,
-					Requester: store.Person{Platform: bot.SchedulePlatform, Name: "schedule"}, Command: "import prod"}); err != nil {
+				if err := h.store.Create(context.Background(), &store.Request{ID: schedule.RunID("prod", prev), State: store.Succeeded,
+					Requester: store.Person{Platform: lifecycle.SchedulePlatform, Name: "schedule"}, Command: "import prod"}); err != nil {
 					t.Fatal(err)
 				}
 			}
 			h.clock.Set(h.run.AddDate(0, 0, 7*tt.weeksDown).Add(3 * time.Hour))
-			id := bot.RunID("prod", h.run)
+			id := schedule.RunID("prod", h.run)
 			for replica := range 2 { // a second start reports nothing again
 				b := h.replica(fmt.Sprintf("r%d", replica), nil)
 				stop := h.lead(b)
@@ -567,7 +489,7 @@ func TestScheduleMissedRun(t *testing.T) {
 				t.Errorf("executed %d times, want none (prod waits for approval)", n)
 			}
 			if tt.weeksDown > 0 {
-				latest, ok := h.request(bot.RunID("prod", h.run.AddDate(0, 0, 7*tt.weeksDown)))
+				latest, ok := h.request(schedule.RunID("prod", h.run.AddDate(0, 0, 7*tt.weeksDown)))
 				if !ok || latest.State != store.AwaitingApproval {
 					t.Errorf("the latest missed run: %+v, want it caught up and waiting for approval", latest)
 				}
@@ -581,13 +503,13 @@ func TestScheduleMissedRun(t *testing.T) {
 // reports nothing missed.
 func TestScheduleDueAtHandOver(t *testing.T) {
 	h := newSchedHarness(t, nil)
-	if err := h.store.Create(context.Background(), &store.Request{ID: bot.RunID("prod", h.run.AddDate(0, 0, -7)), State: store.Succeeded,
-		Requester: store.Person{Platform: bot.SchedulePlatform, Name: "schedule"}, Command: "import prod"}); err != nil {
+	if err := h.store.Create(context.Background(), &store.Request{ID: schedule.RunID("prod", h.run.AddDate(0, 0, -7)), State: store.Succeeded,
+		Requester: store.Person{Platform: lifecycle.SchedulePlatform, Name: "schedule"}, Command: "import prod"}); err != nil {
 		t.Fatal(err)
 	}
 	h.clock.Set(h.run.Add(2 * time.Minute))
 	h.lead(h.replica("a", nil))
-	h.waitState(bot.RunID("prod", h.run), store.AwaitingApproval)
+	h.waitState(schedule.RunID("prod", h.run), store.AwaitingApproval)
 	h.idle(2)
 	if n := h.announced("missed"); n != 0 {
 		t.Errorf("a run started 2 minutes late was reported missed: %q", h.announcements())
@@ -618,12 +540,12 @@ func TestScheduleRetriesAfterStoreError(t *testing.T) {
 	h.idle(2)
 	h.clock.Set(h.run)
 	h.idle(2)
-	if _, ok := h.request(bot.RunID("prod", h.run)); ok {
+	if _, ok := h.request(schedule.RunID("prod", h.run)); ok {
 		t.Fatal("a run was recorded while the store failed")
 	}
 	flaky.failing.Store(false)
 	h.clock.Add(30 * time.Second)
-	h.waitState(bot.RunID("prod", h.run), store.AwaitingApproval)
+	h.waitState(schedule.RunID("prod", h.run), store.AwaitingApproval)
 }
 
 // TestScheduleRunsOnceWithTwoLeaders: should two replicas lead at once (a
@@ -637,7 +559,7 @@ func TestScheduleRunsOnceWithTwoLeaders(t *testing.T) {
 	h.clock.Set(h.run.Add(-30 * time.Minute))
 	h.idle(4)
 	h.clock.Set(h.run)
-	h.waitState(bot.RunID("prod", h.run), store.Succeeded)
+	h.waitState(schedule.RunID("prod", h.run), store.Succeeded)
 	a.Wait()
 	b.Wait()
 	if n := h.announced("Heads-up"); n != 1 {
@@ -654,7 +576,7 @@ func TestScheduleRunsOnceWithTwoLeaders(t *testing.T) {
 // stallingExecutor finishes the Plan's first target and then hangs until its
 // context ends, as a replica does that dies (or is cut off) mid-import.
 type stallingExecutor struct {
-	inner   bot.Executor
+	inner   lifecycle.Executor
 	stalled chan struct{}
 	once    sync.Once
 }
@@ -735,7 +657,7 @@ func TestDeadExecutionReported(t *testing.T) {
 			id := h.openApproved(a)
 			<-stall.stalled
 			r := h.waitState(id, store.Executing)
-			eventually(t, "the first target recorded", func() (bool, string) {
+			poll.Until(t, 20*time.Second, "the first target recorded", func() (bool, string) {
 				r, _ = h.request(id)
 				return len(r.Done) == 1, fmt.Sprintf("%+v", r.Done)
 			})

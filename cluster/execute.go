@@ -110,7 +110,7 @@ func targetProgress(r plan.TargetResult) plan.Progress {
 	case plan.PhaseFailed:
 		p.Message = r.Error
 	case plan.PhaseChanged:
-		p.Message = imageChange(r.From, r.To)
+		p.Message = plan.ImageChange(r.From, r.To)
 		if r.Error != "" {
 			p.Message += "; " + r.Error
 		}
@@ -120,22 +120,6 @@ func targetProgress(r plan.TargetResult) plan.Progress {
 		}
 	}
 	return p
-}
-
-func imageChange(from, to plan.Image) string {
-	return shortImage(from, "(none)") + " → " + shortImage(to, "(unknown)")
-}
-
-// shortImage shows an image by its short digest, else by its reference
-// (workloads that run tag references have no digest), else as missing.
-func shortImage(i plan.Image, missing string) string {
-	switch {
-	case i.Digest != "":
-		return plan.ShortDigest(i.Digest)
-	case i.Ref != "":
-		return i.Ref
-	}
-	return missing
 }
 
 func failed(t plan.Target, format string, args ...any) plan.TargetResult {

@@ -18,6 +18,10 @@ type UserError struct {
 	Output Output
 }
 
+// UserFacing marks the error as one for the user, not a failure to read
+// state: the request lifecycle, which knows no Output, tells them apart by it.
+func (e *UserError) UserFacing() bool { return true }
+
 func (e *UserError) Error() string {
 	var parts []string
 	for _, s := range e.Output.Sections {
@@ -56,15 +60,7 @@ func Run(ctx context.Context, d Deps, caller plan.Caller, c plan.Command) (Outpu
 
 // unmapped is the refusal for a chat user without a Kubernetes identity.
 func unmapped(caller plan.Caller) *UserError {
-	platform, id := caller.Platform, caller.ChatID
-	if platform == "" {
-		platform = "PLATFORM"
-	}
-	if id == "" {
-		id = "YOUR-ID"
-	}
-	return userFail("You are not mapped to a Kubernetes identity, so you may run only `help` and `whoami`. "+
-		"Ask an admin to add you to the config under identities.users with platform: %s, id: %q and your Kubernetes user.", platform, id)
+	return userFail("%s", config.NotMapped(caller.Platform, caller.ChatID))
 }
 
 func (d Deps) now() time.Time {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"time"
 )
 
@@ -76,4 +77,18 @@ func (e *Environment) Location() (*time.Location, error) {
 		return time.UTC, nil
 	}
 	return time.LoadLocation(e.TimeZone)
+}
+
+// NotMapped is the one refusal for a chat user who has no Kubernetes
+// identity in identities.users: what they may still do and what an admin
+// adds to map them. Typed commands and button clicks alike answer with it.
+func NotMapped(platform, chatID string) string {
+	if platform == "" {
+		platform = "PLATFORM"
+	}
+	if chatID == "" {
+		chatID = "YOUR-ID"
+	}
+	return fmt.Sprintf("You are not mapped to a Kubernetes identity, so you may run only `help` and `whoami`. "+
+		"Ask an admin to add you to the config under identities.users with platform: %s, id: %q and your Kubernetes user.", platform, chatID)
 }

@@ -17,11 +17,14 @@ import (
 	"github.com/deploybot/deploybot/auth"
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/bot/terminal"
+	"github.com/deploybot/deploybot/clock/clocktest"
 	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/demo"
 	"github.com/deploybot/deploybot/internal/controlplane"
+	"github.com/deploybot/deploybot/lifecycle"
 	"github.com/deploybot/deploybot/plan"
+	"github.com/deploybot/deploybot/schedule"
 	"github.com/deploybot/deploybot/store"
 	"github.com/deploybot/deploybot/store/kube"
 )
@@ -210,7 +213,7 @@ type replica struct {
 	stop func()
 }
 
-func startReplica(t *testing.T, cp *controlplane.ControlPlane, ns, name string, tg *repTarget, exec bot.Executor, opts ...bot.Option) *replica {
+func startReplica(t *testing.T, cp *controlplane.ControlPlane, ns, name string, tg *repTarget, exec lifecycle.Executor, opts ...bot.Option) *replica {
 	t.Helper()
 	r := &replica{name: name, store: newKubeStore(t, botClient(t, cp), ns), chat: &repChat{}}
 	r.bot = bot.New(tg.cfg, tg.set, tg.checker, r.store, exec, append([]bot.Option{
@@ -451,67 +454,6 @@ func TestReplicaKilledMidRun(t *testing.T) {
 	}
 }
 
-// repClock is a bot.Clock whose time only the test moves.
-type repClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []repWaiter
-}
-
-type repWaiter struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func (c *repClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *repClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if d <= 0 {
-		ch <- c.now
-		return ch
-	}
-	c.waiters = append(c.waiters, repWaiter{at: c.now.Add(d), ch: ch})
-	return ch
-}
-
-func (c *repClock) Until(t time.Time) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if !t.After(c.now) {
-		ch <- c.now
-		return ch
-	}
-	c.waiters = append(c.waiters, repWaiter{at: t, ch: ch})
-	return ch
-}
-
-func (c *repClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-	c.waiters = slices.DeleteFunc(c.waiters, func(w repWaiter) bool {
-		if w.at.After(t) {
-			return false
-		}
-		w.ch <- t
-		return true
-	})
-}
-
-func (c *repClock) sleepers() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.waiters)
-}
-
 // TestLeaderElectionSchedule: two replicas campaign for the Lease; the
 // leader posts the heads-up and runs the scheduled import once; stopped, it
 // hands over and the other replica runs the next week's import, once. The
@@ -530,7 +472,7 @@ func TestLeaderElectionSchedule(t *testing.T) {
     scheduleHeadsUp: 30m
     autoApproveScheduled: true
 `))
-	clock := &repClock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
+	clock := clocktest.New(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
 	prod, _ := tg.cfg.Env("prod")
 	sched, err := prod.Cron()
 	if err != nil {
@@ -540,7 +482,7 @@ func TestLeaderElectionSchedule(t *testing.T) {
 	exec := &repFake{}
 	reps := map[string]*replica{}
 	for _, name := range []string{"pod-a", "pod-b"} {
-		reps[name] = startReplica(t, cp, ns, name, tg, exec, bot.WithTimeSource(clock))
+		reps[name] = startReplica(t, cp, ns, name, tg, exec, bot.WithClock(clock))
 		reps[name].lead(t)
 	}
 	admin := clientFor(t, cp.AdminConfig())
@@ -559,14 +501,14 @@ func TestLeaderElectionSchedule(t *testing.T) {
 	// idle: the leader's scheduler and sweeper wait for their next time.
 	idle := func() {
 		waitFor(ctx, t, "the leader's duties asleep", func() (bool, string) {
-			return clock.sleepers() >= 2, fmt.Sprintf("%d timers", clock.sleepers())
+			return clock.Sleepers() >= 2, fmt.Sprintf("%d timers", clock.Sleepers())
 		})
 	}
 	headsUps := func() int { return reps["pod-a"].chat.titled("Heads-up") + reps["pod-b"].chat.titled("Heads-up") }
 	succeeded := func(at time.Time) *store.Request {
 		var r *store.Request
 		waitFor(ctx, t, "the run of "+at.String(), func() (bool, string) {
-			r, err = reps["pod-a"].store.Get(ctx, bot.RunID("prod", at))
+			r, err = reps["pod-a"].store.Get(ctx, schedule.RunID("prod", at))
 			if err != nil {
 				return false, err.Error()
 			}
@@ -581,7 +523,7 @@ func TestLeaderElectionSchedule(t *testing.T) {
 	waitFor(ctx, t, "the heads-up", func() (bool, string) { return headsUps() == 1, fmt.Sprint(headsUps()) })
 	clock.Set(run)
 	r := succeeded(run)
-	if r.Executor != leader || r.Requester.Platform != bot.SchedulePlatform {
+	if r.Executor != leader || r.Requester.Platform != lifecycle.SchedulePlatform {
 		t.Errorf("the first run was executed by %s for %s, want the leader %s for the schedule", r.Executor, r.Requester.Name, leader)
 	}
 

@@ -1,5 +1,7 @@
 package plan
 
+import "strings"
+
 // Progress is one step of executing a Plan or following its rollouts; the bot
 // turns a stream of them into live updates of one chat message.
 type Progress struct {
@@ -61,4 +63,65 @@ func (r Result) Failed() bool {
 		}
 	}
 	return false
+}
+
+// Summary says per target what an execution did, e.g. "packit-service
+// changed b6d822630687 → 1be038bda583, tokman unchanged". Request messages,
+// failure reasons and the report of a dead replica all use it.
+func (r Result) Summary() string {
+	var parts []string
+	for _, t := range r.Targets {
+		parts = append(parts, t.Summary())
+	}
+	if len(parts) == 0 {
+		return "nothing"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// FailureSummary names every target and rollout that failed, with why.
+func (r Result) FailureSummary() string {
+	var parts []string
+	for _, t := range r.Targets {
+		if t.Outcome == PhaseFailed {
+			parts = append(parts, t.Service+": "+t.Error)
+		}
+	}
+	for _, o := range r.Rollouts {
+		if o.Outcome != PhaseSettled {
+			parts = append(parts, strings.ToLower(o.Workload.Kind)+"/"+o.Workload.Name+": "+o.Reason)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Summary says what the target did: changed from → to, unchanged, or
+// failed and why.
+func (t TargetResult) Summary() string {
+	switch t.Outcome {
+	case PhaseChanged:
+		return t.Service + " changed " + ImageChange(t.From, t.To)
+	case PhaseUnchanged:
+		return t.Service + " unchanged"
+	case PhaseFailed:
+		return t.Service + " failed: " + t.Error
+	}
+	return t.Service + " " + t.Outcome
+}
+
+// ImageChange is "from → to" by short digest, else by reference.
+func ImageChange(from, to Image) string {
+	return ShortImage(from, "(none)") + " → " + ShortImage(to, "(unknown)")
+}
+
+// ShortImage shows an image by its short digest, else by its reference
+// (workloads that run tag references have no digest), else as missing.
+func ShortImage(i Image, missing string) string {
+	switch {
+	case i.Digest != "":
+		return ShortDigest(i.Digest)
+	case i.Ref != "":
+		return i.Ref
+	}
+	return missing
 }

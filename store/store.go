@@ -58,21 +58,26 @@ type MessageRef struct {
 type Request struct {
 	ID string `json:"id"`
 	// Version is bumped by the store on every successful update (compare-and-swap).
-	Version   int64        `json:"version"`
-	State     State        `json:"state"`
-	Requester Person       `json:"requester"`
-	Command   string       `json:"command"`
-	Channel   string       `json:"channel,omitempty"`
-	Plan      plan.Plan    `json:"plan"`
-	PlanHash  string       `json:"planHash"`
-	Approvals []Approval   `json:"approvals,omitempty"`
-	CreatedAt time.Time    `json:"createdAt"`
-	UpdatedAt time.Time    `json:"updatedAt"`
-	ExpiresAt time.Time    `json:"expiresAt"`
-	ClosedBy  *Person      `json:"closedBy,omitempty"`
-	Reason    string       `json:"reason,omitempty"`
-	Result    *plan.Result `json:"result,omitempty"`
-	Messages  []MessageRef `json:"messages,omitempty"`
+	Version   int64  `json:"version"`
+	State     State  `json:"state"`
+	Requester Person `json:"requester"`
+	// Command is the command line as its requester typed it (or as the
+	// schedule names its run), for people to read.
+	Command string `json:"command"`
+	// Intent is the typed Command the Plan was built from; approval
+	// re-plans from it. Requests stored before it existed have none.
+	Intent    *plan.Command `json:"intent,omitempty"`
+	Channel   string        `json:"channel,omitempty"`
+	Plan      plan.Plan     `json:"plan"`
+	PlanHash  string        `json:"planHash"`
+	Approvals []Approval    `json:"approvals,omitempty"`
+	CreatedAt time.Time     `json:"createdAt"`
+	UpdatedAt time.Time     `json:"updatedAt"`
+	ExpiresAt time.Time     `json:"expiresAt"`
+	ClosedBy  *Person       `json:"closedBy,omitempty"`
+	Reason    string        `json:"reason,omitempty"`
+	Result    *plan.Result  `json:"result,omitempty"`
+	Messages  []MessageRef  `json:"messages,omitempty"`
 	// Locks are the "env/service" keys this request holds while not terminal.
 	Locks []string `json:"locks,omitempty"`
 	// Executor is the replica that moved the request to Executing; with

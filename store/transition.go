@@ -1,6 +1,9 @@
 package store
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // edges are the allowed moves of the request state machine. Terminal states
 // have none.
@@ -103,4 +106,18 @@ func (s State) verb() string {
 		return "expired"
 	}
 	return fmt.Sprintf("moved to %q", string(s))
+}
+
+// Status is how a request in state s is shown in titles and lists:
+// "waiting for approval", "succeeded".
+func (s State) Status() string {
+	switch s {
+	case Planned:
+		return "planned"
+	case AwaitingConfirm:
+		return "waiting for the requester to confirm"
+	case AwaitingApproval:
+		return "waiting for approval"
+	}
+	return strings.ToLower(string(s))
 }

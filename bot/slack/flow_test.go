@@ -22,6 +22,7 @@ import (
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/demo"
 	"github.com/deploybot/deploybot/examples"
+	"github.com/deploybot/deploybot/lifecycle"
 	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 )
@@ -459,7 +460,7 @@ func (f handlerFunc) Handle(ctx context.Context, req bot.Request, resp bot.Respo
 
 // countingExecutor counts executions of Plans.
 type countingExecutor struct {
-	inner bot.Executor
+	inner lifecycle.Executor
 	mu    sync.Mutex
 	runs  int
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/demo"
 	"github.com/deploybot/deploybot/examples"
+	"github.com/deploybot/deploybot/lifecycle"
 	"github.com/deploybot/deploybot/store"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -203,10 +204,10 @@ func (s *setup) botOptions() ([]bot.Option, error) {
 
 // impersonating returns executors that act as the requester through
 // impersonation headers, one cached Set per identity.
-func (s *setup) impersonating() func(store.Person) (bot.Executor, error) {
+func (s *setup) impersonating() func(store.Person) (lifecycle.Executor, error) {
 	var mu sync.Mutex
 	sets := map[string]*cluster.Set{}
-	return func(p store.Person) (bot.Executor, error) {
+	return func(p store.Person) (lifecycle.Executor, error) {
 		key := p.User + "\x00" + strings.Join(p.Groups, "\x00")
 		mu.Lock()
 		defer mu.Unlock()

@@ -1,4 +1,4 @@
-package auth
+package lifecycle
 
 import (
 	"errors"
@@ -12,9 +12,9 @@ import (
 var (
 	t0      = time.Date(2026, 3, 3, 2, 0, 0, 0, time.UTC)
 	alice   = store.Person{Platform: "terminal", ChatID: "alice", Name: "alice", User: "alice", Groups: []string{"packit-devs"}}
-	aliceID = Identity{User: "alice", Groups: []string{"packit-devs"}}
-	bobID   = Identity{User: "bob", Groups: []string{"packit-admins"}}
-	daveID  = Identity{User: "dave", Groups: []string{"packit-admins"}}
+	aliceID = store.Person{User: "alice", Groups: []string{"packit-devs"}}
+	bobID   = store.Person{User: "bob", Groups: []string{"packit-admins"}}
+	daveID  = store.Person{User: "dave", Groups: []string{"packit-admins"}}
 )
 
 // request returns a prod import request in state st, created at t0, expiring in an hour.
@@ -64,45 +64,45 @@ func TestCheckApproval(t *testing.T) {
 	now := t0.Add(10 * time.Minute)
 	checkRefusals(t, []refusalCase{
 		{name: "another person approves",
-			err: CheckApproval(waiting, bobID, "bob", "terminal", hash, now)},
+			err: CheckApproval(waiting, as(bobID, "bob", "terminal"), hash, now)},
 		{name: "second approver",
-			err: CheckApproval(request(store.AwaitingApproval, 2, bob), daveID, "dave", "terminal", hash, now)},
+			err: CheckApproval(request(store.AwaitingApproval, 2, bob), as(daveID, "dave", "terminal"), hash, now)},
 		{name: "self-approval",
-			err:      CheckApproval(waiting, aliceID, "alice", "terminal", hash, now),
+			err:      CheckApproval(waiting, as(aliceID, "alice", "terminal"), hash, now),
 			wantKind: RefusedSelfApproval, wantText: "you requested #abc123; someone else must approve it"},
 		{name: "self-approval from another chat account of the same user",
-			err:      CheckApproval(waiting, aliceID, "T1/U1", "slack", hash, now),
+			err:      CheckApproval(waiting, as(aliceID, "T1/U1", "slack"), hash, now),
 			wantKind: RefusedSelfApproval, wantText: "you requested #abc123; someone else must approve it"},
 		{name: "self-approval by chat account mapped to another user",
-			err:      CheckApproval(waiting, bobID, "alice", "terminal", hash, now),
+			err:      CheckApproval(waiting, as(bobID, "alice", "terminal"), hash, now),
 			wantKind: RefusedSelfApproval, wantText: "you requested #abc123; someone else must approve it"},
 		{name: "approving twice",
-			err:      CheckApproval(request(store.AwaitingApproval, 2, bob), bobID, "bob", "terminal", hash, now),
+			err:      CheckApproval(request(store.AwaitingApproval, 2, bob), as(bobID, "bob", "terminal"), hash, now),
 			wantKind: RefusedAlreadyApproved, wantText: "you already approved #abc123; it needs one more approval from someone else"},
 		{name: "approving twice, more needed",
-			err:      CheckApproval(request(store.AwaitingApproval, 3, bob), bobID, "bob", "terminal", hash, now),
+			err:      CheckApproval(request(store.AwaitingApproval, 3, bob), as(bobID, "bob", "terminal"), hash, now),
 			wantKind: RefusedAlreadyApproved, wantText: "you already approved #abc123; it needs 2 more approvals from others"},
 		{name: "approving after the request was approved",
-			err:      CheckApproval(request(store.Approved, 1, bob), bobID, "bob", "terminal", hash, now),
+			err:      CheckApproval(request(store.Approved, 1, bob), as(bobID, "bob", "terminal"), hash, now),
 			wantKind: RefusedWrongState, wantText: "request #abc123 was already approved"},
 		{name: "approving a finished request",
-			err:      CheckApproval(request(store.Succeeded, 1, bob), daveID, "dave", "terminal", hash, now),
+			err:      CheckApproval(request(store.Succeeded, 1, bob), as(daveID, "dave", "terminal"), hash, now),
 			wantKind: RefusedWrongState, wantText: "request #abc123 already ran and succeeded"},
 		{name: "approving before the requester confirmed",
-			err:      CheckApproval(request(store.AwaitingConfirm, 1), bobID, "bob", "terminal", hash, now),
+			err:      CheckApproval(request(store.AwaitingConfirm, 1), as(bobID, "bob", "terminal"), hash, now),
 			wantKind: RefusedWrongState, wantText: "request #abc123 is waiting for its requester to confirm, so it cannot be approved"},
 		{name: "approving after expiry",
-			err:      CheckApproval(waiting, bobID, "bob", "terminal", hash, t0.Add(time.Hour)),
+			err:      CheckApproval(waiting, as(bobID, "bob", "terminal"), hash, t0.Add(time.Hour)),
 			wantKind: RefusedExpired, wantText: "#abc123 expired at 2026-03-03 03:00 UTC; run the command again"},
 		{name: "approving an expired request",
-			err:      CheckApproval(request(store.Expired, 1), bobID, "bob", "terminal", hash, now),
+			err:      CheckApproval(request(store.Expired, 1), as(bobID, "bob", "terminal"), hash, now),
 			wantKind: RefusedExpired, wantText: "#abc123 expired at 2026-03-03 03:00 UTC; run the command again"},
 		{name: "plan changed",
-			err:      CheckApproval(waiting, bobID, "bob", "terminal", "0123", now),
+			err:      CheckApproval(waiting, as(bobID, "bob", "terminal"), "0123", now),
 			wantKind: RefusedPlanChanged, wantText: "the cluster changed since #abc123 was planned; run the command again"},
 		{name: "unmapped approver",
-			err:      CheckApproval(waiting, Identity{}, "mallory", "terminal", hash, now),
-			wantKind: RefusedNotMapped, wantText: "you are not mapped to a Kubernetes user, so you cannot act on #abc123; ask an admin to add you to identities"},
+			err:      CheckApproval(waiting, as(store.Person{}, "mallory", "terminal"), hash, now),
+			wantKind: RefusedNotMapped, wantText: "You are not mapped to a Kubernetes identity, so you may run only `help` and `whoami`. Ask an admin to add you to the config under identities.users with platform: terminal, id: \"mallory\" and your Kubernetes user."},
 	})
 }
 
@@ -112,18 +112,18 @@ func TestCheckConfirm(t *testing.T) {
 	now := t0.Add(time.Minute)
 	checkRefusals(t, []refusalCase{
 		{name: "requester confirms",
-			err: CheckConfirm(waiting, aliceID, "alice", "terminal", hash, now)},
+			err: CheckConfirm(waiting, as(aliceID, "alice", "terminal"), hash, now)},
 		{name: "someone else confirms",
-			err:      CheckConfirm(waiting, bobID, "bob", "terminal", hash, now),
-			wantKind: RefusedNotRequester, wantText: "only alice, who requested #abc123, can confirm it"},
+			err:      CheckConfirm(waiting, as(bobID, "bob", "terminal"), hash, now),
+			wantKind: RefusedNotRequester, wantText: "Only alice, who requested #abc123, can confirm it."},
 		{name: "confirming twice",
-			err:      CheckConfirm(request(store.AwaitingApproval, 1), aliceID, "alice", "terminal", hash, now),
+			err:      CheckConfirm(request(store.AwaitingApproval, 1), as(aliceID, "alice", "terminal"), hash, now),
 			wantKind: RefusedWrongState, wantText: "request #abc123 is waiting for approval"},
 		{name: "confirming after expiry",
-			err:      CheckConfirm(waiting, aliceID, "alice", "terminal", hash, t0.Add(2*time.Hour)),
+			err:      CheckConfirm(waiting, as(aliceID, "alice", "terminal"), hash, t0.Add(2*time.Hour)),
 			wantKind: RefusedExpired, wantText: "#abc123 expired at 2026-03-03 03:00 UTC; run the command again"},
 		{name: "plan changed",
-			err:      CheckConfirm(waiting, aliceID, "alice", "terminal", "other", now),
+			err:      CheckConfirm(waiting, as(aliceID, "alice", "terminal"), "other", now),
 			wantKind: RefusedPlanChanged, wantText: "the cluster changed since #abc123 was planned; run the command again"},
 	})
 }
@@ -140,23 +140,29 @@ func TestCheckDeny(t *testing.T) {
 			err:      CheckDeny(request(store.AwaitingApproval, 1), bobID, t0.Add(time.Hour)),
 			wantKind: RefusedExpired, wantText: "#abc123 expired at 2026-03-03 03:00 UTC; run the command again"},
 		{name: "unmapped",
-			err:      CheckDeny(request(store.AwaitingApproval, 1), Identity{}, now),
-			wantKind: RefusedNotMapped, wantText: "you are not mapped to a Kubernetes user, so you cannot act on #abc123; ask an admin to add you to identities"},
+			err:      CheckDeny(request(store.AwaitingApproval, 1), store.Person{}, now),
+			wantKind: RefusedNotMapped, wantText: "You are not mapped to a Kubernetes identity, so you may run only `help` and `whoami`. Ask an admin to add you to the config under identities.users with platform: PLATFORM, id: \"YOUR-ID\" and your Kubernetes user."},
 	})
 }
 
 func TestCheckCancel(t *testing.T) {
 	checkRefusals(t, []refusalCase{
-		{name: "requester cancels while waiting", err: CheckCancel(request(store.AwaitingApproval, 1), aliceID, "alice", "terminal")},
-		{name: "requester cancels an approved request", err: CheckCancel(request(store.Approved, 1), aliceID, "alice", "terminal")},
+		{name: "requester cancels while waiting", err: CheckCancel(request(store.AwaitingApproval, 1), as(aliceID, "alice", "terminal"))},
+		{name: "requester cancels an approved request", err: CheckCancel(request(store.Approved, 1), as(aliceID, "alice", "terminal"))},
 		{name: "someone else cancels",
-			err:      CheckCancel(request(store.AwaitingApproval, 1), bobID, "bob", "terminal"),
-			wantKind: RefusedNotRequester, wantText: "only alice, who requested #abc123, can cancel it; others may deny it"},
+			err:      CheckCancel(request(store.AwaitingApproval, 1), as(bobID, "bob", "terminal")),
+			wantKind: RefusedNotRequester, wantText: "Only alice, who requested #abc123, can cancel it; approvers can `deny` it."},
 		{name: "cancelling a running request",
-			err:      CheckCancel(request(store.Executing, 1), aliceID, "alice", "terminal"),
+			err:      CheckCancel(request(store.Executing, 1), as(aliceID, "alice", "terminal")),
 			wantKind: RefusedWrongState, wantText: "request #abc123 is already running"},
 		{name: "cancelling twice",
-			err:      CheckCancel(request(store.Cancelled, 1), aliceID, "alice", "terminal"),
+			err:      CheckCancel(request(store.Cancelled, 1), as(aliceID, "alice", "terminal")),
 			wantKind: RefusedWrongState, wantText: "request #abc123 was cancelled"},
 	})
+}
+
+// as is id acting from a chat account.
+func as(id store.Person, chatID, platform string) store.Person {
+	id.ChatID, id.Platform = chatID, platform
+	return id
 }

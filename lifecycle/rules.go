@@ -1,16 +1,17 @@
-package auth
+package lifecycle
 
 import (
 	"fmt"
 	"time"
 
+	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/store"
 )
 
-// RefusalKind says why a click was refused, for callers that branch on it.
+// RefusalKind says why a step was refused, for callers that branch on it.
 type RefusalKind string
 
-// The reasons a confirm, approve, deny or cancel click is refused.
+// The reasons a request is not opened or a click on it is refused.
 const (
 	// RefusedNotMapped: the clicker has no Kubernetes identity.
 	RefusedNotMapped RefusalKind = "not-mapped"
@@ -26,10 +27,20 @@ const (
 	RefusedNotRequester RefusalKind = "not-requester"
 	// RefusedPlanChanged: the cluster no longer matches the Plan that was approved.
 	RefusedPlanChanged RefusalKind = "plan-changed"
+	// RefusedAccess: the cluster's RBAC refuses a call the Plan needs.
+	RefusedAccess RefusalKind = "access"
+	// RefusedWrongChannel: the env accepts changes only from other channels.
+	RefusedWrongChannel RefusalKind = "wrong-channel"
+	// RefusedNoSuchRequest: no request has the ID, or none fits.
+	RefusedNoSuchRequest RefusalKind = "no-such-request"
+	// RefusedSchedule: the schedule cannot do that (none configured, the
+	// run is not the next one, it is paused anyway).
+	RefusedSchedule RefusalKind = "schedule"
 )
 
-// Refusal is a click the approval policy refuses. Its message is written for
-// the person who clicked.
+// Refusal is a step the lifecycle refuses: a request not opened, or a click
+// the approval rules refuse. Its message is written for the person who
+// asked; nothing was changed.
 type Refusal struct {
 	RequestID string
 	Kind      RefusalKind
@@ -38,28 +49,39 @@ type Refusal struct {
 
 func (r *Refusal) Error() string { return r.Text }
 
+// NewRefusal is a refusal of kind with the given words, for the sources of
+// requests (the scheduler) that refuse steps of their own.
+func NewRefusal(kind RefusalKind, format string, args ...any) *Refusal {
+	return refuse("", kind, format, args...)
+}
+
 func refuse(id string, kind RefusalKind, format string, args ...any) *Refusal {
 	return &Refusal{RequestID: id, Kind: kind, Text: fmt.Sprintf(format, args...)}
 }
+
+// The approval rules: the one place that says who may confirm, approve,
+// deny or cancel a request, when, and against which Plan. The lifecycle's
+// steps (steps.go) call them inside the store's compare-and-swap, so a rule
+// is checked against the request exactly as it is stored when it moves.
 
 // CheckApproval applies the approval policy to approver's Approve click on r:
 // the request must be waiting for approval and not expired, the approver must
 // not be the requester nor have approved already, and the Plan must still be
 // what the cluster would do (currentPlanHash, from planning again now). Whether
-// the approver passes the Plan's access checks is for the caller to ask the
-// Checker. It returns nil or a *Refusal.
-func CheckApproval(r *store.Request, approver Identity, approverChatID, approverPlatform string, currentPlanHash string, now time.Time) error {
+// the approver passes the Plan's access checks is asked before, by Authorize.
+// It returns nil or a *Refusal.
+func CheckApproval(r *store.Request, approver store.Person, currentPlanHash string, now time.Time) error {
 	if approver.User == "" {
-		return notMapped(r.ID)
+		return notMapped(r.ID, approver)
 	}
 	if err := checkWaiting(r, store.AwaitingApproval, store.Approved, now); err != nil {
 		return err
 	}
-	if samePerson(r.Requester, approver, approverPlatform, approverChatID) {
+	if samePerson(r.Requester, approver) {
 		return refuse(r.ID, RefusedSelfApproval, "you requested #%s; someone else must approve it", r.ID)
 	}
 	for _, a := range r.Approvals {
-		if samePerson(a.By, approver, approverPlatform, approverChatID) {
+		if samePerson(a.By, approver) {
 			return refuse(r.ID, RefusedAlreadyApproved, "you already approved #%s; %s", r.ID, stillNeeded(r))
 		}
 	}
@@ -69,25 +91,26 @@ func CheckApproval(r *store.Request, approver Identity, approverChatID, approver
 // CheckConfirm applies the policy to a Confirm click: only the requester
 // confirms, while the request waits for it, before it expires, and only if
 // the Plan is still what the cluster would do.
-func CheckConfirm(r *store.Request, by Identity, byChatID, byPlatform string, currentPlanHash string, now time.Time) error {
+func CheckConfirm(r *store.Request, by store.Person, currentPlanHash string, now time.Time) error {
 	if by.User == "" {
-		return notMapped(r.ID)
+		return notMapped(r.ID, by)
 	}
 	if err := checkWaiting(r, store.AwaitingConfirm, store.AwaitingApproval, now); err != nil {
 		return err
 	}
-	if !samePerson(r.Requester, by, byPlatform, byChatID) {
-		return refuse(r.ID, RefusedNotRequester, "only %s, who requested #%s, can confirm it", requesterName(r), r.ID)
+	if !samePerson(r.Requester, by) {
+		return refuse(r.ID, RefusedNotRequester, "Only %s, who requested #%s, can confirm it.", requesterName(r), r.ID)
 	}
 	return checkPlan(r, currentPlanHash)
 }
 
 // CheckDeny applies the policy to a Deny click: a request waiting for
 // confirmation or approval may be denied by anyone who passes its access
-// checks (asked by the caller), the requester included.
-func CheckDeny(r *store.Request, by Identity, now time.Time) error {
+// checks (asked before, by Authorize), the requester included. An approved
+// request is about to run; only its requester may still cancel it.
+func CheckDeny(r *store.Request, by store.Person, now time.Time) error {
 	if by.User == "" {
-		return notMapped(r.ID)
+		return notMapped(r.ID, by)
 	}
 	if r.State != store.AwaitingConfirm && r.State != store.AwaitingApproval {
 		return refuse(r.ID, RefusedWrongState, "%s", (&store.TransitionError{ID: r.ID, From: r.State, To: store.Denied}).Error())
@@ -97,21 +120,23 @@ func CheckDeny(r *store.Request, by Identity, now time.Time) error {
 
 // CheckCancel applies the policy to a Cancel click: only the requester
 // cancels, and only before the request starts executing.
-func CheckCancel(r *store.Request, by Identity, byChatID, byPlatform string) error {
+func CheckCancel(r *store.Request, by store.Person) error {
 	if by.User == "" {
-		return notMapped(r.ID)
+		return notMapped(r.ID, by)
 	}
 	if !store.CanTransition(r.State, store.Cancelled) {
 		return refuse(r.ID, RefusedWrongState, "%s", (&store.TransitionError{ID: r.ID, From: r.State, To: store.Cancelled}).Error())
 	}
-	if !samePerson(r.Requester, by, byPlatform, byChatID) {
-		return refuse(r.ID, RefusedNotRequester, "only %s, who requested #%s, can cancel it; others may deny it", requesterName(r), r.ID)
+	if !samePerson(r.Requester, by) {
+		return refuse(r.ID, RefusedNotRequester, "Only %s, who requested #%s, can cancel it; approvers can `deny` it.", requesterName(r), r.ID)
 	}
 	return nil
 }
 
-func notMapped(id string) *Refusal {
-	return refuse(id, RefusedNotMapped, "you are not mapped to a Kubernetes user, so you cannot act on #%s; ask an admin to add you to identities", id)
+// notMapped refuses a chat user without a Kubernetes identity, in the same
+// words as a typed command gets.
+func notMapped(id string, by store.Person) *Refusal {
+	return refuse(id, RefusedNotMapped, "%s", config.NotMapped(by.Platform, by.ChatID))
 }
 
 // checkWaiting refuses unless r is in state want and not expired; to is the
@@ -149,11 +174,11 @@ func checkPlan(r *store.Request, currentPlanHash string) error {
 
 // samePerson matches a chat account exactly, or the Kubernetes user: one
 // person with two chat accounts is still one person.
-func samePerson(p store.Person, id Identity, platform, chatID string) bool {
-	if p.Platform == platform && p.ChatID == chatID && chatID != "" {
+func samePerson(p, q store.Person) bool {
+	if p.Platform == q.Platform && p.ChatID == q.ChatID && q.ChatID != "" {
 		return true
 	}
-	return id.User != "" && p.User == id.User
+	return q.User != "" && p.User == q.User
 }
 
 // stillNeeded says how many more approvals r needs.

@@ -1,0 +1,300 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/deploybot/deploybot/plan"
+	"github.com/deploybot/deploybot/store"
+)
+
+// The execution runner: an approved request runs exactly once, on the
+// replica that wins the Approved → Executing compare-and-swap. While it runs
+// that replica records a heartbeat and each target's result as it finishes,
+// so that if the replica dies, another one (or its own next life) reports
+// truthfully what was done and what may or may not have changed, and never
+// runs it again.
+
+// errTaken aborts a heartbeat or a report: the request is no longer this
+// replica's to execute, or no longer orphaned.
+var errTaken = errors.New("the request is no longer executing on this replica")
+
+// startExecution executes an approved request in the background.
+func (l *Lifecycle) startExecution(id string) {
+	l.work.Add(1)
+	go func() {
+		defer l.work.Done()
+		l.execute(l.ctx, id)
+	}()
+}
+
+func (l *Lifecycle) execute(ctx context.Context, id string) {
+	r, err := l.step(ctx, id, "deploybot", "execute", func(r *store.Request) error {
+		if err := store.Transition(r, store.Executing); err != nil {
+			return err
+		}
+		l.claim(r)
+		return nil
+	})
+	if err != nil {
+		l.log.Info("not executing", "request", id, "reason", err)
+		return
+	}
+	execCtx, stopHeartbeat := l.heartbeat(ctx, id)
+	defer stopHeartbeat()
+	l.Refresh(ctx, id)
+	report := func(p plan.Progress) {
+		l.progressFor(id).add(p)
+		l.recordTarget(ctx, id, p)
+		l.Refresh(ctx, id)
+	}
+	exec := l.exec
+	var result plan.Result
+	var execErr error
+	if l.executorFor != nil && r.Requester.Platform != SchedulePlatform {
+		exec, execErr = l.executorFor(r.Requester)
+	}
+	var followed time.Duration
+	if execErr == nil {
+		result, execErr = exec.Execute(execCtx, r.Plan, report)
+		start := time.Now()
+		result.Rollouts = exec.Follow(execCtx, r.Plan, result, l.rolloutDeadline, report)
+		followed = time.Since(start)
+	}
+	final, reason := store.Succeeded, ""
+	if execErr != nil {
+		final, reason = store.Failed, execErr.Error()
+	} else if result.Failed() {
+		final, reason = store.Failed, result.FailureSummary()
+	}
+	if len(result.Rollouts) > 0 {
+		l.metrics.Rollout(r.Plan.Env, string(r.Plan.Action), string(final), followed)
+	}
+	_, err = l.step(ctx, id, "deploybot", "finish", func(r *store.Request) error {
+		return l.finish(r, result, final, reason)
+	})
+	if err != nil {
+		l.log.Error("recording the outcome", "request", id, "err", err)
+	}
+	l.Refresh(ctx, id)
+	// The final message shows the progress; nothing renders it again.
+	l.mu.Lock()
+	delete(l.progress, id)
+	l.mu.Unlock()
+}
+
+// claim marks r as executed by this replica, as of now.
+func (l *Lifecycle) claim(r *store.Request) {
+	r.Executor = l.replica
+	r.Heartbeat = l.Now()
+	r.Done = nil
+	l.mu.Lock()
+	l.running[r.ID] = true
+	l.mu.Unlock()
+}
+
+// heartbeat records every heartbeat interval that this replica still
+// executes request id. The returned context, for the execution, ends when
+// ctx does or when another replica has meanwhile reported the execution as
+// dead: this replica then stops instead of changing more than was reported.
+// stop ends the heartbeat and waits for it.
+func (l *Lifecycle) heartbeat(ctx context.Context, id string) (execCtx context.Context, stop func()) {
+	execCtx, cancel := context.WithCancel(ctx)
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-execCtx.Done():
+				return
+			case <-quit:
+				return
+			case <-l.clock.After(l.heartbeatEvery):
+			}
+			_, err := l.store.Update(ctx, id, func(r *store.Request) error {
+				if r.State != store.Executing || r.Executor != l.replica {
+					return errTaken
+				}
+				r.Heartbeat = l.Now()
+				return nil
+			})
+			switch {
+			case errors.Is(err, errTaken):
+				l.log.Error("stopping an execution another replica reported as dead", "request", id, "replica", l.replica)
+				cancel()
+				return
+			case err != nil && ctx.Err() == nil:
+				l.log.Error("recording execution heartbeat", "request", id, "err", err)
+			}
+		}
+	}()
+	return execCtx, func() {
+		close(quit)
+		<-done
+		cancel()
+		l.mu.Lock()
+		delete(l.running, id)
+		l.mu.Unlock()
+	}
+}
+
+// recordTarget stores a target's result as soon as the executor reports it
+// finished, so that the request tells what was done even if this replica
+// dies before the end.
+func (l *Lifecycle) recordTarget(ctx context.Context, id string, p plan.Progress) {
+	if p.Workload.Name != "" || p.Service == "" {
+		return
+	}
+	switch p.Phase {
+	case plan.PhaseChanged, plan.PhaseUnchanged, plan.PhaseFailed:
+	default:
+		return
+	}
+	_, err := l.store.Update(ctx, id, func(r *store.Request) error {
+		tr := plan.TargetResult{Service: p.Service, Outcome: p.Phase}
+		for _, t := range r.Plan.Targets {
+			if t.Service == p.Service {
+				tr.From, tr.To = t.From, t.To
+			}
+		}
+		if p.Phase == plan.PhaseFailed {
+			tr.Error = p.Message
+		}
+		r.Done = slices.DeleteFunc(r.Done, func(d plan.TargetResult) bool { return d.Service == p.Service })
+		r.Done = append(r.Done, tr)
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		l.log.Error("recording a target's result", "request", id, "service", p.Service, "err", err)
+	}
+}
+
+// finish records the outcome of this replica's execution of r. If another
+// replica reported the execution dead meanwhile, r stays as reported and what
+// this replica did after all is added to the reason: the record never claims
+// less than happened.
+func (l *Lifecycle) finish(r *store.Request, result plan.Result, final store.State, reason string) error {
+	if r.State != store.Executing && r.Executor == l.replica {
+		r.Result = &result
+		did := result.Summary()
+		if len(result.Targets) == 0 && reason != "" {
+			did = reason
+		}
+		late := fmt.Sprintf("Later, replica %s, which had been taken for dead, stopped with: %s", l.replica, did)
+		r.Reason = strings.TrimSpace(r.Reason + " " + late + ".")
+		return nil
+	}
+	r.Result = &result
+	if reason != "" {
+		r.Reason = reason
+	}
+	return store.Transition(r, final)
+}
+
+// orphaned reports whether an executing request's executor is gone: its
+// heartbeat is older than the stale limit, or it names this replica, which
+// is not running it (an earlier life of this replica).
+func (l *Lifecycle) orphaned(r *store.Request, now time.Time) bool {
+	if r.State != store.Executing {
+		return false
+	}
+	if r.Executor == l.replica {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return !l.running[r.ID]
+	}
+	hb := r.Heartbeat
+	if hb.IsZero() {
+		hb = r.UpdatedAt
+	}
+	return now.Sub(hb) > l.staleAfter
+}
+
+// Recover reports executions whose replica died as Failed, saying what was
+// done and what not, and never runs them again; and it starts approved
+// requests that no replica started within the stale limit (their approver's
+// replica died between approving and executing; nothing of them ran yet,
+// and the Approved → Executing compare-and-swap still runs each once). Any
+// replica may call it at start-up; the leader's sweeper calls it too.
+func (l *Lifecycle) Recover(ctx context.Context) error {
+	open, err := l.store.List(ctx, store.ListOptions{States: []store.State{store.Executing, store.Approved}})
+	if err != nil {
+		return fmt.Errorf("listing executing requests: %w", err)
+	}
+	now := l.Now()
+	for _, r := range open {
+		if r.State == store.Approved {
+			if now.Sub(r.UpdatedAt) > l.staleAfter && now.Before(r.ExpiresAt) {
+				l.log.Info("starting an approved request no replica started", "request", r.ID)
+				l.startExecution(r.ID)
+			}
+			continue
+		}
+		if !l.orphaned(r, now) {
+			continue
+		}
+		_, err := l.step(ctx, r.ID, "deploybot", "reap", func(r *store.Request) error {
+			if !l.orphaned(r, now) {
+				return errTaken // it moved on or its replica spoke up meanwhile
+			}
+			r.Reason = orphanReason(r, l.replica)
+			r.Result = &plan.Result{Targets: r.Done}
+			return store.Transition(r, store.Failed)
+		})
+		if err != nil {
+			if !errors.Is(err, errTaken) {
+				l.log.Error("reporting a dead execution", "request", r.ID, "err", err)
+			}
+			continue
+		}
+		l.log.Info("reported a dead execution", "request", r.ID, "executor", r.Executor)
+		l.Refresh(ctx, r.ID)
+	}
+	return nil
+}
+
+// orphanReason tells truthfully what is known of an execution whose replica
+// died: which targets finished (and how) and which were not reported
+// finished, so they may or may not have changed.
+func orphanReason(r *store.Request, reporter string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Replica %s stopped while executing this request", r.Executor)
+	if !r.Heartbeat.IsZero() {
+		fmt.Fprintf(&b, " (last heard from at %s)", r.Heartbeat.UTC().Format("2006-01-02 15:04:05 MST"))
+	}
+	b.WriteString(". ")
+	done := map[string]plan.TargetResult{}
+	for _, d := range r.Done {
+		done[d.Service] = d
+	}
+	var did, unknown []string
+	for _, t := range r.Plan.Targets {
+		if d, ok := done[t.Service]; ok {
+			did = append(did, d.Summary())
+			continue
+		}
+		if t.Unchanged {
+			continue
+		}
+		unknown = append(unknown, t.Service)
+	}
+	if len(did) > 0 {
+		fmt.Fprintf(&b, "Done: %s. ", strings.Join(did, ", "))
+	} else {
+		b.WriteString("No target was reported finished. ")
+	}
+	if len(unknown) > 0 {
+		fmt.Fprintf(&b, "Not reported finished, so they may or may not have changed: %s. ", strings.Join(unknown, ", "))
+	}
+	fmt.Fprintf(&b, "Rollouts were not followed. Replica %s reported this and did not run anything again; check `status %s`", reporter, r.Plan.Env)
+	if len(unknown) > 0 {
+		fmt.Fprintf(&b, " and run `%s` again if needed", r.Command)
+	}
+	b.WriteString(".")
+	return b.String()
+}
