@@ -24,7 +24,7 @@ import (
 const DefaultSweepEvery = 30 * time.Second
 
 // Access answers whether a Kubernetes identity may make API calls.
-// *auth.Checker implements it.
+// *access.Checker implements it.
 type Access interface {
 	Denied(ctx context.Context, env, user string, groups []string, calls []plan.Access) ([]plan.Denial, error)
 }

@@ -543,3 +543,50 @@ func TestForceRecoversStuckStatefulSet(t *testing.T) {
 		}
 	}
 }
+
+// TestConfirmRechecksThePlan: stg needs no approval, so Confirm is the last
+// step before execution. If the registry moved between the request and the
+// Confirm, the stale Plan must not run: Confirm re-plans and refuses.
+func TestConfirmRechecksThePlan(t *testing.T) {
+	h := newHarness(t)
+	id := h.open("alice", "import stg worker")
+	if r := h.request(id); r.State != store.AwaitingConfirm || r.Intent == nil || r.Intent.Name != "import" {
+		t.Fatalf("request = %s with intent %+v, want AwaitingConfirm with the typed import", r.State, r.Intent)
+	}
+	before := tags(h)
+	h.demo.Registry().Push("quay.io/packit/packit-worker", "stg", "sha256:"+strings.Repeat("cd", 32))
+	reply := h.say("alice", "confirm #"+id)
+	if !strings.Contains(reply, "the cluster changed since #"+id+" was planned") {
+		t.Errorf("confirm after the registry moved: %q, want a refusal saying the cluster changed", reply)
+	}
+	h.bot.Wait()
+	if r := h.request(id); r.State != store.AwaitingConfirm {
+		t.Errorf("state = %s, want still AwaitingConfirm", r.State)
+	}
+	if h.exec.total() != 0 {
+		t.Errorf("executed %d times, want never", h.exec.total())
+	}
+	if got := tags(h); !equalStates(before, got) {
+		t.Errorf("tags changed: before %v, after %v", before, got)
+	}
+}
+
+// TestUnmappedClicksChangeNothing: a chat user without a Kubernetes
+// identity gets the typed command's "not mapped" reply for every button.
+func TestUnmappedClicksChangeNothing(t *testing.T) {
+	h := newHarness(t)
+	typed := h.say("dave", "import prod")
+	if !strings.Contains(typed, "You are not mapped to a Kubernetes identity") {
+		t.Fatalf("typed: %q", typed)
+	}
+	id := h.open("alice", "import prod worker")
+	for _, kind := range []bot.ActionKind{bot.ActionConfirm, bot.ActionCancel, bot.ActionApprove, bot.ActionDeny, bot.ActionSkip} {
+		before := snapshot(h)
+		if got := h.click("dave", kind, id); got != typed {
+			t.Errorf("dave's %s = %q, want %q", kind, got, typed)
+		}
+		if after := snapshot(h); !equalStates(before, after) {
+			t.Errorf("dave's %s changed requests: %v → %v", kind, before, after)
+		}
+	}
+}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deploybot/deploybot/auth"
+	"github.com/deploybot/deploybot/auth/access"
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/bot/terminal"
 	"github.com/deploybot/deploybot/clock/clocktest"
@@ -68,7 +68,7 @@ func newHarness(t testing.TB, opts ...func(*harnessOptions)) *harness {
 	}
 	h.platform = &recorder{}
 	h.exec = &countingExecutor{inner: h.set}
-	h.bot = bot.New(cfg, h.set, auth.NewChecker(kube), h.store, h.exec,
+	h.bot = bot.New(cfg, h.set, access.NewChecker(kube), h.store, h.exec,
 		bot.WithClock(h.clock), bot.WithPlatform(h.platform), bot.WithLogger(slog.New(slog.DiscardHandler)), bot.WithRolloutDeadline(20*time.Second))
 	t.Cleanup(h.bot.Close)
 	return h

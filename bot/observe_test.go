@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deploybot/deploybot/auth"
+	"github.com/deploybot/deploybot/auth/access"
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/bot/terminal"
 	"github.com/deploybot/deploybot/cluster"
@@ -147,7 +147,7 @@ func observedBot(t *testing.T) (*bot.Bot, *fakeMetrics, *flakyPlatform, *syncBuf
 	m := &fakeMetrics{}
 	p := &flakyPlatform{}
 	logs := &syncBuffer{}
-	b := bot.New(cfg, set, auth.NewChecker(kube), store.NewMemory(), set,
+	b := bot.New(cfg, set, access.NewChecker(kube), store.NewMemory(), set,
 		bot.WithPlatform(p), bot.WithMetrics(m), bot.WithRolloutDeadline(20*time.Second),
 		bot.WithLogger(slog.New(slog.NewJSONHandler(logs, nil))))
 	t.Cleanup(b.Close)

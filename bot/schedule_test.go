@@ -16,7 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/deploybot/deploybot/auth"
+	"github.com/deploybot/deploybot/auth/access"
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/bot/terminal"
 	"github.com/deploybot/deploybot/clock/clocktest"
@@ -39,7 +39,7 @@ type schedHarness struct {
 	cfg      *config.Config
 	demo     *demo.Cluster
 	set      *cluster.Set
-	checker  *auth.Checker
+	checker  *access.Checker
 	store    store.Store
 	platform *recorder
 	exec     *countingExecutor
@@ -87,7 +87,7 @@ func newSchedHarness(t *testing.T, mutate func(prod *config.Environment)) *sched
 		kube[name] = ec.Kube
 	}
 	h.set = cluster.NewSet(envs)
-	h.checker = auth.NewChecker(kube)
+	h.checker = access.NewChecker(kube)
 	h.exec = &countingExecutor{inner: h.set}
 	// The schedule runs as the bot's service account, which may import
 	// into prod like a deployer.

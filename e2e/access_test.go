@@ -22,13 +22,13 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/deploybot/deploybot/auth"
+	"github.com/deploybot/deploybot/auth/access"
 	"github.com/deploybot/deploybot/internal/controlplane"
 	"github.com/deploybot/deploybot/plan"
 )
 
 // The access matrix: for users × deploybot's commands × the two namespaces
-// of an app, deploybot's verdict (auth.Checker: one LocalSubjectAccessReview
+// of an app, deploybot's verdict (access.Checker: one LocalSubjectAccessReview
 // per API call, asked with the bot's own credentials) must be what the API
 // server does when the user makes each call itself; and the bot executing
 // with impersonation must be refused exactly where the user is.
@@ -221,7 +221,7 @@ func TestAccessMatrix(t *testing.T) {
 	for _, e := range matrixEnvs {
 		clients[e.env] = bot
 	}
-	checker := auth.NewChecker(clients)
+	checker := access.NewChecker(clients)
 	waitRBAC(ctx, t, checker, groups)
 	// And the bot's right to impersonate: any user may review itself, so
 	// this succeeds once impersonating is allowed.
@@ -325,7 +325,7 @@ func TestAccessMatrix(t *testing.T) {
 
 	// The bot's own rights are checked too: where it may not create access
 	// reviews, the Checker fails loudly instead of answering.
-	noReview := auth.NewChecker(map[string]kubernetes.Interface{"elsewhere": bot})
+	noReview := access.NewChecker(map[string]kubernetes.Interface{"elsewhere": bot})
 	_, err := noReview.Denied(ctx, "elsewhere", "alice", groups["alice"], []plan.Access{{Verb: "get", Resource: "pods", Namespace: "default"}})
 	if err == nil || !strings.Contains(err.Error(), "forbidden") {
 		t.Fatalf("checking access where deploybot may not create localsubjectaccessreviews: %v, want a forbidden error", err)
@@ -374,7 +374,7 @@ func createMatrixObjects(ctx context.Context, t *testing.T, cp *controlplane.Con
 
 // waitRBAC waits until the authorizer's caches have every binding: RBAC
 // objects take effect shortly after they are created.
-func waitRBAC(ctx context.Context, t *testing.T, checker *auth.Checker, groups map[string][]string) {
+func waitRBAC(ctx context.Context, t *testing.T, checker *access.Checker, groups map[string][]string) {
 	t.Helper()
 	canaries := []struct {
 		env, user string

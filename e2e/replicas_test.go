@@ -14,7 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/deploybot/deploybot/auth"
+	"github.com/deploybot/deploybot/auth/access"
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/bot/terminal"
 	"github.com/deploybot/deploybot/clock/clocktest"
@@ -72,7 +72,7 @@ type repTarget struct {
 	cfg     *config.Config
 	demo    *demo.Cluster
 	set     *cluster.Set
-	checker *auth.Checker
+	checker *access.Checker
 }
 
 const scheduleUser = "system:serviceaccount:deploybot:deploybot"
@@ -104,7 +104,7 @@ func newRepTarget(t *testing.T, cfg *config.Config) *repTarget {
 			t.Fatal(err)
 		}
 	}
-	return &repTarget{cfg: cfg, demo: d, set: cluster.NewSet(envs), checker: auth.NewChecker(kube)}
+	return &repTarget{cfg: cfg, demo: d, set: cluster.NewSet(envs), checker: access.NewChecker(kube)}
 }
 
 // repFake is the executor: it reports every target changed as planned,

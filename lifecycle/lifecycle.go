@@ -48,7 +48,7 @@ type Planner interface {
 }
 
 // Access answers whether a Kubernetes identity may make the given API calls.
-// *auth.Checker implements it.
+// *access.Checker implements it.
 type Access interface {
 	Denied(ctx context.Context, env, user string, groups []string, calls []plan.Access) ([]plan.Denial, error)
 }

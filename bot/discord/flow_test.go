@@ -16,12 +16,13 @@ import (
 	"github.com/bwmarrin/discordgo"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/deploybot/deploybot/auth"
+	"github.com/deploybot/deploybot/auth/access"
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/demo"
 	"github.com/deploybot/deploybot/examples"
+	"github.com/deploybot/deploybot/internal/poll"
 	"github.com/deploybot/deploybot/store"
 )
 
@@ -100,7 +101,7 @@ func newWorld(t testing.TB, opts ...Option) *world {
 	w.set = cluster.NewSet(envs)
 	w.store = store.NewMemory()
 	quiet := slog.New(slog.DiscardHandler)
-	w.bot = bot.New(w.cfg, w.set, auth.NewChecker(kube), w.store, w.set, bot.WithLogger(quiet), bot.WithRolloutDeadline(20*time.Second))
+	w.bot = bot.New(w.cfg, w.set, access.NewChecker(kube), w.store, w.set, bot.WithLogger(quiet), bot.WithRolloutDeadline(20*time.Second))
 	t.Cleanup(w.bot.Close)
 	base := []Option{
 		WithGuilds(guildID), WithAPIURL(w.discord.apiURL()), WithEditInterval(10 * time.Millisecond),
@@ -396,4 +397,44 @@ func waitEdit(t *testing.T, w *world, edits func(*world, *discordgo.Message) []a
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatalf("no edit of the request message matched; calls:\n%s", w.discord.dump())
+}
+
+// TestUnmappedClicks: a guild member with no Kubernetes identity who
+// presses Confirm, Cancel, Approve or Deny gets the same "not mapped" reply
+// as their typed command, and the request does not move.
+func TestUnmappedClicks(t *testing.T) {
+	dave := &discordgo.Member{User: &discordgo.User{ID: "204", Username: "dave"}}
+	w := newWorld(t, WithAppID(appID))
+	want := config.NotMapped(Name, guildID+"/204")
+
+	typed := responseMessage(t, w.viaHTTP(slash(dave, "import prod")))
+	if !strings.Contains(typed.text(), want) || typed.Flags != int(discordgo.MessageFlagsEphemeral) {
+		t.Fatalf("dave's typed command got %+v, want the ephemeral %q", typed, want)
+	}
+	i := slash(alice, "import prod")
+	got := responseMessage(t, w.viaHTTP(i))
+	id := requestIDOf(t, got.customIDs())
+	msg := &discordgo.Message{ID: "7001", ChannelID: channelID, Embeds: got.Embeds,
+		InteractionMetadata: &discordgo.MessageInteractionMetadata{ID: i.ID}}
+
+	press := func(kind bot.ActionKind, state store.State) {
+		t.Helper()
+		resp := w.viaHTTP(click(dave, msg, customID(kind, id, false)))
+		m := responseMessage(t, resp)
+		if m.text() != typed.text() || m.Flags != int(discordgo.MessageFlagsEphemeral) {
+			t.Errorf("dave's %s answered %q (flags %d), want the typed command's ephemeral %q", kind, m.text(), m.Flags, typed.text())
+		}
+		if r := w.request(id); r.State != state || len(r.Approvals) != 0 {
+			t.Fatalf("after dave's %s the request is %s with %d approvals, want %s with none", kind, r.State, len(r.Approvals), state)
+		}
+	}
+	press(bot.ActionConfirm, store.AwaitingConfirm)
+	press(bot.ActionCancel, store.AwaitingConfirm)
+	w.viaHTTP(click(alice, msg, customID(bot.ActionConfirm, id, false)))
+	poll.Until(t, 10*time.Second, "alice's confirm", func() (bool, string) {
+		st := w.request(id).State
+		return st == store.AwaitingApproval, string(st)
+	})
+	press(bot.ActionApprove, store.AwaitingApproval)
+	press(bot.ActionDeny, store.AwaitingApproval)
 }

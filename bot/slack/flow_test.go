@@ -2,6 +2,7 @@ package slack
 
 import (
 	"context"
+	"fmt"
 
 	"log/slog"
 	"net/http"
@@ -16,7 +17,7 @@ import (
 	slackgo "github.com/slack-go/slack"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/deploybot/deploybot/auth"
+	"github.com/deploybot/deploybot/auth/access"
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/config"
@@ -102,7 +103,7 @@ func newFlowEnv(t *testing.T, botToken bool) *flowEnv {
 	e.store = store.NewMemory()
 	e.exec = &countingExecutor{inner: e.set}
 	quiet := slog.New(slog.DiscardHandler)
-	e.bot = bot.New(e.cfg, e.set, auth.NewChecker(kube), e.store, e.exec, bot.WithLogger(quiet), bot.WithRolloutDeadline(20*time.Second))
+	e.bot = bot.New(e.cfg, e.set, access.NewChecker(kube), e.store, e.exec, bot.WithLogger(quiet), bot.WithRolloutDeadline(20*time.Second))
 	t.Cleanup(e.bot.Close)
 
 	e.slack = newFakeSlack(t)
@@ -480,4 +481,60 @@ func (c *countingExecutor) total() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.runs
+}
+
+// TestUnmappedClicks: a Slack user with no Kubernetes identity who presses
+// Confirm, Cancel, Approve or Deny gets the same "not mapped" reply as a
+// typed command, and the request does not move.
+func TestUnmappedClicks(t *testing.T) {
+	slackUsers["dave"] = "U0DAVE"
+	t.Cleanup(func() { delete(slackUsers, "dave") })
+	e := newFlowEnv(t, true)
+	want := config.NotMapped(Name, testTeam+"/U0DAVE")
+
+	e.command("dave", "import prod")
+	e.waitPrivate("dave", want)
+	e.command("alice", "import prod")
+	msg := e.waitMessage("the request message", "waiting for the requester to confirm")
+	id := regexp.MustCompile(`confirm=(\w+)`).FindStringSubmatch(msg)[1]
+	e.wait("the message to be recorded", func() bool {
+		r, err := e.store.Get(context.Background(), id)
+		return err == nil && len(r.Messages) == 1
+	}, func() string { return "no MessageRef stored" })
+	for _, c := range e.slack.all() {
+		if c.Method == "chat.postMessage" {
+			e.ts = c.TS
+		}
+	}
+
+	clicks := 0
+	press := func(kind bot.ActionKind, state store.State) {
+		t.Helper()
+		e.click(e.sender, "dave", kind, id)
+		clicks++
+		e.wait(fmt.Sprintf("dave's %s refused", kind), func() bool {
+			n := 0
+			for _, p := range e.private("dave") {
+				if strings.Contains(p, want) {
+					n++
+				}
+			}
+			return n == clicks+1
+		}, func() string { return "private replies:\n" + strings.Join(e.private("dave"), "\n--\n") })
+		if r, err := e.store.Get(context.Background(), id); err != nil || r.State != state || len(r.Approvals) != 0 {
+			t.Fatalf("after dave's %s: %+v, %v; want %s with no approvals", kind, r, err, state)
+		}
+	}
+	press(bot.ActionConfirm, store.AwaitingConfirm)
+	press(bot.ActionCancel, store.AwaitingConfirm)
+	e.click(e.sender, "alice", bot.ActionConfirm, id)
+	e.wait("alice's confirm", func() bool {
+		r, err := e.store.Get(context.Background(), id)
+		return err == nil && r.State == store.AwaitingApproval
+	}, func() string { return "not confirmed" })
+	press(bot.ActionApprove, store.AwaitingApproval)
+	press(bot.ActionDeny, store.AwaitingApproval)
+	if e.exec.total() != 0 {
+		t.Errorf("executed %d plans, want none", e.exec.total())
+	}
 }

@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/deploybot/deploybot/auth"
+	"github.com/deploybot/deploybot/auth/access"
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/bot/terminal"
 	"github.com/deploybot/deploybot/cluster"
@@ -94,7 +94,7 @@ func buildVersion() string {
 type setup struct {
 	cfg      *config.Config
 	set      *cluster.Set
-	checker  *auth.Checker
+	checker  *access.Checker
 	store    store.Store
 	demo     *demo.Cluster
 	stateDir string
@@ -151,7 +151,7 @@ func build(ctx context.Context, configPath string, useDemo bool, statePath strin
 		kube[name] = ec.Kube
 	}
 	s.set = cluster.NewSet(envs)
-	s.checker = auth.NewChecker(kube)
+	s.checker = access.NewChecker(kube)
 
 	// In a cluster (or by config) the state lives in ConfigMaps (state.go).
 	if ks, err := kubeStore(ctx, s.cfg, useDemo, statePath); err != nil {
