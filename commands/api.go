@@ -40,7 +40,7 @@ type ImageLookup interface {
 }
 
 // Access answers whether a Kubernetes identity may make the given API calls
-// (LocalSubjectAccessReview in each call's namespace). *auth.Checker implements it.
+// (LocalSubjectAccessReview in each call's namespace). *access.Checker implements it.
 type Access interface {
 	// Denied returns the calls the identity may not make, each with the API
 	// server's reason; empty means all are allowed.

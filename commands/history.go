@@ -59,11 +59,7 @@ func revisionFlag(fs *pflag.FlagSet, name string) int64 {
 }
 
 func runHistory(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (Output, error) {
-	e, err := envOf(d.Config, c.Env)
-	if err != nil {
-		return Output{}, err
-	}
-	s, err := serviceOf(d.Config, firstService(c))
+	e, s, err := serviceIn(d.Config, c)
 	if err != nil {
 		return Output{}, err
 	}

@@ -33,11 +33,7 @@ func parseServiceEnv(p *parser, fs *pflag.FlagSet, c *plan.Command) error {
 }
 
 func runImages(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (Output, error) {
-	e, err := envOf(d.Config, c.Env)
-	if err != nil {
-		return Output{}, err
-	}
-	s, err := serviceOf(d.Config, firstService(c))
+	e, s, err := serviceIn(d.Config, c)
 	if err != nil {
 		return Output{}, err
 	}

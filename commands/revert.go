@@ -63,11 +63,7 @@ func parseRevert(p *parser, fs *pflag.FlagSet, c *plan.Command) error {
 // `oc tag --source=docker REPO@DIGEST NS/IS:TAG`: scheduled import goes off so
 // the registry cannot move the tag away again.
 func planRevert(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (plan.Plan, error) {
-	e, err := envOf(d.Config, c.Env)
-	if err != nil {
-		return plan.Plan{}, err
-	}
-	s, err := serviceOf(d.Config, firstService(c))
+	e, s, err := serviceIn(d.Config, c)
 	if err != nil {
 		return plan.Plan{}, err
 	}

@@ -79,6 +79,20 @@ func envOf(cfg *config.Config, name string) (*config.Environment, error) {
 	return nil, userFail("Unknown environment %q. Environments: %s.", name, listed(envNames(cfg)))
 }
 
+// serviceIn resolves the environment and the one service of a command that
+// takes "SERVICE [ENV]" (history, images, revert, track, undo).
+func serviceIn(cfg *config.Config, c plan.Command) (*config.Environment, *config.Service, error) {
+	e, err := envOf(cfg, c.Env)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := serviceOf(cfg, firstService(c))
+	if err != nil {
+		return nil, nil, err
+	}
+	return e, s, nil
+}
+
 func serviceOf(cfg *config.Config, name string) (*config.Service, error) {
 	if s, ok := findService(cfg, name); ok {
 		return s, nil

@@ -24,11 +24,7 @@ func trackCommand() Spec {
 // but with the env's importPolicy.scheduled: oc tag would leave it false and
 // stg would silently stop deploying.
 func planTrack(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (plan.Plan, error) {
-	e, err := envOf(d.Config, c.Env)
-	if err != nil {
-		return plan.Plan{}, err
-	}
-	s, err := serviceOf(d.Config, firstService(c))
+	e, s, err := serviceIn(d.Config, c)
 	if err != nil {
 		return plan.Plan{}, err
 	}

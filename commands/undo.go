@@ -60,11 +60,7 @@ type undoState struct {
 // the undo pins the stream tag to the image of the chosen revision instead.
 // Workloads without a trigger are rolled back to the revision.
 func planUndo(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (plan.Plan, error) {
-	e, err := envOf(d.Config, c.Env)
-	if err != nil {
-		return plan.Plan{}, err
-	}
-	s, err := serviceOf(d.Config, firstService(c))
+	e, s, err := serviceIn(d.Config, c)
 	if err != nil {
 		return plan.Plan{}, err
 	}

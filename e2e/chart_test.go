@@ -90,7 +90,7 @@ type chartAccess struct {
 // botCalls is every call the bot makes, derived from the code: what
 // executing and following each kind of Plan needs (plan.AccessFor, the
 // access matrix's commands), the reads of status/images/history, the access
-// checks (auth.Checker), the store and the leader election in its own
+// checks (access.Checker), the store and the leader election in its own
 // namespace, and impersonation (execution: impersonate).
 func botCalls() []chartAccess {
 	var out []chartAccess

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bwmarrin/discordgo"
+	"github.com/deploybot/deploybot/internal/poll"
 )
 
 // fakeDiscord stands in for Discord's REST API (reached through the
@@ -113,17 +114,17 @@ func (f *fakeDiscord) matching(method, prefix string) []apiCall {
 // waitFor polls until a call of method under prefix satisfies ok.
 func (f *fakeDiscord) waitFor(method, prefix string, ok func(apiCall) bool) apiCall {
 	f.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	var found apiCall
+	poll.Until(f.t, 30*time.Second, "a matching "+method+" "+prefix+"* call", func() (bool, string) {
 		for _, c := range f.matching(method, prefix) {
 			if ok(c) {
-				return c
+				found = c
+				return true, ""
 			}
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	f.t.Fatalf("no %s %s* call matched; calls:\n%s", method, prefix, f.dump())
-	return apiCall{}
+		return false, "calls:\n" + f.dump()
+	})
+	return found
 }
 
 // response is an interaction response as Discord receives it.

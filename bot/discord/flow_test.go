@@ -387,16 +387,14 @@ func TestImportProdFlow(t *testing.T) {
 // waitEdit waits until an edit of the request message matches ok.
 func waitEdit(t *testing.T, w *world, edits func(*world, *discordgo.Message) []apiCall, msg *discordgo.Message, ok func(sentMessage) bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	poll.Until(t, 20*time.Second, "an edit of the request message to match", func() (bool, string) {
 		for _, c := range edits(w, msg) {
 			if ok(decodeMessage(t, c.Body)) {
-				return
+				return true, ""
 			}
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("no edit of the request message matched; calls:\n%s", w.discord.dump())
+		return false, "calls:\n" + w.discord.dump()
+	})
 }
 
 // TestUnmappedClicks: a guild member with no Kubernetes identity who

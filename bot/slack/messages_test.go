@@ -14,6 +14,7 @@ import (
 
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/commands"
+	"github.com/deploybot/deploybot/internal/poll"
 )
 
 // state is a request message in a given state.
@@ -111,19 +112,11 @@ func TestResponseURLBudget(t *testing.T) {
 func waitIdle(t *testing.T, a *Adapter, id string) {
 	t.Helper()
 	m := a.messages.get(id)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	poll.Until(t, 5*time.Second, "message "+id+" to have nothing pending", func() (bool, string) {
 		m.mu.Lock()
-		idle := !m.sending && m.pending == nil
-		m.mu.Unlock()
-		if idle {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("message %s still has an update pending", id)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer m.mu.Unlock()
+		return !m.sending && m.pending == nil, "an update is still pending"
+	})
 }
 
 // TestHookTakeFor pins how uses are spent: soonest-expiring first, never

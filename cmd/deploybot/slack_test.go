@@ -22,6 +22,7 @@ import (
 	"github.com/deploybot/deploybot/bot/slack"
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/examples"
+	"github.com/deploybot/deploybot/internal/poll"
 	"github.com/deploybot/deploybot/store"
 )
 
@@ -139,21 +140,20 @@ func newHookCatcher(t *testing.T) *hookCatcher {
 
 func (h *hookCatcher) wait(t *testing.T, want string) string {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var found string
+	poll.Until(t, 30*time.Second, "a response_url message containing "+want, func() (bool, string) {
 		h.mu.Lock()
 		msgs := append([]string(nil), h.msgs...)
 		h.mu.Unlock()
 		for _, m := range msgs {
 			if strings.Contains(m, want) {
-				return m
+				found = m
+				return true, ""
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no response_url message contains %q; got:\n%s", want, strings.Join(msgs, "\n--\n"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false, "got:\n" + strings.Join(msgs, "\n--\n")
+	})
+	return found
 }
 
 // TestServeSlackDemo runs `deploybot serve --demo` with only a signing
