@@ -16,10 +16,10 @@ import (
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/demo"
 	"github.com/deploybot/deploybot/examples"
+	"github.com/deploybot/deploybot/kubeclient"
 	"github.com/deploybot/deploybot/lifecycle"
 	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
-	"k8s.io/client-go/kubernetes"
 )
 
 // harness is the whole bot on the demo cluster, with a recording platform
@@ -57,7 +57,7 @@ func newHarness(t testing.TB, opts ...func(*harnessOptions)) *harness {
 	}
 	t.Cleanup(func() { cancel(); h.demo.Stop() })
 	envs := h.demo.EnvClients()
-	kube := map[string]kubernetes.Interface{}
+	kube := map[string]kubeclient.Interface{}
 	for name, ec := range envs {
 		kube[name] = ec.Kube
 	}

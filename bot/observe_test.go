@@ -18,8 +18,8 @@ import (
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/demo"
 	"github.com/deploybot/deploybot/examples"
+	"github.com/deploybot/deploybot/kubeclient"
 	"github.com/deploybot/deploybot/store"
-	"k8s.io/client-go/kubernetes"
 )
 
 // fakeMetrics records every call the bot makes to its Metrics.
@@ -139,7 +139,7 @@ func observedBot(t *testing.T) (*bot.Bot, *fakeMetrics, *flakyPlatform, *syncBuf
 	}
 	t.Cleanup(func() { cancel(); d.Stop() })
 	envs := d.EnvClients()
-	kube := map[string]kubernetes.Interface{}
+	kube := map[string]kubeclient.Interface{}
 	for name, ec := range envs {
 		kube[name] = ec.Kube
 	}

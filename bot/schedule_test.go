@@ -14,7 +14,6 @@ import (
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/deploybot/deploybot/auth/access"
 	"github.com/deploybot/deploybot/bot"
@@ -25,6 +24,7 @@ import (
 	"github.com/deploybot/deploybot/demo"
 	"github.com/deploybot/deploybot/examples"
 	"github.com/deploybot/deploybot/internal/poll"
+	"github.com/deploybot/deploybot/kubeclient"
 	"github.com/deploybot/deploybot/lifecycle"
 	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/schedule"
@@ -82,7 +82,7 @@ func newSchedHarness(t *testing.T, mutate func(prod *config.Environment)) *sched
 	}
 	t.Cleanup(func() { cancel(); h.demo.Stop() })
 	envs := h.demo.EnvClients()
-	kube := map[string]kubernetes.Interface{}
+	kube := map[string]kubeclient.Interface{}
 	for name, ec := range envs {
 		kube[name] = ec.Kube
 	}

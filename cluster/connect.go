@@ -3,8 +3,7 @@ package cluster
 import (
 	"fmt"
 
-	imageclient "github.com/openshift/client-go/image/clientset/versioned"
-	"k8s.io/client-go/kubernetes"
+	"github.com/deploybot/deploybot/kubeclient"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -31,15 +30,11 @@ func RESTConfig(kubeconfig, context string) (*rest.Config, error) {
 
 // Connect builds the clients of one environment from a REST config.
 func Connect(cfg *rest.Config, namespace string) (EnvClient, error) {
-	kube, err := kubernetes.NewForConfig(cfg)
+	cs, err := kubeclient.NewForConfig(cfg)
 	if err != nil {
-		return EnvClient{}, fmt.Errorf("building the Kubernetes client: %w", err)
+		return EnvClient{}, fmt.Errorf("building the Kubernetes and OpenShift image clients: %w", err)
 	}
-	images, err := imageclient.NewForConfig(cfg)
-	if err != nil {
-		return EnvClient{}, fmt.Errorf("building the OpenShift image client: %w", err)
-	}
-	return EnvClient{Kube: kube, Images: images.ImageV1(), Namespace: namespace}, nil
+	return EnvClient{Kube: cs, Images: cs, Namespace: namespace}, nil
 }
 
 // ConnectAs builds an environment's clients that act as user and groups

@@ -14,9 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 )
 
@@ -313,20 +311,8 @@ func (c EnvClient) waitTemplateImage(ctx context.Context, name, digest string) e
 	ctx, cancel := context.WithTimeout(ctx, templateWait)
 	defer cancel()
 	sel := fields.OneTermEqualSelector("metadata.name", name).String()
-	sets := c.Kube.AppsV1().StatefulSets(c.Namespace)
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = sel
-			return sets.List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			return sets.Watch(ctx, o)
-		},
-	}
-	// Like generated informers, let the reflector know whether the client
-	// can stream its initial list (fake clientsets cannot).
-	_, err := watchtools.UntilWithSync(ctx, cache.ToListWatcherWithWatchListSemantics(lw, c.Kube), &appsv1.StatefulSet{}, nil, func(ev watch.Event) (bool, error) {
+	lw := listWatch(c, c.Kube.AppsV1().StatefulSets(c.Namespace), func(o *metav1.ListOptions) { o.FieldSelector = sel })
+	_, err := watchtools.UntilWithSync(ctx, lw, &appsv1.StatefulSet{}, nil, func(ev watch.Event) (bool, error) {
 		sts, ok := ev.Object.(*appsv1.StatefulSet)
 		if !ok || sts.Name != name {
 			return false, nil

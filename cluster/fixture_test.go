@@ -8,18 +8,17 @@ import (
 	"time"
 
 	imagev1 "github.com/openshift/api/image/v1"
-	imagefake "github.com/openshift/client-go/image/clientset/versioned/fake"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	kubefake "k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/internal/fakeopenshift"
+	"github.com/deploybot/deploybot/internal/kubefake"
 	"github.com/deploybot/deploybot/plan"
 )
 
@@ -43,7 +42,7 @@ func ref(stream string, n int) string { return repo(stream) + "@" + dig(stream, 
 type fixture struct {
 	set    *cluster.Set
 	kube   *kubefake.Clientset
-	images *imagefake.Clientset
+	images *kubefake.ImageClientset
 	srv    *fakeopenshift.Server
 	reg    *fakeopenshift.Registry
 }
@@ -54,10 +53,10 @@ func newFixture(t *testing.T, kubeObjs []runtime.Object, streams []*imagev1.Imag
 	for i, s := range streams {
 		objs[i] = s
 	}
-	images := imagefake.NewSimpleClientset(objs...)
+	images := kubefake.NewImageClientset(objs...)
 	reg := fakeopenshift.NewRegistry()
 	srv := fakeopenshift.Install(images, reg, append([]fakeopenshift.Option{fakeopenshift.WithClock(func() time.Time { return testNow })}, opts...)...)
-	kube := kubefake.NewSimpleClientset(kubeObjs...)
+	kube := kubefake.NewClientset(kubeObjs...)
 	kube.PrependReactor("update", "deployments", bumpGeneration(kube.Tracker()))
 	kube.PrependReactor("update", "statefulsets", bumpGeneration(kube.Tracker()))
 	set := cluster.NewSet(map[string]cluster.EnvClient{

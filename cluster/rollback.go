@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/deploybot/deploybot/kubeclient"
+
 	"github.com/deploybot/deploybot/plan"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -20,7 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
-	"k8s.io/client-go/kubernetes"
 )
 
 // ChangeCauseAnnotation is what rollout history shows for a revision.
@@ -136,7 +137,7 @@ func rsRevision(rs *appsv1.ReplicaSet) (int64, error) {
 // deploymentReplicaSets lists the ReplicaSets the Deployment's selector
 // matches and keeps those it controls (deploymentutil.listReplicaSets),
 // following list continuation.
-func deploymentReplicaSets(ctx context.Context, kube kubernetes.Interface, d *appsv1.Deployment) ([]*appsv1.ReplicaSet, error) {
+func deploymentReplicaSets(ctx context.Context, kube kubeclient.Interface, d *appsv1.Deployment) ([]*appsv1.ReplicaSet, error) {
 	selector, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil {
 		return nil, err
@@ -271,7 +272,7 @@ func deploymentPatch(tmpl *corev1.PodTemplateSpec, annotations map[string]string
 
 // deploymentRevision picks the ReplicaSet of toRevision, or for 0 the one with
 // the second highest revision, exactly as kubectl does.
-func deploymentRevision(ctx context.Context, kube kubernetes.Interface, d *appsv1.Deployment, toRevision int64) (*appsv1.ReplicaSet, int64, error) {
+func deploymentRevision(ctx context.Context, kube kubeclient.Interface, d *appsv1.Deployment, toRevision int64) (*appsv1.ReplicaSet, int64, error) {
 	rss, err := deploymentReplicaSets(ctx, kube, d)
 	if err != nil {
 		return nil, 0, fmt.Errorf("failed to retrieve replica sets from deployment %s: %w", d.Name, err)
@@ -318,7 +319,7 @@ func deploymentRevision(ctx context.Context, kube kubernetes.Interface, d *appsv
 
 // statefulSetHistory returns the StatefulSet and the ControllerRevisions its
 // selector matches and it controls.
-func statefulSetHistory(ctx context.Context, kube kubernetes.Interface, namespace, name string) (*appsv1.StatefulSet, []*appsv1.ControllerRevision, error) {
+func statefulSetHistory(ctx context.Context, kube kubeclient.Interface, namespace, name string) (*appsv1.StatefulSet, []*appsv1.ControllerRevision, error) {
 	sts, err := kube.AppsV1().StatefulSets(namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading statefulset %s: %w", name, err)

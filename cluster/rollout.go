@@ -3,7 +3,10 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/deploybot/deploybot/plan"
@@ -12,7 +15,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -93,38 +95,46 @@ func (s *Set) Follow(ctx context.Context, p plan.Plan, res plan.Result, deadline
 		UpdateFunc: func(any, any) { poke() },
 		DeleteFunc: func(any) { poke() },
 	}
-	factory := informers.NewSharedInformerFactoryWithOptions(c.Kube, 0, informers.WithNamespace(c.Namespace))
-	defer factory.Shutdown()
 	wctx, cancel := context.WithCancel(ctx)
-	defer cancel() // runs before Shutdown, which waits for the informers to stop
+	var running sync.WaitGroup
+	defer running.Wait() // the informers stop after cancel, before we return
+	defer cancel()
 
 	var (
-		deps appslisters.DeploymentLister
-		sets appslisters.StatefulSetLister
+		deps   appslisters.DeploymentLister
+		sets   appslisters.StatefulSetLister
+		synced = map[string]cache.SharedIndexInformer{}
 	)
+	watch := func(resource string, inf cache.SharedIndexInformer) error {
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			return fmt.Errorf("cannot watch %s: %w", resource, err)
+		}
+		synced[resource] = inf
+		running.Go(func() { inf.RunWithContext(wctx) })
+		return nil
+	}
 	for _, w := range ws {
 		switch {
 		case w.ref.Kind == plan.KindDeployment && deps == nil:
-			inf := factory.Apps().V1().Deployments()
-			if _, err := inf.Informer().AddEventHandler(handler); err != nil {
-				return finishAll(ws, rep, fmt.Sprintf("cannot watch deployments: %v", err))
+			inf := informer(c, c.Kube.AppsV1().Deployments(c.Namespace), &appsv1.Deployment{})
+			if err := watch("deployments", inf); err != nil {
+				return finishAll(ws, rep, err.Error())
 			}
-			deps = inf.Lister()
+			deps = appslisters.NewDeploymentLister(inf.GetIndexer())
 		case w.ref.Kind == plan.KindStatefulSet && sets == nil:
-			inf := factory.Apps().V1().StatefulSets()
-			if _, err := inf.Informer().AddEventHandler(handler); err != nil {
-				return finishAll(ws, rep, fmt.Sprintf("cannot watch statefulsets: %v", err))
+			inf := informer(c, c.Kube.AppsV1().StatefulSets(c.Namespace), &appsv1.StatefulSet{})
+			if err := watch("statefulsets", inf); err != nil {
+				return finishAll(ws, rep, err.Error())
 			}
-			sets = inf.Lister()
+			sets = appslisters.NewStatefulSetLister(inf.GetIndexer())
 		}
 	}
-	podInf := factory.Core().V1().Pods()
-	if _, err := podInf.Informer().AddEventHandler(handler); err != nil {
-		return finishAll(ws, rep, fmt.Sprintf("cannot watch pods: %v", err))
+	podInf := informer(c, c.Kube.CoreV1().Pods(c.Namespace), &corev1.Pod{})
+	if err := watch("pods", podInf); err != nil {
+		return finishAll(ws, rep, err.Error())
 	}
-	pods := podInf.Lister()
+	pods := corelisters.NewPodLister(podInf.GetIndexer())
 
-	factory.Start(wctx.Done())
 	// A list that keeps failing (no access, API down) would block the sync
 	// for ever; give up when the last deadline passes.
 	last := start
@@ -135,9 +145,15 @@ func (s *Set) Follow(ctx context.Context, p plan.Plan, res plan.Result, deadline
 	}
 	syncCtx, cancelSync := context.WithDeadline(wctx, last)
 	defer cancelSync()
-	for typ, ok := range factory.WaitForCacheSync(syncCtx.Done()) {
-		if !ok {
-			reason := fmt.Sprintf("cannot watch %v in %s: not synced before the deadline", typ, c.Namespace)
+	// Wait for every informer without polling, as the informer factory does.
+	var checkers []cache.DoneChecker
+	for _, inf := range synced {
+		checkers = append(checkers, inf.HasSyncedChecker())
+	}
+	cache.WaitFor(syncCtx, "", checkers...)
+	for _, resource := range slices.Sorted(maps.Keys(synced)) {
+		if !synced[resource].HasSynced() {
+			reason := fmt.Sprintf("cannot watch %s in %s: not synced before the deadline", resource, c.Namespace)
 			if ctx.Err() != nil {
 				reason = "stopped following the rollout: " + ctx.Err().Error()
 			}

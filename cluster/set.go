@@ -6,15 +6,14 @@ import (
 	"strings"
 	"time"
 
-	imagev1client "github.com/openshift/client-go/image/clientset/versioned/typed/image/v1"
-	"k8s.io/client-go/kubernetes"
+	"github.com/deploybot/deploybot/kubeclient"
 )
 
 // EnvClient is how deploybot reaches one environment: the clients of the
 // cluster it lives on and the namespace its image streams and workloads are in.
 type EnvClient struct {
-	Kube      kubernetes.Interface
-	Images    imagev1client.ImageV1Interface
+	Kube      kubeclient.Interface
+	Images    kubeclient.ImageV1
 	Namespace string
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/deploybot/deploybot/internal/kubefake"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -18,8 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
-	k8sfake "k8s.io/client-go/kubernetes/fake"
-	"k8s.io/client-go/kubernetes/scheme"
 	clienttesting "k8s.io/client-go/testing"
 )
 
@@ -54,9 +53,9 @@ type kubeAPIServer struct {
 // InstallKubeAPIServer adds the kube-apiserver behaviour described on
 // kubeAPIServer to c for deployments, statefulsets, replicasets,
 // controllerrevisions and pods, with now stamping creation times.
-func InstallKubeAPIServer(c *k8sfake.Clientset, now func() time.Time) { installKubeAPIServer(c, now) }
+func InstallKubeAPIServer(c *kubefake.Clientset, now func() time.Time) { installKubeAPIServer(c, now) }
 
-func installKubeAPIServer(c *k8sfake.Clientset, now func() time.Time) *kubeAPIServer {
+func installKubeAPIServer(c *kubefake.Clientset, now func() time.Time) *kubeAPIServer {
 	s := &kubeAPIServer{tracker: c.Tracker(), now: now, rv: 100}
 	for _, r := range []string{"deployments", "statefulsets", "replicasets", "controllerrevisions", "pods"} {
 		c.PrependReactor("*", r, s.react)
@@ -118,7 +117,7 @@ func (s *kubeAPIServer) react(action clienttesting.Action) (bool, runtime.Object
 		if err != nil {
 			return true, nil, err
 		}
-		patched, err := applyPatch(a, old)
+		patched, err := kubefake.ApplyPatch(a, old)
 		if err != nil {
 			return true, nil, err
 		}
@@ -295,18 +294,6 @@ func defaultStatefulSet(s *appsv1.StatefulSet) {
 	if s.Spec.RevisionHistoryLimit == nil {
 		s.Spec.RevisionHistoryLimit = int32Ptr(10)
 	}
-}
-
-// applyPatch computes what a patch makes of current without storing it, by
-// replaying the action against a scratch tracker holding only current, so
-// the fake's own JSON, merge and strategic-merge patch code does the work.
-func applyPatch(a clienttesting.PatchActionImpl, current runtime.Object) (runtime.Object, error) {
-	t := clienttesting.NewObjectTracker(scheme.Scheme, scheme.Codecs.UniversalDecoder())
-	if err := t.Add(current.DeepCopyObject()); err != nil {
-		return nil, err
-	}
-	_, obj, err := clienttesting.ObjectReaction(t)(a)
-	return obj, err
 }
 
 func int32Ptr(v int32) *int32 { return &v }

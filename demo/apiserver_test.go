@@ -5,12 +5,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deploybot/deploybot/internal/kubefake"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	k8sfake "k8s.io/client-go/kubernetes/fake"
 )
 
 func TestKubeAPIServerSemantics(t *testing.T) {
@@ -27,7 +27,7 @@ func TestKubeAPIServerSemantics(t *testing.T) {
 	tests := []struct {
 		name string
 		// write changes the created Deployment through the client.
-		write          func(ctx context.Context, c *k8sfake.Clientset, d *appsv1.Deployment) error
+		write          func(ctx context.Context, c *kubefake.Clientset, d *appsv1.Deployment) error
 		wantErr        func(error) bool
 		wantGeneration int64
 		wantImage      string
@@ -35,12 +35,12 @@ func TestKubeAPIServerSemantics(t *testing.T) {
 	}{
 		{
 			name:           "create defaults and starts at generation 1",
-			write:          func(context.Context, *k8sfake.Clientset, *appsv1.Deployment) error { return nil },
+			write:          func(context.Context, *kubefake.Clientset, *appsv1.Deployment) error { return nil },
 			wantGeneration: 1, wantImage: "quay.io/packit/packit-service:prod",
 		},
 		{
 			name: "a template change bumps the generation",
-			write: func(ctx context.Context, c *k8sfake.Clientset, d *appsv1.Deployment) error {
+			write: func(ctx context.Context, c *kubefake.Clientset, d *appsv1.Deployment) error {
 				d.Spec.Template.Spec.Containers[0].Image = "x@sha256:1"
 				_, err := c.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{})
 				return err
@@ -49,7 +49,7 @@ func TestKubeAPIServerSemantics(t *testing.T) {
 		},
 		{
 			name: "an annotation change bumps a Deployment's generation",
-			write: func(ctx context.Context, c *k8sfake.Clientset, d *appsv1.Deployment) error {
+			write: func(ctx context.Context, c *kubefake.Clientset, d *appsv1.Deployment) error {
 				d.Annotations = map[string]string{"kubernetes.io/change-cause": "x"}
 				_, err := c.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{})
 				return err
@@ -58,7 +58,7 @@ func TestKubeAPIServerSemantics(t *testing.T) {
 		},
 		{
 			name: "status written through the main resource is dropped",
-			write: func(ctx context.Context, c *k8sfake.Clientset, d *appsv1.Deployment) error {
+			write: func(ctx context.Context, c *kubefake.Clientset, d *appsv1.Deployment) error {
 				d.Status.ReadyReplicas = 5
 				_, err := c.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{})
 				return err
@@ -67,7 +67,7 @@ func TestKubeAPIServerSemantics(t *testing.T) {
 		},
 		{
 			name: "spec written through the status subresource is dropped",
-			write: func(ctx context.Context, c *k8sfake.Clientset, d *appsv1.Deployment) error {
+			write: func(ctx context.Context, c *kubefake.Clientset, d *appsv1.Deployment) error {
 				d.Status.ReadyReplicas = 1
 				d.Spec.Template.Spec.Containers[0].Image = "x@sha256:1"
 				_, err := c.AppsV1().Deployments(ns).UpdateStatus(ctx, d, metav1.UpdateOptions{})
@@ -77,7 +77,7 @@ func TestKubeAPIServerSemantics(t *testing.T) {
 		},
 		{
 			name: "a stale resourceVersion is a conflict",
-			write: func(ctx context.Context, c *k8sfake.Clientset, d *appsv1.Deployment) error {
+			write: func(ctx context.Context, c *kubefake.Clientset, d *appsv1.Deployment) error {
 				stale := d.DeepCopy()
 				d.Spec.Paused = true
 				if _, err := c.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{}); err != nil {
@@ -92,7 +92,7 @@ func TestKubeAPIServerSemantics(t *testing.T) {
 		},
 		{
 			name: "a JSON patch (kubectl rollout undo) bumps the generation",
-			write: func(ctx context.Context, c *k8sfake.Clientset, d *appsv1.Deployment) error {
+			write: func(ctx context.Context, c *kubefake.Clientset, d *appsv1.Deployment) error {
 				patch := []byte(`[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"x@sha256:2"}]`)
 				_, err := c.AppsV1().Deployments(ns).Patch(ctx, d.Name, types.JSONPatchType, patch, metav1.PatchOptions{})
 				return err
@@ -101,7 +101,7 @@ func TestKubeAPIServerSemantics(t *testing.T) {
 		},
 		{
 			name: "a strategic merge patch works too",
-			write: func(ctx context.Context, c *k8sfake.Clientset, d *appsv1.Deployment) error {
+			write: func(ctx context.Context, c *kubefake.Clientset, d *appsv1.Deployment) error {
 				patch := []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"packit-service","image":"x@sha256:3"}]}}}}`)
 				_, err := c.AppsV1().Deployments(ns).Patch(ctx, d.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
 				return err
@@ -112,7 +112,7 @@ func TestKubeAPIServerSemantics(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
-			c := k8sfake.NewSimpleClientset()
+			c := kubefake.NewClientset()
 			InstallKubeAPIServer(c, time.Now)
 			d, err := c.AppsV1().Deployments(ns).Create(ctx, newDeployment(), metav1.CreateOptions{})
 			if err != nil {
@@ -143,7 +143,7 @@ func TestKubeAPIServerSemantics(t *testing.T) {
 
 func TestKubeAPIServerPods(t *testing.T) {
 	ctx := context.Background()
-	c := k8sfake.NewSimpleClientset()
+	c := kubefake.NewClientset()
 	InstallKubeAPIServer(c, time.Now)
 	p, err := c.CoreV1().Pods("ns").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "web-", Namespace: "ns"}}, metav1.CreateOptions{})
 	if err != nil {

@@ -6,9 +6,8 @@ import (
 	"time"
 
 	"github.com/deploybot/deploybot/internal/fakeopenshift"
-	imagev1client "github.com/openshift/client-go/image/clientset/versioned/typed/image/v1"
+	"github.com/deploybot/deploybot/kubeclient"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 )
 
 // controllers is the demo's kube-controller-manager (deployment,
@@ -17,8 +16,8 @@ import (
 // reads everything and moves each object one step towards its spec, which
 // makes a rollout take a few ticks per pod, as on a real cluster.
 type controllers struct {
-	kube     kubernetes.Interface
-	images   imagev1client.ImageV1Interface
+	kube     kubeclient.Interface
+	images   kubeclient.ImageV1
 	registry *fakeopenshift.Registry
 	broken   func(digest string) bool
 	now      func() time.Time

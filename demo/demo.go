@@ -10,10 +10,9 @@ import (
 	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/internal/fakeopenshift"
+	"github.com/deploybot/deploybot/internal/kubefake"
 	"github.com/deploybot/deploybot/internal/rbac"
-	imagefake "github.com/openshift/client-go/image/clientset/versioned/fake"
 	"k8s.io/apimachinery/pkg/types"
-	k8sfake "k8s.io/client-go/kubernetes/fake"
 )
 
 const triggerKey = fakeopenshift.TriggerAnnotation
@@ -42,8 +41,8 @@ type Cluster struct {
 
 // fakeCluster is one API server and its controllers.
 type fakeCluster struct {
-	kube    *k8sfake.Clientset
-	images  *imagefake.Clientset
+	kube    *kubefake.Clientset
+	images  *kubefake.ImageClientset
 	server  *fakeopenshift.Server
 	api     *kubeAPIServer
 	trigger *fakeopenshift.TriggerController
@@ -166,8 +165,8 @@ func New(cfg *config.Config, opts ...Option) (*Cluster, error) {
 }
 
 func (c *Cluster) newFakeCluster() *fakeCluster {
-	kube := k8sfake.NewSimpleClientset()
-	images := imagefake.NewSimpleClientset()
+	kube := kubefake.NewClientset()
+	images := kubefake.NewImageClientset()
 	fc := &fakeCluster{kube: kube, images: images}
 	fc.api = installKubeAPIServer(kube, c.opts.now)
 	fc.server = fakeopenshift.Install(images, c.registry, fakeopenshift.WithClock(c.opts.now))
@@ -187,7 +186,7 @@ func (c *Cluster) EnvClients() map[string]cluster.EnvClient {
 	out := map[string]cluster.EnvClient{}
 	for _, env := range c.cfg.Environments {
 		fc := c.envs[env.Name]
-		out[env.Name] = cluster.EnvClient{Kube: fc.kube, Images: fc.images.ImageV1(), Namespace: env.Namespace}
+		out[env.Name] = cluster.EnvClient{Kube: fc.kube, Images: fc.images, Namespace: env.Namespace}
 	}
 	return out
 }
@@ -200,7 +199,7 @@ func (c *Cluster) BrokenDigest(service, env string) string { return c.broken[ser
 func (c *Cluster) Registry() *fakeopenshift.Registry { return c.registry }
 
 // Kube returns the Kubernetes fake clientset of env's cluster, or nil.
-func (c *Cluster) Kube(env string) *k8sfake.Clientset {
+func (c *Cluster) Kube(env string) *kubefake.Clientset {
 	if fc := c.envs[env]; fc != nil {
 		return fc.kube
 	}
@@ -208,7 +207,7 @@ func (c *Cluster) Kube(env string) *k8sfake.Clientset {
 }
 
 // Images returns the image fake clientset of env's cluster, or nil.
-func (c *Cluster) Images(env string) *imagefake.Clientset {
+func (c *Cluster) Images(env string) *kubefake.ImageClientset {
 	if fc := c.envs[env]; fc != nil {
 		return fc.images
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/deploybot/deploybot/auth/access"
 	"github.com/deploybot/deploybot/internal/controlplane"
+	"github.com/deploybot/deploybot/kubeclient"
 	"github.com/deploybot/deploybot/plan"
 )
 
@@ -216,8 +217,8 @@ func TestAccessMatrix(t *testing.T) {
 	for _, u := range cp.Users() {
 		groups[u.Name] = u.Groups
 	}
-	bot := clientFor(t, cp.UserConfig("deploybot"))
-	clients := map[string]kubernetes.Interface{}
+	bot := botClientFor(t, cp.UserConfig("deploybot"))
+	clients := map[string]kubeclient.Interface{}
 	for _, e := range matrixEnvs {
 		clients[e.env] = bot
 	}
@@ -325,7 +326,7 @@ func TestAccessMatrix(t *testing.T) {
 
 	// The bot's own rights are checked too: where it may not create access
 	// reviews, the Checker fails loudly instead of answering.
-	noReview := access.NewChecker(map[string]kubernetes.Interface{"elsewhere": bot})
+	noReview := access.NewChecker(map[string]kubeclient.Interface{"elsewhere": bot})
 	_, err := noReview.Denied(ctx, "elsewhere", "alice", groups["alice"], []plan.Access{{Verb: "get", Resource: "pods", Namespace: "default"}})
 	if err == nil || !strings.Contains(err.Error(), "forbidden") {
 		t.Fatalf("checking access where deploybot may not create localsubjectaccessreviews: %v, want a forbidden error", err)

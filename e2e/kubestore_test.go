@@ -16,10 +16,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/deploybot/deploybot/internal/controlplane"
+	"github.com/deploybot/deploybot/kubeclient"
 	"github.com/deploybot/deploybot/store"
 	"github.com/deploybot/deploybot/store/kube"
 	"github.com/deploybot/deploybot/store/storetest"
@@ -63,9 +63,9 @@ func stateNamespace(ctx context.Context, t *testing.T, cp *controlplane.ControlP
 
 // botClient is a client as the deploybot user, with client-side rate limits
 // high enough that the API server, not the client, is what is measured.
-func botClient(t *testing.T, cp *controlplane.ControlPlane) kubernetes.Interface {
+func botClient(t *testing.T, cp *controlplane.ControlPlane) kubeclient.Interface {
 	t.Helper()
-	return clientFor(t, fast(cp.UserConfig("deploybot")))
+	return botClientFor(t, fast(cp.UserConfig("deploybot")))
 }
 
 func fast(cfg *rest.Config) *rest.Config {
@@ -74,7 +74,7 @@ func fast(cfg *rest.Config) *rest.Config {
 	return cfg
 }
 
-func newKubeStore(t *testing.T, cs kubernetes.Interface, ns string, opts ...kube.Option) *kube.Store {
+func newKubeStore(t *testing.T, cs kubeclient.Interface, ns string, opts ...kube.Option) *kube.Store {
 	t.Helper()
 	s, err := kube.New(cs, ns, opts...)
 	if err != nil {
@@ -164,7 +164,7 @@ func TestKubeStoreObjects(t *testing.T) {
 
 // pendingRequest writes the ConfigMap of a request that is still taking its
 // locks, as a creator that died between its steps leaves it.
-func pendingRequest(ctx context.Context, t *testing.T, cs kubernetes.Interface, s *kube.Store, id string, since time.Time) {
+func pendingRequest(ctx context.Context, t *testing.T, cs kubeclient.Interface, s *kube.Store, id string, since time.Time) {
 	t.Helper()
 	cm := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: s.RequestName(id), Namespace: s.Namespace(),
@@ -179,7 +179,7 @@ func pendingRequest(ctx context.Context, t *testing.T, cs kubernetes.Interface, 
 }
 
 // lockFor writes the lock ConfigMap of key naming holder.
-func lockFor(ctx context.Context, t *testing.T, cs kubernetes.Interface, s *kube.Store, key, holder string) {
+func lockFor(ctx context.Context, t *testing.T, cs kubeclient.Interface, s *kube.Store, key, holder string) {
 	t.Helper()
 	cm := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: s.LockName(key), Namespace: s.Namespace(),
@@ -391,7 +391,7 @@ func TestKubeLeaderElection(t *testing.T) {
 		r := &replica{name: name, cut: &cuttable{}, done: make(chan struct{})}
 		cfg := fast(cp.UserConfig("deploybot"))
 		cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { r.cut.base = rt; return r.cut }
-		s := newKubeStore(t, clientFor(t, cfg), ns)
+		s := newKubeStore(t, botClientFor(t, cfg), ns)
 		rctx, cancel := context.WithCancel(ctx)
 		r.cancel = cancel
 		go func() {

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/deploybot/deploybot/internal/controlplane"
+	"github.com/deploybot/deploybot/kubeclient"
 )
 
 // shared is the one control plane of this package. Starting one takes about
@@ -116,6 +117,18 @@ func clientFor(t *testing.T, cfg *rest.Config) kubernetes.Interface {
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatalf("building a client for %s: %v", cfg.Host, err)
+	}
+	return cs
+}
+
+// botClientFor builds deploybot's own clients (package kubeclient) for cfg,
+// for the production code under test; clientFor's client-go clientset is the
+// test's oracle and set-up tool.
+func botClientFor(t *testing.T, cfg *rest.Config) kubeclient.Interface {
+	t.Helper()
+	cs, err := kubeclient.NewForConfig(cfg)
+	if err != nil {
+		t.Fatalf("building deploybot's client for %s: %v", cfg.Host, err)
 	}
 	return cs
 }

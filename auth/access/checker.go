@@ -6,9 +6,9 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/deploybot/deploybot/kubeclient"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/deploybot/deploybot/plan"
 )
@@ -26,13 +26,13 @@ const DefaultParallel = 8
 // That needs only the right to create localsubjectaccessreviews there (namespace
 // admins have it), not cluster-admin.
 type Checker struct {
-	clients map[string]kubernetes.Interface
+	clients map[string]kubeclient.Interface
 	// Parallel bounds concurrent reviews per Denied call.
 	Parallel int
 }
 
 // NewChecker returns a Checker with one client per environment name.
-func NewChecker(clients map[string]kubernetes.Interface) *Checker {
+func NewChecker(clients map[string]kubeclient.Interface) *Checker {
 	return &Checker{clients: clients, Parallel: DefaultParallel}
 }
 
@@ -111,7 +111,7 @@ func (c *Checker) Denied(ctx context.Context, env, user string, groups []string,
 
 // review asks one LocalSubjectAccessReview and returns "" when allowed, or
 // the reason it is not.
-func review(ctx context.Context, client kubernetes.Interface, user string, groups []string, a plan.Access) (string, error) {
+func review(ctx context.Context, client kubeclient.Interface, user string, groups []string, a plan.Access) (string, error) {
 	lsar := &authorizationv1.LocalSubjectAccessReview{
 		ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace},
 		Spec: authorizationv1.SubjectAccessReviewSpec{

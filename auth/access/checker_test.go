@@ -12,11 +12,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes"
-	k8sfake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/deploybot/deploybot/internal/kubefake"
 	"github.com/deploybot/deploybot/internal/rbac"
+	"github.com/deploybot/deploybot/kubeclient"
 	"github.com/deploybot/deploybot/plan"
 )
 
@@ -49,10 +49,10 @@ var (
 	scaleCall  = plan.Access{Verb: "update", Group: "apps", Resource: "statefulsets", Subresource: "scale", Namespace: prodNS}
 )
 
-func newChecker(t *testing.T) (*Checker, *k8sfake.Clientset) {
-	c := k8sfake.NewClientset(demoRBAC()...)
+func newChecker(t *testing.T) (*Checker, *kubefake.Clientset) {
+	c := kubefake.NewClientset(demoRBAC()...)
 	rbac.InstallRBACReactor(c)
-	return NewChecker(map[string]kubernetes.Interface{"prod": c}), c
+	return NewChecker(map[string]kubeclient.Interface{"prod": c}), c
 }
 
 func TestCheckerDenied(t *testing.T) {

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/bwmarrin/discordgo"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/deploybot/deploybot/auth/access"
 	"github.com/deploybot/deploybot/bot"
@@ -23,6 +22,7 @@ import (
 	"github.com/deploybot/deploybot/demo"
 	"github.com/deploybot/deploybot/examples"
 	"github.com/deploybot/deploybot/internal/poll"
+	"github.com/deploybot/deploybot/kubeclient"
 	"github.com/deploybot/deploybot/store"
 )
 
@@ -94,7 +94,7 @@ func newWorld(t testing.TB, opts ...Option) *world {
 	}
 	t.Cleanup(func() { cancel(); d.Stop() })
 	envs := d.EnvClients()
-	kube := map[string]kubernetes.Interface{}
+	kube := map[string]kubeclient.Interface{}
 	for name, ec := range envs {
 		kube[name] = ec.Kube
 	}

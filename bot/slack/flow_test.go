@@ -15,7 +15,6 @@ import (
 	"time"
 
 	slackgo "github.com/slack-go/slack"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/deploybot/deploybot/auth/access"
 	"github.com/deploybot/deploybot/bot"
@@ -23,6 +22,7 @@ import (
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/demo"
 	"github.com/deploybot/deploybot/examples"
+	"github.com/deploybot/deploybot/kubeclient"
 	"github.com/deploybot/deploybot/lifecycle"
 	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
@@ -95,7 +95,7 @@ func newFlowEnv(t *testing.T, botToken bool) *flowEnv {
 	}
 	t.Cleanup(func() { cancel(); e.demo.Stop() })
 	envs := e.demo.EnvClients()
-	kube := map[string]kubernetes.Interface{}
+	kube := map[string]kubeclient.Interface{}
 	for name, ec := range envs {
 		kube[name] = ec.Kube
 	}

@@ -26,9 +26,9 @@ import (
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/demo"
 	"github.com/deploybot/deploybot/examples"
+	"github.com/deploybot/deploybot/kubeclient"
 	"github.com/deploybot/deploybot/lifecycle"
 	"github.com/deploybot/deploybot/store"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
 
@@ -117,7 +117,7 @@ func build(ctx context.Context, configPath string, useDemo bool, statePath strin
 	if err != nil {
 		return nil, err
 	}
-	kube := map[string]kubernetes.Interface{}
+	kube := map[string]kubeclient.Interface{}
 	envs := map[string]cluster.EnvClient{}
 	if useDemo {
 		var opts []demo.Option

@@ -13,16 +13,15 @@ import (
 	"testing"
 	"time"
 
-	imagefake "github.com/openshift/client-go/image/clientset/versioned/fake"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	kubefake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/internal/kubefake"
 	"github.com/deploybot/deploybot/store"
 )
 
@@ -40,7 +39,7 @@ func envClient(ns string, err error) cluster.EnvClient {
 	if err != nil {
 		kube.PrependReactor("list", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) { return true, nil, err })
 	}
-	return cluster.EnvClient{Kube: kube, Images: imagefake.NewClientset().ImageV1(), Namespace: ns}
+	return cluster.EnvClient{Kube: kube, Images: kubefake.NewImageClientset().ImageV1(), Namespace: ns}
 }
 
 func TestReadyz(t *testing.T) {

@@ -10,9 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/deploybot/deploybot/kubeclient"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
@@ -61,7 +61,7 @@ func kubeStore(ctx context.Context, cfg *config.Config, useDemo bool, statePath 
 	if ns == "" {
 		return nil, errors.New("store backend kubernetes: no namespace: set store.namespace (outside a pod there is no namespace of its own)")
 	}
-	cs, err := kubernetes.NewForConfig(rc)
+	cs, err := kubeclient.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("store backend kubernetes: %w", err)
 	}
@@ -89,7 +89,7 @@ func kubeStore(ctx context.Context, cfg *config.Config, useDemo bool, statePath 
 // replicaOptions name this replica and give the schedule the bot's own
 // Kubernetes identity, as the API server knows it.
 func (s *setup) replicaOptions(ctx context.Context, log *slog.Logger) []bot.Option {
-	var cs kubernetes.Interface
+	var cs kubeclient.Interface
 	if ks, ok := s.store.(*kube.Store); ok {
 		cs = ks.Client()
 	} else if s.demo == nil && len(s.cfg.Environments) > 0 {

@@ -6,8 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/deploybot/deploybot/internal/kubefake"
 	imagev1 "github.com/openshift/api/image/v1"
-	imagefake "github.com/openshift/client-go/image/clientset/versioned/fake"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -80,7 +80,7 @@ func WithConflictOnNextUpdate() Option { return func(s *Server) { s.conflictOnNe
 // Objects already in the client's tracker (NewSimpleClientset(objs...)) are
 // served as they are; objects without a resourceVersion get one on their
 // first write.
-func Install(client *imagefake.Clientset, reg *Registry, opts ...Option) *Server {
+func Install(client *kubefake.ImageClientset, reg *Registry, opts ...Option) *Server {
 	s := &Server{tracker: client.Tracker(), registry: reg, now: time.Now, rv: 1000}
 	for _, o := range opts {
 		o(s)
@@ -251,7 +251,7 @@ func (s *Server) reactImageStreams(action clienttesting.Action) (bool, runtime.O
 		if err != nil {
 			return true, nil, err
 		}
-		patched, err := applyPatch(a, old)
+		patched, err := kubefake.ApplyPatch(a, old)
 		if err != nil {
 			return true, nil, err
 		}

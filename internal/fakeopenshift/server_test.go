@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deploybot/deploybot/internal/kubefake"
 	imagev1 "github.com/openshift/api/image/v1"
-	imagefake "github.com/openshift/client-go/image/clientset/versioned/fake"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,7 +54,7 @@ func seededStream() *imagev1.ImageStream {
 }
 
 type fixture struct {
-	client *imagefake.Clientset
+	client *kubefake.ImageClientset
 	reg    *Registry
 	srv    *Server
 }
@@ -65,7 +65,7 @@ func newFixture(t *testing.T, opts ...Option) *fixture {
 	for n := 1; n <= 3; n++ {
 		reg.Push(testRepo, "prod", dig(n)) // the registry is one image ahead (#3) of the stream
 	}
-	client := imagefake.NewSimpleClientset(seededStream())
+	client := kubefake.NewImageClientset(seededStream())
 	srv := Install(client, reg, append([]Option{WithClock(func() time.Time { return testNow })}, opts...)...)
 	return &fixture{client: client, reg: reg, srv: srv}
 }

@@ -5,12 +5,9 @@ import (
 	"time"
 
 	imagev1 "github.com/openshift/api/image/v1"
-	imagescheme "github.com/openshift/client-go/image/clientset/versioned/scheme"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clienttesting "k8s.io/client-go/testing"
 )
 
 // This file holds the ImageStream registry strategy of openshift-apiserver
@@ -253,18 +250,6 @@ func resolveReference(stream *imagev1.ImageStream, tag string, ev *imagev1.TagEv
 		return stream.Status.DockerImageRepository + "@" + ev.Image
 	}
 	return ev.DockerImageReference
-}
-
-// applyPatch computes what a patch makes of current without storing it, by
-// replaying the action against a scratch tracker holding only current; the
-// fake's own patch code (JSON, merge and strategic merge) does the work.
-func applyPatch(a clienttesting.PatchActionImpl, current runtime.Object) (runtime.Object, error) {
-	t := clienttesting.NewObjectTracker(imagescheme.Scheme, imagescheme.Codecs.UniversalDecoder())
-	if err := t.Add(current.DeepCopyObject()); err != nil {
-		return nil, err
-	}
-	_, obj, err := clienttesting.ObjectReaction(t)(a)
-	return obj, err
 }
 
 func int64Ptr(v int64) *int64 { return &v }

@@ -8,13 +8,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/deploybot/deploybot/kubeclient"
 	imagev1 "github.com/openshift/api/image/v1"
-	imagev1client "github.com/openshift/client-go/image/clientset/versioned/typed/image/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 )
 
 // TriggerController reproduces the openshift-controller-manager image
@@ -29,8 +28,8 @@ import (
 // that image — which is why `oc rollout undo` on a triggered workload does
 // not stick.
 type TriggerController struct {
-	kube      kubernetes.Interface
-	images    imagev1client.ImageV1Interface
+	kube      kubeclient.Interface
+	images    kubeclient.ImageV1
 	namespace string
 	resync    time.Duration
 	retry     time.Duration
@@ -59,7 +58,7 @@ func TriggerOnError(f func(error)) TriggerOption {
 
 // NewTriggerController returns a controller acting on kube's Deployments
 // and StatefulSets with the image streams of images.
-func NewTriggerController(kube kubernetes.Interface, images imagev1client.ImageV1Interface, opts ...TriggerOption) *TriggerController {
+func NewTriggerController(kube kubeclient.Interface, images kubeclient.ImageV1, opts ...TriggerOption) *TriggerController {
 	c := &TriggerController{kube: kube, images: images, resync: 30 * time.Second, retry: 100 * time.Millisecond, onError: func(error) {}}
 	for _, o := range opts {
 		o(c)

@@ -6,12 +6,11 @@ import (
 	"testing"
 	"time"
 
-	imagefake "github.com/openshift/client-go/image/clientset/versioned/fake"
+	"github.com/deploybot/deploybot/internal/kubefake"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	k8sfake "k8s.io/client-go/kubernetes/fake"
 )
 
 // packitTrigger is the annotation packit puts on its workloads.
@@ -144,8 +143,8 @@ func TestTriggerControllerSync(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			kube := k8sfake.NewSimpleClientset(tt.objs...)
-			images := imagefake.NewSimpleClientset(seededStream())
+			kube := kubefake.NewClientset(tt.objs...)
+			images := kubefake.NewImageClientset(seededStream())
 			c := NewTriggerController(kube, images.ImageV1())
 			err := c.Sync(context.Background())
 			if (err != nil) != tt.wantErr {
@@ -195,8 +194,8 @@ func TestTriggerControllerSync(t *testing.T) {
 func TestTriggerControllerRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	kube := k8sfake.NewSimpleClientset(statefulSet("packit-worker-long-running", packitTrigger("packit-worker:prod", "worker"), "worker"))
-	images := imagefake.NewSimpleClientset(seededStream())
+	kube := kubefake.NewClientset(statefulSet("packit-worker-long-running", packitTrigger("packit-worker:prod", "worker"), "worker"))
+	images := kubefake.NewImageClientset(seededStream())
 	reg := NewRegistry()
 	reg.Push(testRepo, "prod", dig(3))
 	Install(images, reg)

@@ -71,3 +71,26 @@ func TestClusterHoldsNoScaffolding(t *testing.T) {
 		t.Errorf("cluster/ holds packages %v, want only cluster itself", pkgs)
 	}
 }
+
+// TestLightBinary: the released binary (demo included) links only the API
+// groups deploybot uses, through package kubeclient. client-go's generated
+// clientsets, their fakes, the informer factory, the leader-election locks
+// and OpenShift's clientset each link the scheme, clients or informers of
+// every API group, about 12 MB of binary and 10 MiB of resident memory.
+func TestLightBinary(t *testing.T) {
+	heavy := []string{
+		"k8s.io/client-go/kubernetes", // also kubernetes/scheme, kubernetes/fake, kubernetes/typed/...
+		"k8s.io/client-go/informers",  // the factory of every group's informers
+		"k8s.io/client-go/applyconfigurations",
+		"k8s.io/client-go/discovery",
+		"k8s.io/client-go/tools/leaderelection",
+		"github.com/openshift/client-go",
+	}
+	for _, d := range deps(t, "cmd/deploybot") {
+		for _, h := range heavy {
+			if d == h || strings.HasPrefix(d, h+"/") {
+				t.Errorf("cmd/deploybot links %s", d)
+			}
+		}
+	}
+}

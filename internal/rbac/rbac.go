@@ -6,13 +6,13 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/deploybot/deploybot/internal/kubefake"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	k8sfake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 )
 
@@ -26,7 +26,7 @@ import (
 // One deliberate difference: every user counts as a member of
 // system:authenticated, as their real requests are, so bindings to that group
 // (e.g. basic-user) apply.
-func InstallRBACReactor(c *k8sfake.Clientset) {
+func InstallRBACReactor(c *kubefake.Clientset) {
 	tracker := c.Tracker()
 	c.PrependReactor("create", "localsubjectaccessreviews", func(action k8stesting.Action) (bool, runtime.Object, error) {
 		create, ok := action.(k8stesting.CreateAction)

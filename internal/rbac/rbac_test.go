@@ -8,8 +8,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	k8sfake "k8s.io/client-go/kubernetes/fake"
 
+	"github.com/deploybot/deploybot/internal/kubefake"
 	"github.com/deploybot/deploybot/internal/rbac"
 )
 
@@ -79,7 +79,7 @@ func fixture() []runtime.Object {
 }
 
 func TestLocalSubjectAccessReview(t *testing.T) {
-	c := k8sfake.NewClientset(fixture()...)
+	c := kubefake.NewClientset(fixture()...)
 	rbac.InstallRBACReactor(c)
 
 	type attrs = authorizationv1.ResourceAttributes
@@ -208,7 +208,7 @@ func TestLocalSubjectAccessReview(t *testing.T) {
 }
 
 func TestLocalSubjectAccessReviewValidation(t *testing.T) {
-	c := k8sfake.NewClientset(fixture()...)
+	c := kubefake.NewClientset(fixture()...)
 	rbac.InstallRBACReactor(c)
 	ra := func(ns string) *authorizationv1.ResourceAttributes {
 		return &authorizationv1.ResourceAttributes{Namespace: ns, Verb: "get", Resource: "pods"}
@@ -268,7 +268,7 @@ func TestLocalSubjectAccessReviewValidation(t *testing.T) {
 }
 
 func TestSubjectAccessReview(t *testing.T) {
-	c := k8sfake.NewClientset(fixture()...)
+	c := kubefake.NewClientset(fixture()...)
 	rbac.InstallRBACReactor(c)
 	tests := []struct {
 		name       string
@@ -313,7 +313,7 @@ func TestSubjectAccessReview(t *testing.T) {
 }
 
 func TestRBACChangesApplyToTheNextReview(t *testing.T) {
-	c := k8sfake.NewClientset(fixture()...)
+	c := kubefake.NewClientset(fixture()...)
 	rbac.InstallRBACReactor(c)
 	review := func() bool {
 		t.Helper()

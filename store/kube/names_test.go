@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/client-go/kubernetes/fake"
+	"github.com/deploybot/deploybot/internal/kubefake"
 )
 
 // subdomain is what the API server accepts as a ConfigMap name (DNS-1123 subdomain).
@@ -17,7 +17,7 @@ func validName(n string) bool { return len(n) <= 253 && subdomain.MatchString(n)
 
 func newTestStore(t testing.TB, opts ...Option) *Store {
 	t.Helper()
-	s, err := New(fake.NewClientset(), "deploybot", opts...)
+	s, err := New(kubefake.NewClientset(), "deploybot", opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestNew(t *testing.T) {
 		{name: "long instance", ns: "deploybot", opts: []Option{WithInstance(strings.Repeat("a", 41))}, wantErr: "at most 40"},
 	}
 	for _, tt := range tests {
-		_, err := New(fake.NewClientset(), tt.ns, tt.opts...)
+		_, err := New(kubefake.NewClientset(), tt.ns, tt.opts...)
 		switch {
 		case tt.wantErr == "" && err != nil:
 			t.Errorf("%s: %v", tt.name, err)

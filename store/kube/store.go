@@ -11,11 +11,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/deploybot/deploybot/kubeclient"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/deploybot/deploybot/store"
 )
@@ -62,7 +62,7 @@ const (
 // concurrent use, and several Stores (replicas) on one namespace and instance
 // behave as one store.
 type Store struct {
-	cs           kubernetes.Interface
+	cs           kubeclient.Interface
 	ns           string
 	instance     string
 	now          func() time.Time
@@ -104,7 +104,7 @@ func WithAbandonAfter(d time.Duration) Option { return func(s *Store) { s.abando
 
 // New returns a store on the ConfigMaps of namespace. It does not contact
 // the API server; Ping does.
-func New(cs kubernetes.Interface, namespace string, opts ...Option) (*Store, error) {
+func New(cs kubeclient.Interface, namespace string, opts ...Option) (*Store, error) {
 	s := &Store{
 		cs:           cs,
 		ns:           namespace,
@@ -134,7 +134,7 @@ func (s *Store) Namespace() string { return s.ns }
 func (s *Store) Instance() string { return s.instance }
 
 // Client returns the clientset the store uses.
-func (s *Store) Client() kubernetes.Interface { return s.cs }
+func (s *Store) Client() kubeclient.Interface { return s.cs }
 
 // Ping checks that the store's ConfigMaps can be listed, for readiness.
 func (s *Store) Ping(ctx context.Context) error {
@@ -145,7 +145,9 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-func (s *Store) cms() typedcorev1.ConfigMapInterface { return s.cs.CoreV1().ConfigMaps(s.ns) }
+func (s *Store) cms() kubeclient.Resource[*corev1.ConfigMap, *corev1.ConfigMapList] {
+	return s.cs.CoreV1().ConfigMaps(s.ns)
+}
 
 func (s *Store) labels(kind string) map[string]string {
 	return map[string]string{LabelManagedBy: managedBy, LabelInstance: s.instance, LabelKind: kind}
