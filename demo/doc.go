@@ -1,5 +1,5 @@
 // Package demo is the built-in demo cluster behind `deploybot chat --demo`:
-// fake Kubernetes and OpenShift image API clientsets seeded from a
+// fake Kubernetes and OpenShift image API clientsets (internal/kubefake) seeded from a
 // deploybot config (the packit layout of examples/packit.yaml), an
 // in-memory registry with a short history per tag and one newer image not
 // yet imported, RBAC for the demo users alice, bob and carol, and

@@ -1,5 +1,6 @@
-// Package fakeopenshift reproduces, on the openshift image fake Clientset
-// (github.com/openshift/client-go/image/clientset/versioned/fake), the parts of
+// Package fakeopenshift reproduces, on the fake image clientset of
+// internal/kubefake (the same reactor chain as OpenShift's generated fake
+// clientset, without linking every API group), the parts of
 // openshift-apiserver and openshift-controller-manager that deploybot relies
 // on, so unit tests and the demo cluster exercise the same API calls `oc`
 // makes against a real cluster:
