@@ -48,12 +48,25 @@ func init() {
 	}
 }
 
-// Clientset is the fake kubeclient.Interface. Its embedded testing.Fake holds
-// the reactor chain (PrependReactor, Actions) as in client-go's fakes.
-type Clientset struct {
+// tracked is what both fakes are: a reactor chain (PrependReactor, Actions,
+// as in client-go's fakes) over one object tracker.
+type tracked struct {
 	testing.Fake
 	tracker testing.ObjectTracker
 }
+
+// Tracker is the object store behind the reactors.
+func (t *tracked) Tracker() testing.ObjectTracker { return t.tracker }
+
+// IsWatchListSemanticsUnSupported tells client-go's reflector that the fake
+// cannot stream an initial list (it lists, then watches), as client-go's own
+// fake clientsets do.
+func (t *tracked) IsWatchListSemanticsUnSupported() bool { return true }
+
+func (t *tracked) init(objects []runtime.Object) { t.tracker = track(&t.Fake, objects) }
+
+// Clientset is the fake kubeclient.Interface.
+type Clientset struct{ tracked }
 
 var _ kubeclient.Interface = (*Clientset)(nil)
 
@@ -61,31 +74,22 @@ var _ kubeclient.Interface = (*Clientset)(nil)
 // client-go's fake.NewSimpleClientset does.
 func NewClientset(objects ...runtime.Object) *Clientset {
 	c := &Clientset{}
-	c.tracker = track(&c.Fake, objects)
+	c.init(objects)
 	return c
 }
 
-// Tracker is the object store behind the reactors.
-func (c *Clientset) Tracker() testing.ObjectTracker { return c.tracker }
-
 // ImageClientset is the fake kubeclient.ImageV1, on its own tracker as
 // OpenShift's fake image clientset is.
-type ImageClientset struct {
-	testing.Fake
-	tracker testing.ObjectTracker
-}
+type ImageClientset struct{ tracked }
 
 var _ kubeclient.ImageV1 = (*ImageClientset)(nil)
 
 // NewImageClientset returns an ImageClientset whose tracker holds objects.
 func NewImageClientset(objects ...runtime.Object) *ImageClientset {
 	c := &ImageClientset{}
-	c.tracker = track(&c.Fake, objects)
+	c.init(objects)
 	return c
 }
-
-// Tracker is the object store behind the reactors.
-func (c *ImageClientset) Tracker() testing.ObjectTracker { return c.tracker }
 
 // ImageV1 returns c itself, for call sites written against OpenShift's
 // clientset (images.ImageV1().ImageStreams(ns)).
@@ -278,14 +282,6 @@ func kindOf[T runtime.Object](gvr schema.GroupVersionResource) schema.GroupVersi
 	}
 	return gvks[0]
 }
-
-// IsWatchListSemanticsUnSupported tells client-go's reflector that the fake
-// cannot stream an initial list (it lists, then watches), as client-go's own
-// fake clientsets do.
-func (c *Clientset) IsWatchListSemanticsUnSupported() bool { return true }
-
-// IsWatchListSemanticsUnSupported: see Clientset's.
-func (c *ImageClientset) IsWatchListSemanticsUnSupported() bool { return true }
 
 // ApplyPatch computes what a patch makes of current without storing it, by
 // replaying the action against a scratch tracker holding only current, so
