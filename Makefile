@@ -5,7 +5,7 @@ STATICCHECK_VERSION := v0.8.2
 # How long each fuzz target runs inside `make test`; `make fuzz` runs longer.
 FUZZTIME  ?= 4s
 
-.PHONY: all build controlplane demo test unit lint fmt-check vet staticcheck fuzz fuzz-brief bench cluster e2e clean
+.PHONY: all build controlplane demo test unit lint fmt-check vet staticcheck fuzz fuzz-brief bench cluster e2e footprint clean
 
 all: build
 
@@ -60,6 +60,10 @@ cluster:
 ## e2e: only the real-control-plane tests, verbosely
 e2e: controlplane
 	DEPLOYBOT_CONTROLPLANE_BIN="$$(bash hack/controlplane/build.sh | tail -n1)" $(GO) test -count=1 -timeout 30m -v ./internal/controlplane/... ./e2e/...
+
+## footprint: binary size, start-up and RSS measured here, as a table (BASE=<rev> to compare; SKIP_CONTROLPLANE=1 for a quick run)
+footprint: $(if $(SKIP_CONTROLPLANE),,controlplane)
+	$(if $(SKIP_CONTROLPLANE),,DEPLOYBOT_CONTROLPLANE_BIN="$$(bash hack/controlplane/build.sh | tail -n1)") $(GO) run ./hack/footprint $(if $(BASE),-base '$(BASE)') $(if $(SKIP_CONTROLPLANE),-skip-controlplane) $(FOOTPRINT_FLAGS)
 
 clean:
 	rm -rf bin bench.out
