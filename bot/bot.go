@@ -181,8 +181,14 @@ func (b *Bot) platform(name string) (Platform, bool) {
 // Wait blocks until background work (executions, rollout following) is done.
 func (b *Bot) Wait() { b.life.Wait() }
 
-// Close stops background work and waits for it.
+// Close stops background work at once and waits for it; running
+// executions record that they were interrupted.
 func (b *Bot) Close() { b.life.Close() }
+
+// Shutdown starts no more executions, lets running ones finish for up to
+// grace and then interrupts them (see lifecycle.Shutdown); it returns how
+// many it interrupted.
+func (b *Bot) Shutdown(grace time.Duration) int { return b.life.Shutdown(grace) }
 
 // ReplicaName returns the name this replica executes requests under.
 func (b *Bot) ReplicaName() string { return b.life.Replica() }

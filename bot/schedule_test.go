@@ -104,10 +104,15 @@ func newSchedHarness(t *testing.T, mutate func(prod *config.Environment)) *sched
 
 // replica builds one bot replica on the shared store, cluster and clock.
 func (h *schedHarness) replica(name string, exec lifecycle.Executor, opts ...bot.Option) *bot.Bot {
+	return h.replicaOn(h.store, name, exec, opts...)
+}
+
+// replicaOn is replica with its own handle of the store.
+func (h *schedHarness) replicaOn(st store.Store, name string, exec lifecycle.Executor, opts ...bot.Option) *bot.Bot {
 	if exec == nil {
 		exec = h.exec
 	}
-	b := bot.New(h.cfg, h.set, h.checker, h.store, exec, append([]bot.Option{
+	b := bot.New(h.cfg, h.set, h.checker, st, exec, append([]bot.Option{
 		bot.WithClock(h.clock), bot.WithPlatform(h.platform), bot.WithReplicaName(name),
 		bot.WithScheduleIdentity("system:serviceaccount:deploybot:deploybot", []string{"system:serviceaccounts"}),
 		bot.WithLogger(slog.New(slog.DiscardHandler)), bot.WithRolloutDeadline(20 * time.Second),
@@ -552,6 +557,38 @@ func TestScheduleRunsOnceWithTwoLeaders(t *testing.T) {
 	}
 }
 
+// mortalStore is one replica's handle of the shared store; after die,
+// nothing that replica does reaches the store, as after a kill -9.
+type mortalStore struct {
+	store.Store
+	dead atomic.Bool
+}
+
+var errDead = errors.New("this replica is dead")
+
+func (m *mortalStore) die() { m.dead.Store(true) }
+
+func (m *mortalStore) Create(ctx context.Context, r *store.Request) error {
+	if m.dead.Load() {
+		return errDead
+	}
+	return m.Store.Create(ctx, r)
+}
+
+func (m *mortalStore) Update(ctx context.Context, id string, fn func(r *store.Request) error) (*store.Request, error) {
+	if m.dead.Load() {
+		return nil, errDead
+	}
+	return m.Store.Update(ctx, id, fn)
+}
+
+func (m *mortalStore) Record(ctx context.Context, e store.AuditEvent) error {
+	if m.dead.Load() {
+		return errDead
+	}
+	return m.Store.Record(ctx, e)
+}
+
 // stallingExecutor finishes the Plan's first target and then hangs until its
 // context ends, as a replica does that dies (or is cut off) mid-import.
 type stallingExecutor struct {
@@ -632,7 +669,8 @@ func TestDeadExecutionReported(t *testing.T) {
 			h := newSchedHarness(t, nil)
 			stall := &stallingExecutor{inner: h.set, stalled: make(chan struct{})}
 			counting := &countingExecutor{inner: stall}
-			a := h.replica("a", counting, bot.WithHeartbeat(10*time.Second, time.Minute))
+			handle := &mortalStore{Store: h.store}
+			a := h.replicaOn(handle, "a", counting, bot.WithHeartbeat(10*time.Second, time.Minute))
 			id := h.openApproved(a)
 			<-stall.stalled
 			r := h.waitState(id, store.Executing)
@@ -641,7 +679,8 @@ func TestDeadExecutionReported(t *testing.T) {
 				return len(r.Done) == 1, fmt.Sprintf("%+v", r.Done)
 			})
 			first := r.Plan.Targets[0].Service
-			a.Close() // the replica dies: its context ends and nothing is recorded after
+			handle.die() // the replica dies (kill -9): nothing it does reaches the store after
+			a.Close()
 
 			h.clock.Add(45 * time.Second)
 			if r, _ := h.request(id); r.State != store.Executing {
@@ -705,5 +744,125 @@ func TestReplicaTakenForDeadStops(t *testing.T) {
 	}
 	if r.Result == nil || len(r.Result.Targets) != len(r.Plan.Targets) {
 		t.Errorf("result = %+v, want a's result for every target", r.Result)
+	}
+}
+
+// gatedExecutor runs the Plan once its gate opens (or its context ends).
+type gatedExecutor struct {
+	inner   lifecycle.Executor
+	started chan struct{}
+	gate    chan struct{}
+}
+
+func (g *gatedExecutor) Execute(ctx context.Context, p plan.Plan, report func(plan.Progress)) (plan.Result, error) {
+	close(g.started)
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return plan.Result{}, ctx.Err()
+	}
+	return g.inner.Execute(ctx, p, report)
+}
+
+func (g *gatedExecutor) Follow(context.Context, plan.Plan, plan.Result, time.Duration, func(plan.Progress)) []plan.RolloutResult {
+	return nil
+}
+
+// TestShutdownRecordsInterrupted: a replica shut down (SIGTERM) while an
+// import runs, past its grace period, records the request as interrupted,
+// with what it had done and what not, and updates the request's message;
+// nothing stays Executing and nothing runs it again.
+func TestShutdownRecordsInterrupted(t *testing.T) {
+	h := newSchedHarness(t, nil)
+	stall := &stallingExecutor{inner: h.set, stalled: make(chan struct{})}
+	counting := &countingExecutor{inner: stall}
+	a := h.replica("a", counting)
+	id := h.openApproved(a)
+	<-stall.stalled
+	poll.Until(t, 20*time.Second, "the first target recorded", func() (bool, string) {
+		r, _ := h.request(id)
+		return len(r.Done) == 1, fmt.Sprintf("%+v", r.Done)
+	})
+	if n := a.Shutdown(50 * time.Millisecond); n != 1 {
+		t.Errorf("Shutdown interrupted %d executions, want 1", n)
+	}
+	r, _ := h.request(id)
+	if r.State != store.Failed {
+		t.Fatalf("after shutdown the request is %s, want Failed (interrupted)", r.State)
+	}
+	first := r.Plan.Targets[0].Service
+	for _, want := range []string{"Interrupted: replica a was shut down while executing this request", "Done: " + first + " changed",
+		"Not reported finished, so they may or may not have changed: ", "`import prod` again"} {
+		if !strings.Contains(r.Reason, want) {
+			t.Errorf("reason lacks %q:\n%s", want, r.Reason)
+		}
+	}
+	final := strings.Join(terminal.Render(h.platform.last(id).Output), "\n")
+	if !strings.Contains(final, "Interrupted: replica a was shut down") {
+		t.Errorf("the request's message was not updated:\n%s", final)
+	}
+	again := h.replica("a", nil)
+	if err := again.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	again.Wait()
+	if n := counting.total(); n != 1 {
+		t.Errorf("executed %d times, want once", n)
+	}
+}
+
+// TestShutdownLetsExecutionsFinish: within the grace period a running
+// import finishes and is recorded as it ended.
+func TestShutdownLetsExecutionsFinish(t *testing.T) {
+	h := newSchedHarness(t, nil)
+	gated := &gatedExecutor{inner: h.set, started: make(chan struct{}), gate: make(chan struct{})}
+	a := h.replica("a", gated)
+	id := h.openApproved(a)
+	<-gated.started
+	interrupted := make(chan int, 1)
+	go func() { interrupted <- a.Shutdown(20 * time.Second) }()
+	close(gated.gate)
+	if n := <-interrupted; n != 0 {
+		t.Errorf("Shutdown interrupted %d executions, want 0", n)
+	}
+	if r, _ := h.request(id); r.State != store.Succeeded {
+		t.Errorf("request is %s (%s), want Succeeded", r.State, r.Reason)
+	}
+}
+
+// TestShutdownStartsNothing: an approval that reaches a replica after its
+// shutdown began leaves the request Approved; the next replica runs it.
+func TestShutdownStartsNothing(t *testing.T) {
+	h := newSchedHarness(t, nil)
+	counting := &countingExecutor{inner: h.set}
+	a := h.replica("a", counting)
+	before := h.platform.count()
+	if reply := h.say(a, "alice", "import prod"); reply != "" {
+		t.Fatalf("import: %q", reply)
+	}
+	post, _ := h.platform.post(before)
+	id := post.RequestID
+	if reply := h.say(a, "alice", "confirm #"+id); reply != "" {
+		t.Fatalf("confirm: %q", reply)
+	}
+	a.Shutdown(0)
+	// The stores stamp UpdatedAt with their own clock when the change keeps
+	// it equal, so move the test clock between the steps.
+	h.clock.Add(time.Second)
+	if reply := h.say(a, "bob", "approve #"+id); reply != "" {
+		t.Fatalf("approve: %q", reply)
+	}
+	a.Wait()
+	if r, _ := h.request(id); r.State != store.Approved || counting.total() != 0 {
+		t.Fatalf("after shutdown the approved request is %s and ran %d times, want Approved and not run", r.State, counting.total())
+	}
+	next := h.replica("b", counting)
+	h.clock.Add(lifecycle.DefaultStaleAfter + time.Second)
+	if err := next.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.waitState(id, store.Succeeded)
+	if n := counting.total(); n != 1 {
+		t.Errorf("executed %d times, want once", n)
 	}
 }

@@ -23,8 +23,14 @@ import (
 // replica's to execute, or no longer orphaned.
 var errTaken = errors.New("the request is no longer executing on this replica")
 
-// startExecution executes an approved request in the background.
+// startExecution executes an approved request in the background, unless
+// this process is shutting down: the request then stays Approved, and the
+// next replica (or this one's next start) runs it through Recover.
 func (l *Lifecycle) startExecution(id string) {
+	if l.closing.Load() {
+		l.log.Info("shutting down: leaving an approved request for the next replica", "request", id)
+		return
+	}
 	l.work.Add(1)
 	go func() {
 		defer l.work.Done()
@@ -49,7 +55,10 @@ func (l *Lifecycle) execute(ctx context.Context, id string) {
 	l.Refresh(ctx, id)
 	report := func(p plan.Progress) {
 		l.progressFor(id).add(p)
-		l.recordTarget(ctx, id, p)
+		// A target that finishes while shutting down is still recorded.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+		defer cancel()
+		l.recordTarget(rctx, id, p)
 		l.Refresh(ctx, id)
 	}
 	exec := l.exec
@@ -65,6 +74,12 @@ func (l *Lifecycle) execute(ctx context.Context, id string) {
 		result.Rollouts = exec.Follow(execCtx, r.Plan, result, l.rolloutDeadline, report)
 		followed = time.Since(start)
 	}
+	// The outcome is recorded even when ctx has ended (shutdown): on a
+	// context of its own, bounded, so the request never stays Executing
+	// with no word of what happened.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	interrupted := ctx.Err() != nil && !l.taken(execCtx)
 	final, reason := store.Succeeded, ""
 	if execErr != nil {
 		final, reason = store.Failed, execErr.Error()
@@ -74,17 +89,36 @@ func (l *Lifecycle) execute(ctx context.Context, id string) {
 	if len(result.Rollouts) > 0 {
 		l.metrics.Rollout(r.Plan.Env, string(r.Plan.Action), string(final), followed)
 	}
-	_, err = l.step(ctx, id, "deploybot", "finish", func(r *store.Request) error {
+	action := "finish"
+	if interrupted {
+		action = "interrupt"
+	}
+	_, err = l.step(rctx, id, "deploybot", action, func(r *store.Request) error {
+		if interrupted && r.State == store.Executing && r.Executor == l.replica {
+			r.Result = &plan.Result{Targets: r.Done}
+			r.Reason = interruptedReason(r, l.replica)
+			return store.Transition(r, store.Failed)
+		}
 		return l.finish(r, result, final, reason)
 	})
 	if err != nil {
 		l.log.Error("recording the outcome", "request", id, "err", err)
 	}
-	l.Refresh(ctx, id)
+	l.Refresh(rctx, id)
 	// The final message shows the progress; nothing renders it again.
 	l.mu.Lock()
 	delete(l.progress, id)
 	l.mu.Unlock()
+}
+
+// recordTimeout bounds recording an execution's outcome after its context
+// has ended.
+const recordTimeout = 10 * time.Second
+
+// taken reports whether execCtx ended because another replica reported this
+// execution dead (the heartbeat's cancel), not because of shutdown.
+func (l *Lifecycle) taken(execCtx context.Context) bool {
+	return errors.Is(context.Cause(execCtx), errTaken)
 }
 
 // claim marks r as executed by this replica, as of now.
@@ -103,7 +137,8 @@ func (l *Lifecycle) claim(r *store.Request) {
 // dead: this replica then stops instead of changing more than was reported.
 // stop ends the heartbeat and waits for it.
 func (l *Lifecycle) heartbeat(ctx context.Context, id string) (execCtx context.Context, stop func()) {
-	execCtx, cancel := context.WithCancel(ctx)
+	execCtx, cancelCause := context.WithCancelCause(ctx)
+	cancel := func() { cancelCause(errTaken) }
 	quit := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -136,7 +171,7 @@ func (l *Lifecycle) heartbeat(ctx context.Context, id string) (execCtx context.C
 	return execCtx, func() {
 		close(quit)
 		<-done
-		cancel()
+		cancelCause(nil)
 		l.mu.Lock()
 		delete(l.running, id)
 		l.mu.Unlock()
@@ -268,13 +303,28 @@ func orphanReason(r *store.Request, reporter string) string {
 		fmt.Fprintf(&b, " (last heard from at %s)", r.Heartbeat.UTC().Format("2006-01-02 15:04:05 MST"))
 	}
 	b.WriteString(". ")
-	done := map[string]plan.TargetResult{}
-	for _, d := range r.Done {
-		done[d.Service] = d
-	}
+	unfinished(&b, r)
+	fmt.Fprintf(&b, "Replica %s reported this and did not run anything again; check `status %s`", reporter, r.Plan.Env)
+	advice(&b, r)
+	return b.String()
+}
+
+// interruptedReason tells what a replica that was shut down mid-execution
+// had done and what not.
+func interruptedReason(r *store.Request, replica string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Interrupted: replica %s was shut down while executing this request. ", replica)
+	unfinished(&b, r)
+	fmt.Fprintf(&b, "Nothing will run it again; check `status %s`", r.Plan.Env)
+	advice(&b, r)
+	return b.String()
+}
+
+// unfinished writes what of r's targets was reported done and what not.
+func unfinished(b *strings.Builder, r *store.Request) {
 	var did, unknown []string
 	for _, t := range r.Plan.Targets {
-		if d, ok := done[t.Service]; ok {
+		if d, ok := doneFor(r, t.Service); ok {
 			did = append(did, d.Summary())
 			continue
 		}
@@ -284,17 +334,32 @@ func orphanReason(r *store.Request, reporter string) string {
 		unknown = append(unknown, t.Service)
 	}
 	if len(did) > 0 {
-		fmt.Fprintf(&b, "Done: %s. ", strings.Join(did, ", "))
+		fmt.Fprintf(b, "Done: %s. ", strings.Join(did, ", "))
 	} else {
 		b.WriteString("No target was reported finished. ")
 	}
 	if len(unknown) > 0 {
-		fmt.Fprintf(&b, "Not reported finished, so they may or may not have changed: %s. ", strings.Join(unknown, ", "))
+		fmt.Fprintf(b, "Not reported finished, so they may or may not have changed: %s. ", strings.Join(unknown, ", "))
 	}
-	fmt.Fprintf(&b, "Rollouts were not followed. Replica %s reported this and did not run anything again; check `status %s`", reporter, r.Plan.Env)
-	if len(unknown) > 0 {
-		fmt.Fprintf(&b, " and run `%s` again if needed", r.Command)
+	b.WriteString("Rollouts were not followed. ")
+}
+
+// advice ends a reason with what to run again, if anything may be undone.
+func advice(b *strings.Builder, r *store.Request) {
+	for _, t := range r.Plan.Targets {
+		if _, ok := doneFor(r, t.Service); !ok && !t.Unchanged {
+			fmt.Fprintf(b, " and run `%s` again if needed", r.Command)
+			break
+		}
 	}
 	b.WriteString(".")
-	return b.String()
+}
+
+func doneFor(r *store.Request, service string) (plan.TargetResult, bool) {
+	for _, d := range r.Done {
+		if d.Service == service {
+			return d, true
+		}
+	}
+	return plan.TargetResult{}, false
 }

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/deploybot/deploybot/clock"
@@ -105,9 +106,10 @@ type Lifecycle struct {
 	staleAfter      time.Duration
 	rolloutDeadline time.Duration
 
-	ctx    context.Context // ended by Close; parent of executions
-	cancel context.CancelFunc
-	work   sync.WaitGroup
+	ctx     context.Context // ended by Close; parent of executions
+	cancel  context.CancelFunc
+	work    sync.WaitGroup
+	closing atomic.Bool // Shutdown began: no new executions start here
 
 	mu sync.Mutex
 	// running are the requests this process is executing now.
@@ -206,10 +208,46 @@ func (l *Lifecycle) Now() time.Time { return l.clock.Now() }
 // Wait blocks until background executions are done.
 func (l *Lifecycle) Wait() { l.work.Wait() }
 
-// Close stops background executions and waits for them.
-func (l *Lifecycle) Close() {
+// Close stops background executions at once and waits for them; each
+// records that it was interrupted, with what it had done.
+func (l *Lifecycle) Close() { l.Shutdown(0) }
+
+// DefaultShutdownGrace is how long Shutdown lets running executions finish:
+// below Kubernetes' default 30 s between SIGTERM and SIGKILL, so what is
+// still running can be recorded before the kill.
+const DefaultShutdownGrace = 25 * time.Second
+
+// Shutdown stops starting executions (approved requests stay Approved, for
+// the next replica or the next start to run), lets the running ones finish
+// for up to grace, then stops them; each records its outcome, or that it
+// was interrupted and what it had done, before Shutdown returns. It reports
+// how many executions it had to interrupt.
+func (l *Lifecycle) Shutdown(grace time.Duration) (interrupted int) {
+	l.closing.Store(true)
+	done := make(chan struct{})
+	go func() {
+		l.work.Wait()
+		close(done)
+	}()
+	if grace > 0 {
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-done:
+			l.cancel()
+			return 0
+		case <-t.C:
+		}
+	}
+	l.mu.Lock()
+	interrupted = len(l.running)
+	l.mu.Unlock()
+	if interrupted > 0 {
+		l.log.Warn("shutting down: interrupting running executions", "executions", interrupted, "grace", grace)
+	}
 	l.cancel()
-	l.work.Wait()
+	<-done
+	return interrupted
 }
 
 // step applies fn to request id as one compare-and-swap and audits the state

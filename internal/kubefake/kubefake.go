@@ -66,7 +66,14 @@ func (t *tracked) IsWatchListSemanticsUnSupported() bool { return true }
 func (t *tracked) init(objects []runtime.Object) { t.tracker = track(&t.Fake, objects) }
 
 // Clientset is the fake kubeclient.Interface.
-type Clientset struct{ tracked }
+type Clientset struct {
+	tracked
+	authz kubeclient.AuthorizationV1
+}
+
+// SetAuthorization makes AuthorizationV1 return a instead of the fake's
+// reactor chain (see rbac.Reviewer).
+func (c *Clientset) SetAuthorization(a kubeclient.AuthorizationV1) { c.authz = a }
 
 var _ kubeclient.Interface = (*Clientset)(nil)
 
@@ -126,7 +133,12 @@ func (c *Clientset) AppsV1() kubeclient.AppsV1 { return apps{&c.Fake} }
 func (c *Clientset) CoreV1() kubeclient.CoreV1 { return core{&c.Fake} }
 
 // AuthorizationV1 implements kubeclient.Interface.
-func (c *Clientset) AuthorizationV1() kubeclient.AuthorizationV1 { return authz{&c.Fake} }
+func (c *Clientset) AuthorizationV1() kubeclient.AuthorizationV1 {
+	if c.authz != nil {
+		return c.authz
+	}
+	return authz{&c.Fake}
+}
 
 // AuthenticationV1 implements kubeclient.Interface.
 func (c *Clientset) AuthenticationV1() kubeclient.AuthenticationV1 { return authn{&c.Fake} }

@@ -1,15 +1,18 @@
 package rbac
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/deploybot/deploybot/internal/kubefake"
+	"github.com/deploybot/deploybot/kubeclient"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -37,30 +40,8 @@ func InstallRBACReactor(c *kubefake.Clientset) {
 		if !ok {
 			return true, nil, apierrors.NewBadRequest(fmt.Sprintf("not a LocalSubjectAccessReview: %T", create.GetObject()))
 		}
-		out := in.DeepCopy()
-		ns := action.GetNamespace()
-		if ns == "" {
-			return true, nil, apierrors.NewBadRequest("namespace is required on this type: ")
-		}
-		// The REST handler defaults the object's namespace from the URL and
-		// refuses a different one.
-		if out.Namespace == "" {
-			out.Namespace = ns
-		} else if out.Namespace != ns {
-			return true, nil, apierrors.NewBadRequest("the namespace of the provided object does not match the namespace sent on the request")
-		}
-		errs := validateSpec(out.Spec)
-		if ra := out.Spec.ResourceAttributes; ra != nil && ra.Namespace != out.Namespace {
-			errs = append(errs, field.Invalid(field.NewPath("spec.resourceAttributes.namespace"), ra.Namespace, "must match metadata.namespace"))
-		}
-		if out.Spec.NonResourceAttributes != nil {
-			errs = append(errs, field.Invalid(field.NewPath("spec.nonResourceAttributes"), out.Spec.NonResourceAttributes, "disallowed on this kind of request"))
-		}
-		if len(errs) > 0 {
-			return true, nil, apierrors.NewInvalid(schema.GroupKind{Group: authorizationv1.GroupName, Kind: "LocalSubjectAccessReview"}, "", errs)
-		}
-		out.Status = Evaluate(tracker, out.Spec)
-		return true, out, nil
+		out, err := reviewLocal(tracker, action.GetNamespace(), in)
+		return true, out, err
 	})
 	c.PrependReactor("create", "subjectaccessreviews", func(action k8stesting.Action) (bool, runtime.Object, error) {
 		create, ok := action.(k8stesting.CreateAction)
@@ -71,13 +52,91 @@ func InstallRBACReactor(c *kubefake.Clientset) {
 		if !ok {
 			return true, nil, apierrors.NewBadRequest(fmt.Sprintf("not a SubjectAccessReview: %T", create.GetObject()))
 		}
-		out := in.DeepCopy()
-		if errs := validateSpec(out.Spec); len(errs) > 0 {
-			return true, nil, apierrors.NewInvalid(schema.GroupKind{Group: authorizationv1.GroupName, Kind: "SubjectAccessReview"}, "", errs)
-		}
-		out.Status = Evaluate(tracker, out.Spec)
-		return true, out, nil
+		out, err := reviewCluster(tracker, in)
+		return true, out, err
 	})
+}
+
+// Reviewer answers access reviews directly from the RBAC objects in a
+// tracker, as InstallRBACReactor's reactors do, but without going through
+// the fake's reactor chain, which records every call it sees (Actions): a
+// long demo session asks thousands of reviews, and each recorded one would
+// be kept until the actions are cleared. It implements
+// kubeclient.AuthorizationV1 for kubefake.Clientset.SetAuthorization.
+type Reviewer struct{ tracker k8stesting.ObjectTracker }
+
+var _ kubeclient.AuthorizationV1 = Reviewer{}
+
+// NewReviewer returns a Reviewer over the RBAC objects in tracker.
+func NewReviewer(tracker k8stesting.ObjectTracker) Reviewer { return Reviewer{tracker} }
+
+// LocalSubjectAccessReviews implements kubeclient.AuthorizationV1.
+func (r Reviewer) LocalSubjectAccessReviews(ns string) kubeclient.Creator[*authorizationv1.LocalSubjectAccessReview] {
+	return creator[*authorizationv1.LocalSubjectAccessReview](func(in *authorizationv1.LocalSubjectAccessReview) (*authorizationv1.LocalSubjectAccessReview, error) {
+		return reviewLocal(r.tracker, ns, in)
+	})
+}
+
+// SubjectAccessReviews implements kubeclient.AuthorizationV1.
+func (r Reviewer) SubjectAccessReviews() kubeclient.Creator[*authorizationv1.SubjectAccessReview] {
+	return creator[*authorizationv1.SubjectAccessReview](func(in *authorizationv1.SubjectAccessReview) (*authorizationv1.SubjectAccessReview, error) {
+		return reviewCluster(r.tracker, in)
+	})
+}
+
+// SelfSubjectAccessReviews implements kubeclient.AuthorizationV1; the demo
+// has no "self" (no credentials), so it is refused as kube-apiserver refuses
+// an anonymous request.
+func (r Reviewer) SelfSubjectAccessReviews() kubeclient.Creator[*authorizationv1.SelfSubjectAccessReview] {
+	return creator[*authorizationv1.SelfSubjectAccessReview](func(*authorizationv1.SelfSubjectAccessReview) (*authorizationv1.SelfSubjectAccessReview, error) {
+		return nil, apierrors.NewUnauthorized("the demo cluster has no credentials to review itself")
+	})
+}
+
+// creator is a kubeclient.Creator from a function.
+type creator[T runtime.Object] func(T) (T, error)
+
+func (c creator[T]) Create(_ context.Context, obj T, _ metav1.CreateOptions) (T, error) {
+	return c(obj)
+}
+
+// reviewLocal answers a LocalSubjectAccessReview posted to namespace ns:
+// validated as pkg/registry/authorization/localsubjectaccessreview does,
+// decided by Evaluate.
+func reviewLocal(tracker k8stesting.ObjectTracker, ns string, in *authorizationv1.LocalSubjectAccessReview) (*authorizationv1.LocalSubjectAccessReview, error) {
+	out := in.DeepCopy()
+	if ns == "" {
+		return nil, apierrors.NewBadRequest("namespace is required on this type: ")
+	}
+	// The REST handler defaults the object's namespace from the URL and
+	// refuses a different one.
+	if out.Namespace == "" {
+		out.Namespace = ns
+	} else if out.Namespace != ns {
+		return nil, apierrors.NewBadRequest("the namespace of the provided object does not match the namespace sent on the request")
+	}
+	errs := validateSpec(out.Spec)
+	if ra := out.Spec.ResourceAttributes; ra != nil && ra.Namespace != out.Namespace {
+		errs = append(errs, field.Invalid(field.NewPath("spec.resourceAttributes.namespace"), ra.Namespace, "must match metadata.namespace"))
+	}
+	if out.Spec.NonResourceAttributes != nil {
+		errs = append(errs, field.Invalid(field.NewPath("spec.nonResourceAttributes"), out.Spec.NonResourceAttributes, "disallowed on this kind of request"))
+	}
+	if len(errs) > 0 {
+		return nil, apierrors.NewInvalid(schema.GroupKind{Group: authorizationv1.GroupName, Kind: "LocalSubjectAccessReview"}, "", errs)
+	}
+	out.Status = Evaluate(tracker, out.Spec)
+	return out, nil
+}
+
+// reviewCluster answers a SubjectAccessReview.
+func reviewCluster(tracker k8stesting.ObjectTracker, in *authorizationv1.SubjectAccessReview) (*authorizationv1.SubjectAccessReview, error) {
+	out := in.DeepCopy()
+	if errs := validateSpec(out.Spec); len(errs) > 0 {
+		return nil, apierrors.NewInvalid(schema.GroupKind{Group: authorizationv1.GroupName, Kind: "SubjectAccessReview"}, "", errs)
+	}
+	out.Status = Evaluate(tracker, out.Spec)
+	return out, nil
 }
 
 // validateSpec is ValidateSubjectAccessReviewSpec of pkg/apis/authorization/validation.

@@ -78,9 +78,26 @@ func fixture() []runtime.Object {
 	}
 }
 
+// TestLocalSubjectAccessReview runs every case through the fake's reactor
+// (InstallRBACReactor) and through the Reviewer the demo uses, which must
+// answer alike and record nothing.
 func TestLocalSubjectAccessReview(t *testing.T) {
-	c := kubefake.NewClientset(fixture()...)
-	rbac.InstallRBACReactor(c)
+	for _, via := range []string{"reactor", "reviewer"} {
+		t.Run(via, func(t *testing.T) {
+			c := kubefake.NewClientset(fixture()...)
+			rbac.InstallRBACReactor(c)
+			if via == "reviewer" {
+				c.SetAuthorization(rbac.NewReviewer(c.Tracker()))
+			}
+			testLocalSubjectAccessReview(t, c)
+			if n := len(c.Actions()); via == "reviewer" && n != 0 {
+				t.Errorf("the Reviewer left %d recorded actions, want none", n)
+			}
+		})
+	}
+}
+
+func testLocalSubjectAccessReview(t *testing.T, c *kubefake.Clientset) {
 
 	type attrs = authorizationv1.ResourceAttributes
 	tests := []struct {
