@@ -590,3 +590,28 @@ func TestUnmappedClicksChangeNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestUnpostedRequestIsCancelled: when the request message cannot be
+// posted, nobody can confirm or approve the request, so it is cancelled with
+// the reason at once (its lock released), and the person who asked is told.
+func TestUnpostedRequestIsCancelled(t *testing.T) {
+	h := newHarness(t)
+	h.platform.mu.Lock()
+	h.platform.failPosts = true
+	h.platform.mu.Unlock()
+	reply := h.say("alice", "import prod")
+	if !strings.Contains(reply, "chat API unavailable") || !strings.Contains(reply, "the request was cancelled, run the command again") {
+		t.Errorf("reply = %q, want it to say the request message could not be posted and the request was cancelled", reply)
+	}
+	rs := h.requests()
+	if len(rs) != 1 || rs[0].State != store.Cancelled || !strings.Contains(rs[0].Reason, "could not be posted") {
+		t.Fatalf("requests = %+v, want one Cancelled with the reason", rs)
+	}
+	h.platform.mu.Lock()
+	h.platform.failPosts = false
+	h.platform.mu.Unlock()
+	id := h.open("alice", "import prod") // the lock is free again
+	if r := h.request(id); r.State != store.AwaitingConfirm {
+		t.Errorf("the next import is %s, want AwaitingConfirm", r.State)
+	}
+}

@@ -2,6 +2,7 @@ package bot_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -173,6 +174,8 @@ type recorder struct {
 	mu      sync.Mutex
 	posts   []bot.Reply
 	updates map[string][]bot.Reply
+	// failPosts makes Post fail, as a chat API that is down does.
+	failPosts bool
 }
 
 func (p *recorder) Name() string { return terminal.Name }
@@ -180,6 +183,9 @@ func (p *recorder) Name() string { return terminal.Name }
 func (p *recorder) Post(_ context.Context, channel string, r bot.Reply) (store.MessageRef, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.failPosts {
+		return store.MessageRef{}, errors.New("chat API unavailable (503)")
+	}
 	p.posts = append(p.posts, r)
 	return store.MessageRef{Platform: terminal.Name, Channel: channel, ID: r.RequestID}, nil
 }

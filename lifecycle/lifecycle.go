@@ -296,12 +296,13 @@ func (l *Lifecycle) Refresh(ctx context.Context, id string) {
 	}
 }
 
-// post shows a newly opened request and remembers where.
-func (l *Lifecycle) post(ctx context.Context, platform, channel string, r *store.Request) {
+// post shows a newly opened request and remembers where; an error means
+// the message was not posted.
+func (l *Lifecycle) post(ctx context.Context, platform, channel string, r *store.Request) error {
 	ref, err := l.messages.Post(ctx, platform, channel, r)
 	if err != nil {
 		l.log.Error("posting request message", "request", r.ID, "err", err)
-		return
+		return err
 	}
 	if _, err := l.store.Update(ctx, r.ID, func(r *store.Request) error {
 		r.Messages = append(r.Messages, ref)
@@ -309,6 +310,7 @@ func (l *Lifecycle) post(ctx context.Context, platform, channel string, r *store
 	}); err != nil {
 		l.log.Error("remembering request message", "request", r.ID, "err", err)
 	}
+	return nil
 }
 
 // Person is the stored form of a caller.

@@ -120,7 +120,18 @@ func (l *Lifecycle) Open(ctx context.Context, o Open) (Opened, error) {
 		return Opened{Plan: p}, fmt.Errorf("opening request #%s: %w", id, err)
 	}
 	if o.Platform != "" {
-		l.post(ctx, o.Platform, o.Channel, r)
+		if err := l.post(ctx, o.Platform, o.Channel, r); err != nil && r.State != store.Approved {
+			// Nobody can see it, so nobody can confirm or approve it: do not
+			// let it hold its lock until it expires.
+			reason := fmt.Sprintf("The request message could not be posted (%v), so nobody could confirm or approve it; it was cancelled. Run the command again.", err)
+			if _, cerr := l.step(ctx, r.ID, "deploybot", "cancel", func(r *store.Request) error {
+				r.Reason = reason
+				return store.Transition(r, store.Cancelled)
+			}); cerr != nil {
+				l.log.Error("cancelling a request whose message could not be posted", "request", r.ID, "err", cerr)
+			}
+			return Opened{Plan: p}, fmt.Errorf("%w; the request was cancelled, run the command again", err)
+		}
 	}
 	if r.State == store.Approved {
 		l.startExecution(r.ID)
