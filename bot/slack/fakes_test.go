@@ -32,7 +32,8 @@ type fakeSlack struct {
 	groups []slackgo.UserGroup
 	change chan struct{}
 	// fail makes the next calls of a method fail: with a Slack error
-	// ("not_in_channel") or, for "ratelimited", HTTP 429 Retry-After: 1.
+	// ("not_in_channel"), for "ratelimited" HTTP 429 Retry-After: 1, for
+	// "http503" and the like that HTTP status.
 	fail map[string][]string
 }
 
@@ -91,6 +92,11 @@ func (f *fakeSlack) chat(method string) http.HandlerFunc {
 			if errs[0] == "ratelimited" {
 				w.Header().Set("Retry-After", "1")
 				w.WriteHeader(http.StatusTooManyRequests)
+				return
+			}
+			if code, ok := strings.CutPrefix(errs[0], "http"); ok {
+				n, _ := strconv.Atoi(code)
+				w.WriteHeader(n) // a 5xx from Slack's edge, no JSON
 				return
 			}
 			_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": errs[0]})

@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +45,9 @@ type message struct {
 	last      time.Time
 	notBefore time.Time
 	sent      [sha256.Size]byte // hash of what was last written
+	// failures counts the writes in a row that failed and will be retried,
+	// for the backoff.
+	failures int
 }
 
 // messageBook holds the request messages that may still change.
@@ -140,7 +146,7 @@ func (a *Adapter) Post(ctx context.Context, channel string, r bot.Reply) (store.
 	in := inboundFrom(ctx)
 	m := a.messages.get(r.RequestID)
 	if a.botToken != "" {
-		ch, ts, err := a.api.PostMessageContext(ctx, channel, slackgo.MsgOptionBlocks(blocks...), slackgo.MsgOptionText(text, false))
+		ch, ts, err := a.postMessage(ctx, channel, blocks, text)
 		if err == nil {
 			m.locate(ch, ts)
 			m.wrote(blocks, time.Now())
@@ -167,6 +173,48 @@ func (a *Adapter) Post(ctx context.Context, channel string, r bot.Reply) (store.
 	m.addHook(h)
 	m.wrote(blocks, time.Now())
 	return store.MessageRef{Platform: Name, Channel: channel, ID: hookRefPrefix + r.RequestID}, nil
+}
+
+// Bounds of retrying chat.postMessage while a request waits to be shown.
+const (
+	postAttempts = 4
+	postMaxWait  = 20 * time.Second
+)
+
+// postMessage is chat.postMessage, tried again after a rate limit (as long
+// as Slack's Retry-After says) or a transient failure (backing off), within
+// postAttempts and postMaxWait in all.
+func (a *Adapter) postMessage(ctx context.Context, channel string, blocks []slackgo.Block, text string) (string, string, error) {
+	var waited time.Duration
+	for attempt := 1; ; attempt++ {
+		ch, ts, err := a.api.PostMessageContext(ctx, channel, slackgo.MsgOptionBlocks(blocks...), slackgo.MsgOptionText(text, false))
+		if err == nil {
+			return ch, ts, nil
+		}
+		a.countError(Name, "post")
+		var wait time.Duration
+		var rl *slackgo.RateLimitedError
+		switch {
+		case errors.As(err, &rl):
+			wait = rl.RetryAfter
+		case transient(err):
+			wait = backoff(a.retryBase, attempt)
+		default:
+			return "", "", err
+		}
+		if attempt == postAttempts || waited+wait > postMaxWait {
+			return "", "", fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
+		}
+		a.log.Warn("slack: chat.postMessage failed, retrying", "channel", channel, "after", wait.Round(time.Millisecond), "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return "", "", fmt.Errorf("%w (then: %w)", err, ctx.Err())
+		case <-t.C:
+		}
+		waited += wait
+	}
 }
 
 // Update implements bot.Platform. It queues the new content and returns:
@@ -242,21 +290,92 @@ func (a *Adapter) deliver(m *message) {
 		retry, err := a.write(m, *r)
 		switch {
 		case retry > 0:
-			m.mu.Lock()
-			if m.pending == nil {
-				m.pending = r
-			}
-			m.notBefore = time.Now().Add(retry)
-			m.mu.Unlock()
+			a.requeue(m, r, retry)
 			a.log.Info("slack: rate limited, retrying the update", "request", m.requestID, "after", retry)
 		case errors.Is(err, errHeld):
 			a.log.Debug("slack: held an intermediate update for the final one", "request", m.requestID)
+		case err != nil && transient(err) && a.ctx.Err() == nil:
+			// 5xx, timeouts, a connection that broke: the last state must
+			// still arrive, so try again, backing off.
+			m.mu.Lock()
+			m.failures++
+			wait := backoff(a.retryBase, m.failures)
+			m.mu.Unlock()
+			a.requeue(m, r, wait)
+			a.countError(Name, "update")
+			a.log.Warn("slack: updating the request message failed, will retry", "request", m.requestID, "final", r.Final, "after", wait.Round(time.Millisecond), "err", err)
 		case err != nil:
-			a.log.Error("slack: updating the request message", "request", m.requestID, "final", r.Final, "err", err)
-		case r.Final:
-			a.messages.forget(m)
+			a.countError(Name, "update")
+			a.log.Error("slack: giving up updating the request message", "request", m.requestID, "final", r.Final, "err", err)
+			if r.Final {
+				a.messages.forget(m)
+			}
+		default:
+			m.mu.Lock()
+			m.failures = 0
+			m.mu.Unlock()
+			if r.Final {
+				a.messages.forget(m)
+			}
 		}
 	}
+}
+
+// requeue puts r back as m's pending content, unless a newer one came
+// meanwhile, to be written no sooner than after wait.
+func (a *Adapter) requeue(m *message, r *bot.Reply, wait time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pending == nil {
+		m.pending = r
+	}
+	m.notBefore = time.Now().Add(wait)
+}
+
+// Backoff of retried writes: exponential from DefaultRetryBase, capped,
+// with jitter so that many messages do not retry in step.
+const (
+	DefaultRetryBase = time.Second
+	retryCap         = 2 * time.Minute
+)
+
+// backoff is how long to wait before the attempt after the n-th failure in
+// a row: base·2^(n-1), at most retryCap, ±20%.
+func backoff(base time.Duration, n int) time.Duration {
+	d := retryCap
+	if n < 20 {
+		d = min(base<<(n-1), retryCap)
+	}
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// transient reports whether a failed Slack call may succeed if tried again:
+// a 5xx answer, Slack's own "try again" errors, a timeout or a broken
+// connection. Errors that name a missing message, channel or token are not.
+func transient(err error) bool {
+	var sc slackgo.StatusCodeError
+	if errors.As(err, &sc) {
+		return sc.Code >= 500 || sc.Code == http.StatusRequestTimeout
+	}
+	var se slackgo.SlackErrorResponse
+	if errors.As(err, &se) {
+		return slackRetryable[se.Err]
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	// slack-go returns a bare errors.New for some API errors ("message_not_found").
+	return slackRetryable[err.Error()]
+}
+
+// slackRetryable are the Web API errors Slack documents as temporary.
+var slackRetryable = map[string]bool{
+	"internal_error": true, "fatal_error": true, "service_unavailable": true,
+	"request_timeout": true, "ratelimited": true,
 }
 
 // write puts r into the message: chat.update when the bot token and the
@@ -270,6 +389,11 @@ func (a *Adapter) write(m *message, r bot.Reply) (time.Duration, error) {
 	if same {
 		return 0, nil // nothing changed on screen; keep the budget
 	}
+	// Every attempt counts for the spacing, failed ones too, so a failing
+	// API is not called faster than a working one.
+	m.mu.Lock()
+	m.last = time.Now()
+	m.mu.Unlock()
 	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
 	defer cancel()
 	if a.botToken != "" && ts != "" {

@@ -60,6 +60,7 @@ func TestResponseURLBudget(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			a.retryBase = time.Millisecond
 			in := &inbound{kind: kindCommand, team: testTeam, user: "U0ALICE", channel: testChannel, responseURL: hooks.url(), received: time.Now()}
 			ref, err := a.Post(withInbound(context.Background(), in), testChannel, state("r1", "posted", false))
 			if err != nil {
@@ -161,6 +162,8 @@ func TestBotTokenFallbacks(t *testing.T) {
 		private     bool
 		wantMethods []string
 		wantHooks   []string // response types posted to response_url
+		// gone: the message no longer exists, so the final state cannot arrive
+		gone bool
 	}{
 		{
 			name:        "posted and updated with the Web API",
@@ -176,6 +179,22 @@ func TestBotTokenFallbacks(t *testing.T) {
 			name:        "chat.update rate limited: retried after Retry-After",
 			fail:        map[string][]string{"chat.update": {"ratelimited"}},
 			wantMethods: []string{"chat.postMessage", "chat.update (failed: ratelimited)", "chat.update"},
+		},
+		{
+			name:        "chat.update fails with 500 and 503: retried with backoff until the final state arrives",
+			fail:        map[string][]string{"chat.update": {"http500", "http503"}},
+			wantMethods: []string{"chat.postMessage", "chat.update (failed: http500)", "chat.update (failed: http503)", "chat.update"},
+		},
+		{
+			name:        "chat.update finds the message gone: not retried",
+			fail:        map[string][]string{"chat.update": {"message_not_found"}},
+			wantMethods: []string{"chat.postMessage", "chat.update (failed: message_not_found)"},
+			gone:        true,
+		},
+		{
+			name:        "chat.postMessage rate limited, then 503: retried, then posted",
+			fail:        map[string][]string{"chat.postMessage": {"ratelimited", "http503"}},
+			wantMethods: []string{"chat.postMessage (failed: ratelimited)", "chat.postMessage (failed: http503)", "chat.postMessage", "chat.update"},
 		},
 		{
 			name:        "private reply",
@@ -201,6 +220,7 @@ func TestBotTokenFallbacks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			a.retryBase = time.Millisecond
 			in := &inbound{kind: kindCommand, team: testTeam, user: "U0ALICE", channel: testChannel, responseURL: hooks.url(), received: time.Now()}
 			ctx := withInbound(context.Background(), in)
 			if tc.private {
@@ -228,7 +248,7 @@ func TestBotTokenFallbacks(t *testing.T) {
 			if !slices.Equal(types, tc.wantHooks) {
 				t.Errorf("response_url posts %q, want %q", types, tc.wantHooks)
 			}
-			if !tc.private {
+			if !tc.private && !tc.gone {
 				var last string
 				if calls := f.all(); len(tc.wantHooks) == 0 {
 					last = calls[len(calls)-1].Blocks

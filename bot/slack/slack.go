@@ -79,6 +79,7 @@ type Adapter struct {
 	workers        int
 	updateInterval time.Duration
 	hookInterval   time.Duration
+	retryBase      time.Duration // first backoff of a retried Web API call
 	groupsTTL      time.Duration
 	socketOpts     []socketmode.Option
 
@@ -104,6 +105,15 @@ type Adapter struct {
 	stats counters
 	// observeAck reports ack latency when the handler records metrics.
 	observeAck func(platform string, d time.Duration)
+	// countError counts a failed Web API or response_url call in the
+	// handler's metrics, when it records them.
+	countError func(platform, op string)
+}
+
+// errorCounter is implemented by a Handler that counts failed platform API
+// calls (*bot.Bot does).
+type errorCounter interface {
+	PlatformError(platform, op string)
 }
 
 // ackObserver is implemented by a Handler that records how long adapters
@@ -194,6 +204,13 @@ func New(h Handler, opts ...Option) (*Adapter, error) {
 	}
 	if o, ok := h.(ackObserver); ok {
 		a.observeAck = o.ObserveAck
+	}
+	if a.retryBase <= 0 {
+		a.retryBase = DefaultRetryBase
+	}
+	a.countError = func(string, string) {}
+	if c, ok := h.(errorCounter); ok {
+		a.countError = c.PlatformError
 	}
 	if a.workers < 1 {
 		a.workers = 1
