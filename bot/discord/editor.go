@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
+	"net"
 	"sync"
 	"time"
+
+	"github.com/bwmarrin/discordgo"
 
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/store"
@@ -20,6 +24,10 @@ type editor struct {
 	interval time.Duration
 	send     func(ctx context.Context, ref store.MessageRef, r bot.Reply) error
 	log      *slog.Logger
+	// retryBase is the first wait before an edit that failed transiently
+	// (5xx, timeout, broken connection) is tried again, doubling up to
+	// retryCap; maxRetries in a row, then it is given up.
+	retryBase time.Duration
 
 	mu   sync.Mutex
 	msgs map[store.MessageRef]*edits
@@ -40,10 +48,12 @@ type edits struct {
 	sent    uint64 // the version Discord has
 	running bool   // a sender goroutine owns this message
 	held    int    // holds not yet delivered or released
+	// failures counts transient failures in a row (run's goroutine only).
+	failures int
 }
 
 func newEditor(interval time.Duration, log *slog.Logger, send func(context.Context, store.MessageRef, bot.Reply) error) *editor {
-	return &editor{interval: interval, send: send, log: log, msgs: map[store.MessageRef]*edits{}, stop: make(chan struct{})}
+	return &editor{interval: interval, send: send, log: log, retryBase: time.Second, msgs: map[store.MessageRef]*edits{}, stop: make(chan struct{})}
 }
 
 // entry returns ref's state; e.mu must be held.
@@ -154,23 +164,77 @@ func (e *editor) run(m *edits) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err := e.send(ctx, m.ref, r)
 		cancel()
+		wait := e.interval
 		switch {
 		case errors.Is(err, errNoREST), errors.Is(err, errTokenExpired):
 			e.log.Debug("not updating a Discord message", "message", m.ref.ID, "request", r.RequestID, "reason", err)
+		case err != nil && transient(err) && m.failures < maxRetries:
+			// Not marked sent: the newest content goes out at the next try.
+			m.failures++
+			wait = backoff(e.retryBase, m.failures)
+			e.log.Warn("updating a Discord message failed, will retry", "message", m.ref.ID, "request", r.RequestID, "after", wait.Round(time.Millisecond), "err", err)
+			m.sending.Unlock()
+			if !e.sleep(wait) {
+				wait = min(wait, e.retryBase) // shutting down: a few quick tries, not the whole backoff
+				time.Sleep(wait)
+			}
+			continue
 		case err != nil:
-			// The next content retries; an edit of a deleted message must not
-			// loop forever.
-			e.log.Error("updating a Discord message", "channel", m.ref.Channel, "message", m.ref.ID, "request", r.RequestID, "err", err)
+			// A deleted message, no permission, or retries used up: give up
+			// rather than loop forever.
+			e.log.Error("giving up updating a Discord message", "channel", m.ref.Channel, "message", m.ref.ID, "request", r.RequestID, "final", r.Final, "err", err)
 		}
 		e.mu.Lock()
 		m.sent = max(m.sent, v)
+		m.failures = 0
 		e.mu.Unlock()
 		m.sending.Unlock()
-		select {
-		case <-time.After(e.interval):
-		case <-e.stop:
-		}
+		e.sleep(wait)
 	}
+}
+
+// sleep waits d, or less if flush is called; false if flushing.
+func (e *editor) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-e.stop:
+		return false
+	}
+}
+
+// maxRetries bounds the transient failures in a row an edit is retried
+// through (about half an hour of capped backoff).
+const maxRetries = 20
+
+// retryCap is the longest wait between retries of an edit.
+const retryCap = 2 * time.Minute
+
+// backoff is the wait before the try after the n-th failure in a row:
+// base·2^(n-1), at most retryCap, ±20% so that edits do not retry in step.
+func backoff(base time.Duration, n int) time.Duration {
+	d := retryCap
+	if n < 20 {
+		d = min(base<<(n-1), retryCap)
+	}
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// transient reports whether a failed Discord call may succeed if tried
+// again: a 5xx answer, a timeout or a broken connection (discordgo itself
+// waits out 429s). Unknown Message, Missing Access and the like are final.
+func transient(err error) bool {
+	var re *discordgo.RESTError
+	if errors.As(err, &re) {
+		return re.Response != nil && re.Response.StatusCode >= 500
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne)
 }
 
 // flush delivers every pending edit now and waits for them, at most until

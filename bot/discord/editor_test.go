@@ -3,11 +3,13 @@ package discord
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/bwmarrin/discordgo"
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/commands"
 	"github.com/deploybot/deploybot/store"
@@ -126,5 +128,61 @@ func TestEditorFlush(t *testing.T) {
 	e.flush(ctx)
 	if got := s.got(); !slices.Equal(got, []string{"executing", "succeeded"}) {
 		t.Errorf("edits = %q, want the final state delivered by flush", got)
+	}
+}
+
+// failingEdits fails the first sends with errs, then records like sentEdits.
+type failingEdits struct {
+	sentEdits
+	mu    sync.Mutex
+	errs  []error
+	tries int
+}
+
+func (f *failingEdits) send(ctx context.Context, ref store.MessageRef, r bot.Reply) error {
+	f.mu.Lock()
+	f.tries++
+	if len(f.errs) > 0 {
+		err := f.errs[0]
+		f.errs = f.errs[1:]
+		f.mu.Unlock()
+		return err
+	}
+	f.mu.Unlock()
+	return f.sentEdits.send(ctx, ref, r)
+}
+
+func restError(code int) error {
+	return &discordgo.RESTError{Response: &http.Response{StatusCode: code, Status: http.StatusText(code)}}
+}
+
+// TestEditorRetries: an edit that fails with a 5xx is tried again, backing
+// off, until the newest content arrives; one that finds the message gone
+// (404) is not retried.
+func TestEditorRetries(t *testing.T) {
+	f := &failingEdits{sentEdits: sentEdits{sent: make(chan string, 100)}, errs: []error{restError(502), restError(503)}}
+	e := newEditor(time.Millisecond, slog.New(slog.DiscardHandler), f.send)
+	e.retryBase = time.Millisecond
+	e.update(ref1, titled("succeeded"))
+	if got := f.next(t); got != "succeeded" {
+		t.Errorf("sent %q, want the final state after the retries", got)
+	}
+	e.flush(context.Background())
+	f.mu.Lock()
+	tries := f.tries
+	f.mu.Unlock()
+	if tries != 3 {
+		t.Errorf("%d tries, want 3 (two failures, then the edit)", tries)
+	}
+
+	gone := &failingEdits{sentEdits: sentEdits{sent: make(chan string, 100)}, errs: []error{restError(404)}}
+	e = newEditor(time.Millisecond, slog.New(slog.DiscardHandler), gone.send)
+	e.retryBase = time.Millisecond
+	e.update(ref1, titled("succeeded"))
+	e.flush(context.Background())
+	gone.mu.Lock()
+	defer gone.mu.Unlock()
+	if gone.tries != 1 {
+		t.Errorf("%d tries of an edit of a deleted message, want 1", gone.tries)
 	}
 }
