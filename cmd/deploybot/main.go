@@ -98,6 +98,8 @@ type setup struct {
 	store    store.Store
 	demo     *demo.Cluster
 	stateDir string
+	// replica is this process's name in the requests it executes (replica.go).
+	replica string
 	// rest are the environments' client configs (not in demo mode), for
 	// execution: impersonate.
 	rest map[string]*rest.Config
@@ -158,6 +160,9 @@ func build(ctx context.Context, configPath string, useDemo bool, statePath strin
 		return nil, err
 	} else if ks != nil {
 		s.store = ks
+		if s.replica, err = replicaName(os.Getenv, ""); err != nil {
+			return nil, err
+		}
 		return &s, nil
 	}
 	if statePath == "" {
@@ -184,6 +189,9 @@ func build(ctx context.Context, configPath string, useDemo bool, statePath strin
 	if err := os.MkdirAll(filepath.Dir(statePath), 0o700); err != nil {
 		return nil, fmt.Errorf("creating the state directory: %w", err)
 	}
+	if s.replica, err = replicaName(os.Getenv, filepath.Dir(statePath)); err != nil {
+		return nil, err
+	}
 	s.store, err = store.OpenFile(statePath)
 	if err != nil {
 		return nil, fmt.Errorf("opening the state file: %w", err)
@@ -193,13 +201,17 @@ func build(ctx context.Context, configPath string, useDemo bool, statePath strin
 
 // botOptions are the options that follow from the configuration.
 func (s *setup) botOptions() ([]bot.Option, error) {
+	var opts []bot.Option
+	if s.replica != "" {
+		opts = append(opts, bot.WithReplicaName(s.replica))
+	}
 	if s.cfg.Execution != config.ExecutionImpersonate {
-		return nil, nil
+		return opts, nil
 	}
 	if s.demo != nil {
 		return nil, errors.New("execution: impersonate needs a real API server to enforce RBAC; the demo cluster cannot impersonate, use execution: serviceaccount with --demo")
 	}
-	return []bot.Option{bot.WithExecutorFor(s.impersonating())}, nil
+	return append(opts, bot.WithExecutorFor(s.impersonating())), nil
 }
 
 // impersonating returns executors that act as the requester through
