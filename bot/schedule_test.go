@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -864,5 +865,34 @@ func TestShutdownStartsNothing(t *testing.T) {
 	h.waitState(id, store.Succeeded)
 	if n := counting.total(); n != 1 {
 		t.Errorf("executed %d times, want once", n)
+	}
+}
+
+// TestScheduleWithoutRights: a run whose identity the cluster refuses fails
+// with a reason that says who the schedule runs as and what RBAC refused,
+// in sentences, and changes nothing.
+func TestScheduleWithoutRights(t *testing.T) {
+	h := newSchedHarness(t, nil)
+	b := h.replica("a", nil, bot.WithScheduleIdentity("system:serviceaccount:deploybot:nobody", nil))
+	h.lead(b)
+	id := schedule.RunID("prod", h.run)
+	e, _ := h.cfg.Env("prod")
+	svc, _ := h.cfg.Service("packit-service")
+	tag := func() plan.TagState {
+		ts, err := h.set.Tag(context.Background(), "prod", svc.ImageStream, e.Tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ts
+	}
+	before := tag()
+	h.clock.Set(h.run)
+	r := h.waitState(id, store.Failed)
+	want := "The schedule runs as system:serviceaccount:deploybot:nobody. system:serviceaccount:deploybot:nobody may not do this in prod; the cluster's RBAC refuses:"
+	if !strings.HasPrefix(r.Reason, want) || !strings.HasSuffix(r.Reason, "Nothing was changed.") {
+		t.Errorf("reason =\n%s\nwant it to start %q and end with Nothing was changed.", r.Reason, want)
+	}
+	if after := tag(); !reflect.DeepEqual(after, before) {
+		t.Errorf("the tag moved: %+v → %+v", before, after)
 	}
 }

@@ -422,7 +422,7 @@ func (s *Scheduler) open(ctx context.Context, env *config.Environment, t time.Ti
 	case errors.Is(err, store.ErrExists):
 		return false, nil // another replica claimed the run meanwhile
 	case errors.As(err, &rf) && rf.Kind == lifecycle.RefusedAccess:
-		return finished(run{state: store.Failed, reason: "The schedule runs as " + rf.Text + "\nNothing was changed.", action: "schedule-failed", plan: &opened.Plan})
+		return finished(run{state: store.Failed, reason: "The schedule runs as " + o.Caller.User + ". " + rf.Text + "\nNothing was changed.", action: "schedule-failed", plan: &opened.Plan})
 	case errors.Is(err, lifecycle.ErrAccessCheck):
 		return finished(run{state: store.Failed, reason: "Checking the schedule's access failed, so nothing was changed: " + err.Error(), action: "schedule-failed", plan: &opened.Plan})
 	case errors.As(err, &busy):
