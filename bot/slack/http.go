@@ -151,8 +151,19 @@ const (
 )
 
 // accept queues a verified event for the workers unless its dedupe key was
-// seen already; it never blocks, so the ack stays fast.
+// seen already. With an inbox it first persists the event (group commit,
+// inbox.go), so what is acknowledged survives a crash; without one it never
+// blocks and remembers keys in memory.
 func (a *Adapter) accept(in inbound) verdict {
+	if a.inbox != nil {
+		a.qmu.RLock()
+		defer a.qmu.RUnlock()
+		if a.stopping {
+			a.stats.overloaded.Add(1)
+			return overloaded
+		}
+		return a.acceptDurably(in)
+	}
 	if !a.seen.add(in.dedupeKey, a.now().Add(dedupeWindow)) {
 		a.stats.duplicates.Add(1)
 		a.log.Info("slack: ignoring redelivered event", "key", in.dedupeKey)

@@ -87,7 +87,11 @@ type Adapter struct {
 	// app token in Socket Mode).
 	api *slackgo.Client
 
-	queue    chan inbound
+	queue chan inbound
+	// inbox, when set, persists events before they are acknowledged;
+	// commits feeds its group commit (inbox.go).
+	inbox    Inbox
+	commits  chan commit
 	replays  *expiringSet // signatures seen (HTTP replay guard)
 	seen     *expiringSet // event dedupe keys
 	hooks    *hookBook
@@ -239,6 +243,10 @@ func New(h Handler, opts ...Option) (*Adapter, error) {
 	for range a.workers {
 		a.workersWG.Add(1)
 		go a.work()
+	}
+	if a.inbox != nil {
+		a.commits = make(chan commit, cap(a.queue))
+		go a.commitLoop()
 	}
 	return a, nil
 }

@@ -11,6 +11,7 @@ func (a *Adapter) work() {
 	defer a.workersWG.Done()
 	for in := range a.queue {
 		a.handle(in)
+		a.done(in.dedupeKey, "handled")
 	}
 }
 

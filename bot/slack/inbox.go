@@ -1,0 +1,245 @@
+package slack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/deploybot/deploybot/bot"
+	"github.com/deploybot/deploybot/store"
+)
+
+// Inbox keeps events between acknowledging and answering them, so that a
+// crash in between loses none: an event is persisted before Slack gets its
+// 200 (after which Slack never sends it again), marked done once handled,
+// and whatever is still there at the next start is handled then.
+// store.Store implements it.
+type Inbox interface {
+	Enqueue(ctx context.Context, events []store.InboxEvent) ([]bool, error)
+	Inbox(ctx context.Context) ([]store.InboxEvent, error)
+	InboxDone(ctx context.Context, key, outcome string) error
+}
+
+// WithInbox persists every accepted event in ib before acknowledging it.
+func WithInbox(ib Inbox) Option { return func(a *Adapter) { a.inbox = ib } }
+
+const (
+	// inboxTTL is how long a handled event's key stays a dedupe key.
+	inboxTTL = 24 * time.Hour
+	// replayWindow is how old an event left in the inbox may be and still be
+	// handled at start-up: its response_url lives thirty minutes.
+	replayWindow = 25 * time.Minute
+	// maxBatch bounds one group commit.
+	maxBatch = 512
+)
+
+// commit is one accepted event waiting for the group commit.
+type commit struct {
+	in      inbound
+	verdict chan verdict
+}
+
+// inboxRecord is the stored form of an inbound event: what handling it needs.
+type inboxRecord struct {
+	Kind        kind        `json:"kind"`
+	Team        string      `json:"team"`
+	User        string      `json:"user"`
+	UserName    string      `json:"userName,omitempty"`
+	Channel     string      `json:"channel"`
+	Text        string      `json:"text,omitempty"`
+	Action      *bot.Action `json:"action,omitempty"`
+	ResponseURL string      `json:"responseURL,omitempty"`
+	MessageTS   string      `json:"messageTS,omitempty"`
+	Ephemeral   bool        `json:"ephemeral,omitempty"`
+}
+
+func recordOf(in inbound) ([]byte, error) {
+	return json.Marshal(inboxRecord{Kind: in.kind, Team: in.team, User: in.user, UserName: in.userName, Channel: in.channel,
+		Text: in.text, Action: in.action, ResponseURL: in.responseURL, MessageTS: in.messageTS, Ephemeral: in.ephemeral})
+}
+
+// inboundOf decodes a stored event; what did not come from recordOf is
+// refused.
+func inboundOf(ev store.InboxEvent) (inbound, error) {
+	var r inboxRecord
+	if err := json.Unmarshal(ev.Payload, &r); err != nil {
+		return inbound{}, fmt.Errorf("decoding inbox event %q: %w", ev.Key, err)
+	}
+	switch {
+	case r.Kind != kindCommand && r.Kind != kindAction:
+		return inbound{}, fmt.Errorf("inbox event %q: unknown kind %d", ev.Key, r.Kind)
+	case r.Team == "" || r.User == "" || len(r.Team) > maxIDLen || len(r.User) > maxIDLen || len(r.Channel) > maxIDLen:
+		return inbound{}, fmt.Errorf("inbox event %q: missing or overlong team, user or channel", ev.Key)
+	case r.Kind == kindAction && (r.Action == nil || r.Action.RequestID == "" || len(r.Action.RequestID) > maxRequestIDLen):
+		return inbound{}, fmt.Errorf("inbox event %q: a click without a request", ev.Key)
+	case len(r.Text) > MaxBody:
+		return inbound{}, fmt.Errorf("inbox event %q: text longer than %d bytes", ev.Key, MaxBody)
+	}
+	return inbound{kind: r.Kind, team: r.Team, user: r.User, userName: r.UserName, channel: r.Channel, text: r.Text,
+		action: r.Action, responseURL: r.ResponseURL, messageTS: r.MessageTS, ephemeral: r.Ephemeral,
+		dedupeKey: ev.Key, received: ev.Received}, nil
+}
+
+// acceptDurably hands in to the group commit and waits for its verdict;
+// a.qmu is read-held, so Close waits for it.
+func (a *Adapter) acceptDurably(in inbound) verdict {
+	c := commit{in: in, verdict: make(chan verdict, 1)}
+	select {
+	case a.commits <- c:
+	case <-a.ctx.Done():
+		return overloaded
+	}
+	select {
+	case v := <-c.verdict:
+		return v
+	case <-a.ctx.Done():
+		return overloaded
+	}
+}
+
+// commitLoop persists accepted events in batches: whatever arrives while
+// one write is on its way goes into the next, so many concurrent acks share
+// one transaction (and one fsync) instead of queueing behind each other.
+func (a *Adapter) commitLoop() {
+	for {
+		var batch []commit
+		select {
+		case c := <-a.commits:
+			batch = append(batch, c)
+		case <-a.ctx.Done():
+			return
+		}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case c := <-a.commits:
+				batch = append(batch, c)
+			default:
+				break more
+			}
+		}
+		a.commitBatch(batch)
+	}
+}
+
+func (a *Adapter) commitBatch(batch []commit) {
+	events := make([]store.InboxEvent, 0, len(batch))
+	keep := batch[:0]
+	for _, c := range batch {
+		payload, err := recordOf(c.in)
+		if err != nil {
+			a.log.Error("slack: encoding an event for the inbox", "key", c.in.dedupeKey, "err", err)
+			c.verdict <- overloaded
+			continue
+		}
+		events = append(events, store.InboxEvent{Key: c.in.dedupeKey, Platform: Name, Received: c.in.received, TTL: inboxTTL, Payload: payload})
+		keep = append(keep, c)
+	}
+	if len(keep) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
+	defer cancel()
+	fresh, err := a.inbox.Enqueue(ctx, events)
+	if err != nil {
+		// Not persisted, so not acknowledged: Slack shows the user an error
+		// (or retries an event), rather than the bot losing it silently.
+		a.log.Error("slack: persisting events in the inbox", "events", len(keep), "err", err)
+		for _, c := range keep {
+			c.verdict <- overloaded
+		}
+		return
+	}
+	for i, c := range keep {
+		if !fresh[i] {
+			a.stats.duplicates.Add(1)
+			a.log.Info("slack: ignoring redelivered event", "key", c.in.dedupeKey)
+			c.verdict <- duplicate
+			continue
+		}
+		select {
+		case a.queue <- c.in:
+			a.stats.enqueued.Add(1)
+			c.verdict <- accepted
+		default:
+			a.done(c.in.dedupeKey, "turned away: the event queue was full")
+			a.stats.overloaded.Add(1)
+			a.log.Warn("slack: event queue full, turning an event away", "key", c.in.dedupeKey)
+			c.verdict <- overloaded
+		}
+	}
+}
+
+// done marks an event handled in the inbox, if there is one.
+func (a *Adapter) done(key, outcome string) {
+	if a.inbox == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(a.ctx), 10*time.Second)
+	defer cancel()
+	if err := a.inbox.InboxDone(ctx, key, outcome); err != nil && !errors.Is(err, store.ErrNoEvent) {
+		a.log.Error("slack: marking an event done in the inbox", "key", key, "err", err)
+	}
+}
+
+// Replay handles the events an earlier run of the bot acknowledged but did
+// not finish (it crashed, or was killed): those young enough to answer are
+// queued for the workers (the bot's own dedupe keys keep one that was in fact
+// handled from being handled twice); older ones are marked done and logged,
+// since their response_url has expired. It returns how many were queued.
+func (a *Adapter) Replay(ctx context.Context) (int, error) {
+	if a.inbox == nil {
+		return 0, nil
+	}
+	events, err := a.inbox.Inbox(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading the inbox: %w", err)
+	}
+	queued := 0
+	for _, ev := range events {
+		if ev.Platform != Name {
+			continue
+		}
+		in, err := inboundOf(ev)
+		if err != nil {
+			a.log.Error("slack: an inbox event cannot be handled", "key", ev.Key, "err", err)
+			a.done(ev.Key, "dropped: "+err.Error())
+			continue
+		}
+		if age := a.now().Sub(ev.Received); age > replayWindow {
+			a.log.Warn("slack: an event was received but not handled before a restart, and is too old to answer now",
+				"key", ev.Key, "user", in.team+"/"+in.user, "text", in.text, "received", ev.Received, "age", age.Round(time.Second))
+			a.done(ev.Key, "expired: received but not handled before a restart")
+			continue
+		}
+		if !a.enqueueReplay(ctx, in) {
+			break
+		}
+		queued++
+	}
+	if queued > 0 {
+		a.log.Info("slack: handling events received before a restart", "events", queued)
+	}
+	return queued, nil
+}
+
+// enqueueReplay queues a replayed event, waiting for room; false once the
+// adapter stops (the event stays in the inbox for the next start).
+func (a *Adapter) enqueueReplay(ctx context.Context, in inbound) bool {
+	a.qmu.RLock()
+	defer a.qmu.RUnlock()
+	if a.stopping {
+		return false
+	}
+	select {
+	case a.queue <- in:
+		a.stats.enqueued.Add(1)
+		return true
+	case <-ctx.Done():
+		return false
+	case <-a.ctx.Done():
+		return false
+	}
+}
