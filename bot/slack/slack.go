@@ -264,9 +264,18 @@ func (a *Adapter) Routes(mux *http.ServeMux) {
 }
 
 // Run holds the Socket Mode connection until ctx ends; in HTTP mode it only
-// waits for ctx. Either way it then stops the workers, letting acknowledged
+// waits for ctx. With an inbox it first handles what an earlier run left in
+// it (Replay). Either way it then stops the workers, letting acknowledged
 // events finish, and delivers pending message updates.
 func (a *Adapter) Run(ctx context.Context) error {
+	if a.inbox != nil {
+		// What an earlier run acknowledged but did not answer.
+		go func() {
+			if _, err := a.Replay(ctx); err != nil {
+				a.log.Error("slack: replaying the inbox", "err", err)
+			}
+		}()
+	}
 	var err error
 	if a.mode == ModeSocket {
 		err = a.runSocket(ctx)
