@@ -48,14 +48,31 @@ type followed struct {
 	result     plan.RolloutResult
 	last       plan.Progress
 	reported   bool
+
+	// A Deployment's progressDeadlineSeconds and the last progress Follow
+	// knows of, so that when Follow's own deadline passes before the
+	// deployment controller has said ProgressDeadlineExceeded, the reason
+	// still names the deadline the Deployment has (see progressStalled).
+	progressDeadline time.Duration
+	progressAt       time.Time
+	counts           deploymentCounts
+	rolling          bool // the controller works on the target template
+}
+
+// deploymentCounts are the status fields whose changes the deployment
+// controller counts as progress.
+type deploymentCounts struct {
+	replicas, updated, ready, available int32
 }
 
 // Follow watches the workloads of the Plan's changed targets until each one
 // has settled, has certainly failed (a new pod in ImagePullBackOff,
 // ErrImagePull, CrashLoopBackOff or InvalidImageName, the Deployment's
 // ProgressDeadlineExceeded, or an OrderedReady StatefulSet stuck on a pod
-// that will never be Ready) or its deadline passed. deadline 0 means each
-// Deployment's progressDeadlineSeconds, or DefaultRolloutDeadline. It reports
+// that will never be Ready) or its deadline passed; a Deployment that has
+// by then gone its progressDeadlineSeconds without progress is reported as
+// such even when the deployment controller has not said so yet. deadline 0
+// means each Deployment's progressDeadlineSeconds, or DefaultRolloutDeadline. It reports
 // Progress whenever a workload's state changes and returns one
 // RolloutResult per workload. Triggered workloads count as rolled out only
 // once their template runs the target image, so a Follow that starts before
@@ -318,11 +335,15 @@ func (e evaluator) step(w *followed, now time.Time, rep func(plan.Progress)) tim
 			st = missing(w, err)
 			break
 		}
-		if !w.deadlineOK && d.Spec.ProgressDeadlineSeconds != nil {
-			w.deadline = w.start.Add(time.Duration(*d.Spec.ProgressDeadlineSeconds) * time.Second)
+		w.progressDeadline = 0
+		if d.Spec.ProgressDeadlineSeconds != nil {
+			w.progressDeadline = time.Duration(*d.Spec.ProgressDeadlineSeconds) * time.Second
+		}
+		if !w.deadlineOK && w.progressDeadline > 0 {
+			w.deadline = w.start.Add(w.progressDeadline)
 			w.deadlineOK = true
 		}
-		st = e.deployment(w, d)
+		st = e.deployment(w, d, now)
 	default:
 		sts, err := e.sets.StatefulSets(e.ns).Get(w.ref.Name)
 		if err != nil {
@@ -339,6 +360,10 @@ func (e evaluator) step(w *followed, now time.Time, rep func(plan.Progress)) tim
 	}
 	if !now.Before(w.deadline) {
 		reason := fmt.Sprintf("did not settle in time: %d of %d updated, %d ready", st.updated, st.desired, st.ready)
+		if stalled, ok := w.progressStalled(now); ok {
+			reason = fmt.Sprintf("progress deadline of %ds passed: %d of %d updated, %d ready, no progress for %s",
+				w.progressDeadline/time.Second, st.updated, st.desired, st.ready, stalled.Round(time.Second))
+		}
 		if st.message != "" {
 			reason += "; " + st.message
 		}
@@ -383,7 +408,50 @@ func (e evaluator) atTarget(w *followed, annotations map[string]string, spec *co
 	return false, false
 }
 
-func (e evaluator) deployment(w *followed, d *appsv1.Deployment) state {
+// noteProgress records when the Deployment last made progress by the
+// deployment controller's own measure (DeploymentProgressing in its util
+// package): more updated, ready or available replicas, fewer old ones, or a
+// Progressing condition updated since. Nothing before Follow started counts.
+func (w *followed) noteProgress(d *appsv1.Deployment, now time.Time) {
+	c := deploymentCounts{replicas: d.Status.Replicas, updated: d.Status.UpdatedReplicas, ready: d.Status.ReadyReplicas, available: d.Status.AvailableReplicas}
+	if !w.rolling {
+		w.rolling, w.counts = true, c
+		if w.progressAt.IsZero() {
+			w.progressAt = w.start
+		}
+	}
+	old := w.counts
+	if c.updated > old.updated || c.replicas-c.updated < old.replicas-old.updated || c.ready > old.ready || c.available > old.available {
+		w.progressAt = now
+	}
+	w.counts = c
+	for _, cond := range d.Status.Conditions {
+		// The API server's clock may run ahead of ours: a progress time in
+		// the future counts as now.
+		if cond.Type == appsv1.DeploymentProgressing && cond.Status == corev1.ConditionTrue {
+			if at := cond.LastUpdateTime.Time; at.After(w.progressAt) {
+				w.progressAt = at
+				if at.After(now) {
+					w.progressAt = now
+				}
+			}
+		}
+	}
+}
+
+// progressStalled reports how long the Deployment has gone without progress
+// when that is at least its progressDeadlineSeconds: the deployment
+// controller will call it ProgressDeadlineExceeded but has not yet (it
+// re-checks on its own schedule, which a busy controller manager stretches).
+func (w *followed) progressStalled(now time.Time) (time.Duration, bool) {
+	if w.ref.Kind != plan.KindDeployment || !w.rolling || w.progressDeadline <= 0 {
+		return 0, false
+	}
+	stalled := now.Sub(w.progressAt)
+	return stalled, stalled >= w.progressDeadline
+}
+
+func (e evaluator) deployment(w *followed, d *appsv1.Deployment, now time.Time) state {
 	st := state{phase: plan.PhaseRolling, desired: replicas(d.Spec.Replicas), updated: d.Status.UpdatedReplicas, ready: d.Status.ReadyReplicas}
 	if ok, paused := e.atTarget(w, d.Annotations, &d.Spec.Template.Spec); !ok {
 		if paused {
@@ -401,6 +469,7 @@ func (e evaluator) deployment(w *followed, d *appsv1.Deployment) state {
 		st.updated = 0
 		return st
 	}
+	w.noteProgress(d, now)
 	for _, c := range d.Status.Conditions {
 		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == progressDeadlineExceeded {
 			st.phase, st.message = plan.PhaseFailed, progressDeadlineExceeded+": "+c.Message

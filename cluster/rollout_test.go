@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -262,5 +263,72 @@ func TestFollowGivesUpWhenItCannotWatch(t *testing.T) {
 	got := f.set.Follow(context.Background(), p, res, 200*time.Millisecond, nil)
 	if len(got) != 1 || got[0].Outcome != plan.PhaseFailed || !strings.Contains(got[0].Reason, "cannot watch") {
 		t.Errorf("Follow = %+v, want failed because it cannot watch", got)
+	}
+}
+
+// TestFollowNamesTheProgressDeadline: when Follow's own deadline passes
+// before the deployment controller has marked the rollout
+// ProgressDeadlineExceeded (it re-checks on its own schedule, which a busy
+// controller manager stretches), the reason names the Deployment's
+// progressDeadlineSeconds if that much time has passed without progress,
+// and only then.
+func TestFollowNamesTheProgressDeadline(t *testing.T) {
+	tests := []struct {
+		name             string
+		progressDeadline int32         // the Deployment's progressDeadlineSeconds
+		deadline         time.Duration // Follow's own
+		// progress, when set, changes the Deployment this long after
+		// Follow started, as the deployment controller does on progress.
+		progress   func(d *appsv1.Deployment)
+		progressAt time.Duration
+		wantReason string // a regular expression
+	}{
+		{name: "no progress for longer than progressDeadlineSeconds", progressDeadline: 1, deadline: 1500 * time.Millisecond,
+			wantReason: `progress deadline of 1s passed: 1 of 2 updated, 1 ready, no progress for \ds; svc-a: ContainerCreating`},
+		{name: "progressDeadlineSeconds longer than Follow's deadline", progressDeadline: 600, deadline: 100 * time.Millisecond,
+			wantReason: "did not settle in time: 1 of 2 updated, 1 ready; svc-a: ContainerCreating"},
+		{name: "a replica became ready within progressDeadlineSeconds", progressDeadline: 2, deadline: 4 * time.Second,
+			progressAt: 3 * time.Second,
+			progress:   func(d *appsv1.Deployment) { d.Status.ReadyReplicas++ },
+			wantReason: "did not settle in time: 1 of 2 updated, 2 ready; svc-a: ContainerCreating"},
+		{name: "the controller updated its Progressing condition within progressDeadlineSeconds", progressDeadline: 2, deadline: 4 * time.Second,
+			progressAt: 3 * time.Second,
+			progress: func(d *appsv1.Deployment) {
+				d.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionTrue,
+					Reason: "ReplicaSetUpdated", LastUpdateTime: metav1.Now(), Message: `ReplicaSet "svc-abc" is progressing.`}}
+			},
+			wantReason: "did not settle in time: 1 of 2 updated, 1 ready; svc-a: ContainerCreating"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			d := deployment("svc", "img:2", 2, nil)
+			d.Spec.ProgressDeadlineSeconds = int32p(tc.progressDeadline)
+			d.Status.UpdatedReplicas, d.Status.ReadyReplicas, d.Status.AvailableReplicas, d.Status.Replicas = 1, 1, 1, 3
+			d.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionTrue,
+				Reason: "ReplicaSetUpdated", LastUpdateTime: metav1.NewTime(time.Now().Add(-time.Hour)), Message: `ReplicaSet "svc-abc" is progressing.`}}
+			f := newFixture(t, []runtime.Object{d, depPod(d, "a", false, "ContainerCreating")}, nil)
+			p, res := rolledBack("Deployment", "svc")
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			start := time.Now()
+			if tc.progress != nil {
+				timer := time.AfterFunc(tc.progressAt, func() {
+					cur, err := f.kube.AppsV1().Deployments(testNS).Get(ctx, "svc", metav1.GetOptions{})
+					if err == nil {
+						tc.progress(cur)
+						_, err = f.kube.AppsV1().Deployments(testNS).Update(ctx, cur, metav1.UpdateOptions{})
+					}
+					if err != nil && ctx.Err() == nil {
+						t.Errorf("making progress: %v", err)
+					}
+				})
+				defer timer.Stop()
+			}
+			got := f.set.Follow(ctx, p, res, tc.deadline, nil)
+			if len(got) != 1 || got[0].Outcome != plan.PhaseFailed || !regexp.MustCompile("^"+tc.wantReason+"$").MatchString(got[0].Reason) {
+				t.Fatalf("Follow = %+v after %v, want failed with %q", got, time.Since(start).Round(time.Millisecond), tc.wantReason)
+			}
+		})
 	}
 }

@@ -30,6 +30,8 @@ type Config struct {
 	Slack *Slack `json:"slack,omitempty"`
 	// Discord configures the Discord platform of `deploybot serve`.
 	Discord *Discord `json:"discord,omitempty"`
+	// HTTP bounds the HTTP server of `deploybot serve` (http.go).
+	HTTP HTTP `json:"http,omitempty"`
 }
 
 // Slack is the Slack platform's configuration.

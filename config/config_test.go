@@ -522,6 +522,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("environments: [{name: prod, namespace: p, schedule: '0 2 * * 2', timeZone: UTC, approvals: {expiry: 1h}}]"))
 	f.Add([]byte("services: [{name: a, aliases: [b, b], repository: 'x:y@z'}]"))
 	f.Add([]byte("{{{"))
+	f.Add([]byte(minimal + "http: {readTimeout: 3s, bodyTimeout: 1s, writeTimeout: 2s, maxConnections: 8}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cfg, err := Parse(b)
 		if err != nil {

@@ -49,8 +49,9 @@ func Parse(b []byte) (*Config, error) {
 }
 
 // SetDefaults fills the optional fields: an environment's Tag is its name,
-// approvals expire after an hour, a service's ImageStream is its name, and
-// Plans execute as the bot's service account.
+// approvals expire after an hour, a service's ImageStream is its name,
+// Plans execute as the bot's service account, and the HTTP server's limits
+// are the defaults of http.go.
 func (c *Config) SetDefaults() {
 	for i := range c.Environments {
 		e := &c.Environments[i]
@@ -73,4 +74,5 @@ func (c *Config) SetDefaults() {
 	if c.Execution == "" {
 		c.Execution = ExecutionServiceAccount
 	}
+	c.HTTP = c.HTTP.WithDefaults()
 }

@@ -154,6 +154,7 @@ func (c *Config) Validate() error {
 	validateStore(&ps, c.Store)
 	validateDiscord(&ps, c)
 	validateSlack(&ps, c)
+	validateHTTP(&ps, c.HTTP)
 
 	if len(ps) == 0 {
 		return nil

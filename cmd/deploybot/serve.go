@@ -97,9 +97,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", *listen, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	limits := s.cfg.HTTP.WithDefaults()
+	srv := newHTTPServer(limits, mux) // httpserver.go
 	errs := make(chan error, len(running)+1)
-	go func() { errs <- srv.Serve(ln) }()
+	go func() { errs <- srv.Serve(limitConnections(ln, limits.MaxConnections, logger)) }()
 	// Adapters get their own context: on the way out the HTTP server stops
 	// first (in-flight acks finish and enqueue), then the adapters drain what
 	// they queued and deliver pending message updates before serve returns.
@@ -114,7 +115,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			}
 		}()
 	}
-	logger.Info("serving", "addr", ln.Addr().String())
+	logger.Info("serving", "addr", ln.Addr().String(), "readHeaderTimeout", limits.ReadHeaderTimeout.Duration,
+		"bodyTimeout", limits.BodyTimeout.Duration, "readTimeout", limits.ReadTimeout.Duration, "writeTimeout", limits.WriteTimeout.Duration,
+		"idleTimeout", limits.IdleTimeout.Duration, "maxConnections", limits.MaxConnections, "maxHeaderBytes", limits.MaxHeaderBytes)
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
