@@ -70,4 +70,9 @@ type Section struct {
 	Heading string   `json:"heading,omitempty"`
 	Lines   []string `json:"lines,omitempty"`
 	Pre     bool     `json:"pre,omitempty"`
+	// Units marks a Pre section made of units: each unindented line with
+	// the indented lines after it (a Plan's target and its "  rolls: ...").
+	// A renderer may show each unit apart; any other section, a table
+	// whose long rows wrap onto indented lines (help), stays whole.
+	Units bool `json:"units,omitempty"`
 }

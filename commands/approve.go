@@ -11,6 +11,7 @@ func approveCommand() Spec {
 		Examples: []string{"approve #abc123"},
 		Who:      "anyone but the requester whose Kubernetes identity passes the same access checks as the request",
 		Flow:     true,
+		takesID:  true,
 		parse:    parseOptionalID,
 	}
 }

@@ -10,6 +10,7 @@ func cancelCommand() Spec {
 		Examples: []string{"cancel #abc123"},
 		Who:      "the requester",
 		Flow:     true,
+		takesID:  true,
 		parse:    parseOptionalID,
 	}
 }

@@ -17,6 +17,7 @@ func confirmCommand() Spec {
 		Examples: []string{"confirm #abc123"},
 		Who:      "the requester",
 		Flow:     true,
+		takesID:  true,
 		parse:    parseOptionalID,
 	}
 }

@@ -14,9 +14,11 @@ func denyCommand() Spec {
 		Name:     "deny",
 		Usage:    "deny [#ID] [REASON...]",
 		Summary:  "deny a request, saying why; it ends the request",
-		Examples: []string{"deny #abc123", "deny #abc123 not during the release freeze"},
+		Examples: []string{"deny #abc123", "deny #abc123 not during the release freeze", "deny #abc123 ask @carol, she owns it"},
 		Who:      "anyone who could approve the request",
 		Flow:     true,
+		takesID:  true,
+		freeText: true,
 		parse:    parseDeny,
 	}
 }

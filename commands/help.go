@@ -96,7 +96,8 @@ func helpOverview(cfg *config.Config) Output {
 		}
 		known = append(known, "Services: "+strings.Join(svcs, ", ")+".")
 	}
-	known = append(known, "`help COMMAND` shows examples and who may run it. Commands that change a cluster accept --dry-run.")
+	known = append(known, "`help COMMAND` shows examples and who may run it. Commands that change a cluster accept --dry-run.",
+		"Commands, names and request IDs may be typed in any case, and quotes curly or straight; a mention (@name) is never taken for an argument.")
 	out.Sections = append(out.Sections, Section{Lines: known})
 	return out
 }

@@ -6,20 +6,55 @@ import (
 	"strings"
 	"time"
 
-	"github.com/deploybot/deploybot/plan"
 	"github.com/spf13/pflag"
+
+	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/plan"
 )
 
 func imagesCommand() Spec {
 	return Spec{
 		Name:     "images",
-		Usage:    "images SERVICE [ENV]",
-		Summary:  "the image stream tag's history, newest first: digest, age, which one is current",
-		Examples: []string{"images worker prod", "images packit-service stg"},
+		Usage:    "images SERVICE [ENV] [DIGEST]",
+		Summary:  "the image stream tag's history, newest first: digest, age, which one is current; with DIGEST, that image's full digest and reference",
+		Examples: []string{"images worker prod", "images packit-service stg", "images worker prod 1a2b3c4"},
 		Who:      whoMapped,
-		parse:    parseServiceEnv,
+		parse:    parseImages,
 		run:      runImages,
 	}
+}
+
+// parseImages reads "SERVICE [ENV] [DIGEST]": a last word that is neither
+// an environment nor a service but looks like a digest selects one image.
+func parseImages(p *parser, fs *pflag.FlagSet, c *plan.Command) error {
+	args := fs.Args()
+	var digestWord string
+	if n := len(args); n > 0 && looksLikeDigest(args[n-1]) {
+		_, isEnv := findEnv(p.cfg, args[n-1])
+		_, isSvc := findService(p.cfg, args[n-1])
+		if !isEnv && !isSvc {
+			digestWord, args = args[n-1], args[:n-1]
+		}
+	}
+	svc, env, err := p.serviceAndEnv(args)
+	if err != nil {
+		return err
+	}
+	c.Env, c.Services = env, []string{svc}
+	if digestWord != "" {
+		s, _ := findService(p.cfg, svc)
+		if c.Digest, err = parseDigest(digestWord, s.Repository); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// looksLikeDigest: the word is meant as a digest (sha256:…, REPO@…, or
+// seven or more hex characters), right or wrong, rather than as a name.
+func looksLikeDigest(w string) bool {
+	lw := strings.ToLower(w)
+	return strings.Contains(lw, "sha256:") || strings.Contains(lw, "@") || len(lw) >= 7 && isHex(lw)
 }
 
 // parseServiceEnv is the parse of commands taking "SERVICE [ENV]" only.
@@ -41,6 +76,9 @@ func runImages(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (Outp
 	if err != nil {
 		return Output{}, err
 	}
+	if c.Digest != "" {
+		return oneImage(ts, e, s, c.Digest, d)
+	}
 	out := Output{Title: fmt.Sprintf("images %s:%s (namespace %s)", streamOf(s), tagOf(e), e.Namespace)}
 	out.Sections = append(out.Sections, Section{Lines: []string{"source: " + sourceText(ts, e, s)}})
 	if len(ts.History) == 0 {
@@ -48,10 +86,42 @@ func runImages(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (Outp
 		return out, nil
 	}
 	out.Sections = append(out.Sections, Section{Lines: historyLines(ts, d.now()), Pre: true})
+	if ts.Current.Ref != "" {
+		out.Sections = append(out.Sections, Section{Heading: "Current image", Lines: []string{ts.Current.Ref}, Pre: true})
+	}
 	out.Sections = append(out.Sections, Section{Lines: []string{
-		fmt.Sprintf("`revert %s %s DIGEST` pins one of these (7 characters are enough).", s.Name, e.Name),
+		fmt.Sprintf("`revert %s %s DIGEST` pins one of these (7 characters are enough); `images %s %s DIGEST` shows one's full digest.", s.Name, e.Name, s.Name, e.Name),
 	}})
 	return out, nil
+}
+
+// oneImage is `images SERVICE ENV DIGEST`: one history entry in full, the
+// digest and the image reference on lines of their own, for copying.
+func oneImage(ts plan.TagState, e *config.Environment, s *config.Service, digest string, d Deps) (Output, error) {
+	ev, err := resolveDigest(ts, digest, d)
+	if err != nil {
+		return Output{}, err
+	}
+	ref := ev.Ref
+	if ref == "" {
+		ref = s.Repository + "@" + ev.Digest
+	}
+	current := "no"
+	if ev.Digest == ts.Current.Digest {
+		current = "yes"
+	}
+	now := d.now()
+	return Output{
+		Title: fmt.Sprintf("image %s of %s:%s (namespace %s)", plan.ShortDigest(ev.Digest), streamOf(s), tagOf(e), e.Namespace),
+		Sections: []Section{
+			{Heading: "Digest", Lines: []string{ev.Digest}, Pre: true},
+			{Heading: "Image", Lines: []string{ref}, Pre: true},
+			{Lines: []string{
+				fmt.Sprintf("imported %s (%s), current: %s", ev.Created.UTC().Format("2006-01-02 15:04:05 MST"), age(now, ev.Created), current),
+				fmt.Sprintf("`revert %s %s %s` pins it.", s.Name, e.Name, ev.Digest),
+			}},
+		},
+	}, nil
 }
 
 // historyLines is the tag's history table, newest first, the current image

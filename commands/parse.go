@@ -15,9 +15,9 @@ import (
 	"github.com/deploybot/deploybot/plan"
 )
 
-// maxInput bounds a message; commands are short, anything longer is a paste
-// gone wrong and is answered rather than tokenised.
-const maxInput = 4096
+// MaxInput bounds a message, in bytes; commands are short, anything longer
+// is a paste gone wrong and is answered rather than tokenised.
+const MaxInput = 4096
 
 // prefixes address the bot: Slack and Discord slash commands, a Discord
 // message, the terminal. A bare command is accepted too.
@@ -34,10 +34,10 @@ func Parse(cfg *config.Config, in Input) Result {
 	if text == "" {
 		return Result{Kind: Ignore}
 	}
-	if len(text) > maxInput {
-		return replyLines(fmt.Sprintf("That message is %d bytes long; a command is at most %d. `help` lists the commands.", len(text), maxInput))
+	if len(text) > MaxInput {
+		return replyLines(fmt.Sprintf("That message is %d bytes long; a command is at most %d. `help` lists the commands.", len(text), MaxInput))
 	}
-	text = stripPrefix(text)
+	text = stripPrefix(normalizeTyping(text))
 	words, err := split(text)
 	if err != nil {
 		return replyLines(err.Error())
@@ -51,7 +51,7 @@ func Parse(cfg *config.Config, in Input) Result {
 		return replyLines(fmt.Sprintf("Unknown command %q.%s `help` lists the commands.", clip(words[0]), didYouMean(words[0], commandNames())))
 	}
 	fs := spec.newFlagSet()
-	if err := fs.Parse(normalizeDashes(words[1:])); err != nil {
+	if err := fs.Parse(normalizeFlags(words[1:])); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return Result{Kind: ReplyKind, Reply: helpFor(cfg, spec)}
 		}
@@ -60,6 +60,9 @@ func Parse(cfg *config.Config, in Input) Result {
 	now := in.Now
 	if now.IsZero() {
 		now = time.Now()
+	}
+	if problem := mentionProblem(spec, fs.Args()); problem != "" {
+		return usageReply(spec, problem)
 	}
 	p := &parser{cfg: cfg, channelEnv: in.ChannelEnv, now: now}
 	c := plan.Command{Name: spec.Name, Text: text}
@@ -138,9 +141,10 @@ func escapeHashes(s string) string {
 	return b.String()
 }
 
-// normalizeDashes turns "—dry-run" and "–dry-run" back into "--dry-run":
-// Slack and macOS replace a typed "--" by a dash.
-func normalizeDashes(args []string) []string {
+// normalizeFlags turns "—dry-run" and "–dry-run" back into "--dry-run"
+// (Slack and macOS replace a typed "--" by a dash) and lower-cases flag
+// names, not their values: "--DRY-RUN", "--Until=2h".
+func normalizeFlags(args []string) []string {
 	out := make([]string, len(args))
 	for i, a := range args {
 		for _, d := range []string{"\u2014", "\u2013"} {
@@ -149,9 +153,90 @@ func normalizeDashes(args []string) []string {
 				break
 			}
 		}
+		if strings.HasPrefix(a, "--") {
+			name, value, hasValue := strings.Cut(a, "=")
+			a = strings.ToLower(name)
+			if hasValue {
+				a += "=" + value
+			}
+		}
 		out[i] = a
 	}
 	return out
+}
+
+// normalizeTyping undoes what keyboards and chat clients do to typed text
+// before it is split like a shell would: smart quotes (phones, macOS,
+// pasted documents) become ASCII quotes, unusual spaces (no-break, thin,
+// ideographic) become spaces, and invisible zero-width characters go. A
+// curly apostrophe inside a word ("don’t") stays what it is, not a quote.
+// Applying it twice changes nothing more.
+func normalizeTyping(s string) string {
+	if isPlainASCII(s) {
+		return s
+	}
+	rs := []rune(s)
+	var b strings.Builder
+	b.Grow(len(s))
+	for i, r := range rs {
+		switch r {
+		case '\u201c', '\u201d', '\u201e', '\u201f', '\u00ab', '\u00bb', '\u2033', '\u301d', '\u301e', '\uff02':
+			b.WriteByte('"')
+		case '\u2018', '\u2019', '\u201a', '\u201b', '\u2039', '\u203a', '\u2032', '\uff07':
+			if r == '\u2019' && i > 0 && i+1 < len(rs) && unicode.IsLetter(rs[i-1]) && unicode.IsLetter(rs[i+1]) {
+				b.WriteRune(r) // an apostrophe
+				continue
+			}
+			b.WriteByte('\'')
+		case '\u00a0', '\u1680', '\u202f', '\u205f', '\u3000':
+			b.WriteByte(' ')
+		case '\u200b', '\u2060', '\ufeff':
+			// zero-width space, word joiner, byte order mark: invisible, dropped
+		default:
+			if '\u2000' <= r && r <= '\u200a' { // en quad … hair space
+				b.WriteByte(' ')
+				continue
+			}
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func isPlainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// isMention reports whether a word is a mention of a person or a group as
+// the chat decoders leave it (@carol, @U0123, @here); "@sha256:…", the tail
+// of a pasted image reference, is not one.
+func isMention(w string) bool {
+	return len(w) > 1 && w[0] == '@' && !strings.Contains(w, ":")
+}
+
+// mentionProblem refuses a mention where the command expects an argument:
+// no command takes a person, and guessing what "deny @carol" means (carol's
+// request? carol as the reason?) could end the wrong request. In deny's
+// free-text reason, after the first word, a mention is just text.
+func mentionProblem(s Spec, args []string) string {
+	if s.freeText {
+		args = args[:min(len(args), 1)]
+	}
+	for _, a := range args {
+		if !isMention(a) {
+			continue
+		}
+		if s.takesID {
+			return fmt.Sprintf("%s is a mention; %s takes a request ID such as #abc123, not a person. `pending` lists the open requests with their IDs.", clip(a), s.Name)
+		}
+		return fmt.Sprintf("%s is a mention; %s does not take people.", clip(a), s.Name)
+	}
+	return ""
 }
 
 // flagProblem rewrites pflag's error for users, suggesting the closest flag

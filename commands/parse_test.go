@@ -52,7 +52,7 @@ func TestParse(t *testing.T) {
 		{"unbalanced double quote", `deny #abc123 "not now`, "", reply(`Unbalanced quotes in: deny #abc123 "not now`)},
 		{"unbalanced single quote", `status 'prod`, "", reply("Unbalanced quotes in: status 'prod")},
 		{"trailing backslash", `status prod \`, "", reply("A trailing backslash in")},
-		{"too long", "status " + strings.Repeat("x", maxInput), "", reply("a command is at most 4096")},
+		{"too long", "status " + strings.Repeat("x", MaxInput), "", reply("a command is at most 4096")},
 		{"-h shows the command's help", "import -h", "", reply("import: import the registry", "Usage", "--dry-run", "Examples", "Who may run it")},
 		{"--help too", "undo --help", "", reply("--to-revision N", "--force")},
 
@@ -69,8 +69,9 @@ func TestParse(t *testing.T) {
 		{"status services deduplicated", "status prod worker packit-worker", "", run(plan.Command{Name: "status", Env: "prod", Services: []string{"packit-worker"}})},
 		{"status channel env", "status", "stg", run(plan.Command{Name: "status", Env: "stg"})},
 		{"status explicit env beats channel", "status prod", "stg", run(plan.Command{Name: "status", Env: "prod"})},
-		{"status unknown channel env is no default", "status", "qa", reply("Which environment? One of: stg, prod.")},
-		{"status missing env", "status", "", reply("Which environment? One of: stg, prod.", "status [ENV] [SERVICE...]")},
+		{"status unknown channel env is no default", "status", "qa", run(plan.Command{Name: "status"})},
+		{"status without env is every env", "status", "", run(plan.Command{Name: "status"})},
+		{"status of services in every env", "status worker service", "", run(plan.Command{Name: "status", Services: []string{"packit-worker", "packit-service"}})},
 		{"status mistyped env", "status prdo", "", reply(`Unknown environment or service "prdo". Did you mean prod?`)},
 		{"status mistyped service", "status prod wroker", "", reply(`Unknown service "wroker". Did you mean worker (packit-worker)?`)},
 		{"status two envs", "status prod stg", "", reply("One environment at a time: got prod and stg.")},
@@ -85,6 +86,10 @@ func TestParse(t *testing.T) {
 		{"images mistyped service", "images wrker prod", "", reply(`Unknown service "wrker". Did you mean worker (packit-worker)?`)},
 		{"images mistyped env", "images worker prd", "", reply(`Unknown environment "prd". Did you mean prod?`)},
 		{"images two services", "images worker service prod", "", reply("One service at a time: got packit-worker and packit-service.")},
+		{"images of one digest", "images worker prod 1a2b3c4", "", run(plan.Command{Name: "images", Env: "prod", Services: []string{"packit-worker"}, Digest: "1a2b3c4"})},
+		{"images of one digest in the channel env", "images worker sha256:" + fullDigest, "prod", run(plan.Command{Name: "images", Env: "prod", Services: []string{"packit-worker"}, Digest: "sha256:" + fullDigest})},
+		{"images of a malformed digest", "images worker prod sha256:xyz", "", reply(`Malformed digest "sha256:xyz"`)},
+		{"images of a digest without a service", "images prod 1a2b3c4", "", reply("Which service?")},
 		{"images env given as service", "images stg prod", "", reply("One environment at a time")},
 
 		// history SERVICE [ENV] [--revision N]
@@ -122,6 +127,8 @@ func TestParse(t *testing.T) {
 		{"revert short prefix", "revert worker prod 1a2b3c", "", reply(`Malformed digest "1a2b3c"`)},
 		{"revert too long", "revert worker prod " + fullDigest + "00", "", reply("Malformed digest")},
 		{"revert other algorithm", "revert worker prod sha512:" + fullDigest, "", reply("Malformed digest")},
+		{"revert pasted link", "revert worker prod https://quay.io/packit/packit-worker@sha256:" + fullDigest, "", run(plan.Command{Name: "revert", Env: "prod", Services: []string{"packit-worker"}, Digest: "sha256:" + fullDigest})},
+		{"revert bare @digest", "revert worker prod @sha256:" + fullDigest, "", run(plan.Command{Name: "revert", Env: "prod", Services: []string{"packit-worker"}, Digest: "sha256:" + fullDigest})},
 		{"revert forgotten digest", "revert worker prod", "", reply("Which image? Give its digest last")},
 		{"revert digest only", "revert 1a2b3c4", "prod", reply("Which service? Give it before the digest.")},
 		{"revert nothing", "revert", "", reply("Give the service and the digest")},
@@ -167,7 +174,7 @@ func TestParse(t *testing.T) {
 		{"confirm with hash", "confirm #abc123", "", run(plan.Command{Name: "confirm", ID: "abc123"})},
 		{"confirm without hash", "confirm abc123", "", run(plan.Command{Name: "confirm", ID: "abc123"})},
 		{"confirm without ID", "confirm", "", run(plan.Command{Name: "confirm"})},
-		{"approve", "/deploy approve #Xy-9_z0", "", run(plan.Command{Name: "approve", ID: "Xy-9_z0"})},
+		{"approve", "/deploy approve #Xy-9_z0", "", run(plan.Command{Name: "approve", ID: "xy-9_z0"})},
 		{"approve two IDs", "approve #abc123 #def456", "", reply("One request at a time")},
 		{"approve malformed ID", "approve #abc!23", "", reply(`Malformed request ID "#abc!23": IDs look like #abc123`)},
 		{"approve bare hash", "approve #", "", reply("Malformed request ID")},
@@ -182,6 +189,30 @@ func TestParse(t *testing.T) {
 		{"audit word", "audit all", "", reply(`got "all"`)},
 		{"audit negative", "audit -5", "", reply("Unknown shorthand flag")},
 		{"whoami", "whoami", "", run(plan.Command{Name: "whoami"})},
+
+		// What people type and paste: phones and macOS turn quotes curly,
+		// Caps Lock and copied IDs come upper-case, Slack and Discord turn a
+		// name into a mention (their decoders leave it as @name).
+		{"curly double quotes", "revert worker prod \u201csha256:1a2b3c4\u201d", "", run(plan.Command{Name: "revert", Env: "prod", Services: []string{"packit-worker"}, Digest: "1a2b3c4"})},
+		{"curly single quotes", "deny #abc123 \u2018not now\u2019", "", run(plan.Command{Name: "deny", ID: "abc123", Reason: "not now"})},
+		{"German quotes", "deny #abc123 \u201enicht jetzt\u201c", "", run(plan.Command{Name: "deny", ID: "abc123", Reason: "nicht jetzt"})},
+		{"guillemets", "deny #abc123 \u00abpas maintenant\u00bb", "", run(plan.Command{Name: "deny", ID: "abc123", Reason: "pas maintenant"})},
+		{"curly quotes around a date and time", "schedule pause prod --until \u201c2026-12-01 09:30\u201d", "", run(plan.Command{Name: "schedule", Env: "prod", Sub: "pause", Until: time.Date(2026, 12, 1, 9, 30, 0, 0, prague)})},
+		{"a curly apostrophe inside a word is not a quote", "deny #abc123 don\u2019t deploy now", "", run(plan.Command{Name: "deny", ID: "abc123", Reason: "don\u2019t deploy now"})},
+		{"an unbalanced curly quote", "deny #abc123 \u201cnot now", "", reply("Unbalanced quotes")},
+		{"a no-break space separates words", "status\u00a0prod", "", run(plan.Command{Name: "status", Env: "prod"})},
+		{"a zero-width space is dropped", "status prod\u200b", "", run(plan.Command{Name: "status", Env: "prod"})},
+		{"upper-case request ID", "CONFIRM #CUOGLDSIKT", "", run(plan.Command{Name: "confirm", ID: "cuogldsikt"})},
+		{"upper-case ID without hash", "approve ABC", "", run(plan.Command{Name: "approve", ID: "abc"})},
+		{"upper-case deny keeps the reason's case", "DENY #ABC123 Not During The Freeze", "", run(plan.Command{Name: "deny", ID: "abc123", Reason: "Not During The Freeze"})},
+		{"upper-case flag", "IMPORT PROD --DRY-RUN", "", run(plan.Command{Name: "import", Env: "prod", DryRun: true})},
+		{"upper-case flag with a value", "history service prod --REVISION=3", "", run(plan.Command{Name: "history", Env: "prod", Services: []string{"packit-service"}, Revision: 3})},
+		{"deny of a mention is refused", "deny @carol wrong person", "", reply("@carol is a mention", "deny takes a request ID", "`pending` lists")},
+		{"approve of a mention is refused", "approve @bob", "", reply("@bob is a mention", "approve takes a request ID")},
+		{"a mention is no environment", "status @prod", "", reply("@prod is a mention; status does not take people.")},
+		{"a mention is no service", "import prod @worker", "", reply("@worker is a mention")},
+		{"a mention after the ID is part of the reason", "deny #abc123 ask @carol first", "", run(plan.Command{Name: "deny", ID: "abc123", Reason: "ask @carol first"})},
+		{"a mention as the whole reason", "deny #abc123 @carol", "", run(plan.Command{Name: "deny", ID: "abc123", Reason: "@carol"})},
 		{"whoami takes no arguments", "whoami prod", "", reply("whoami takes no arguments")},
 	}
 	cfg := testConfig()
@@ -348,6 +379,10 @@ func FuzzParse(f *testing.F) {
 		`"unbalanced`, `'x`, `\`, "#", "# comment", "a#b", `"#"`, "--", "-", "---x", "--=", "import -- prod",
 		"revert worker prod sha256:", "approve ##", "deny # x", "\x00", "\xff\xfe", "status prod\nimport prod",
 		"schedule pause prod --until 99999999999999h", "history x --revision 9223372036854775808",
+		"revert worker prod \u201csha256:a67e8e3\u201d", "deny #abc123 \u2018not now\u2019", "deny #abc \u201enein\u201c", "deny #a don\u2019t",
+		"\u201c", "\u2019\u2019\u2019", "status\u00a0prod\u200b", "CONFIRM #CUOGLDSIKT", "IMPORT PROD --DRY-RUN", "--UNTIL=2H",
+		"deny @carol wrong person", "approve @bob", "deny #abc123 ask @carol", "@", "@@", "status @", "status",
+		"images worker prod 1a2b3c4", "images worker sha256:" + fullDigest, "revert worker prod https://quay.io/packit/packit-worker@sha256:" + fullDigest,
 	}
 	for _, s := range seeds {
 		f.Add(s, "")

@@ -35,6 +35,13 @@ type Spec struct {
 	// Anyone: chat users not mapped to a Kubernetes identity may run it too.
 	Anyone bool
 
+	// takesID: the command's argument is a request ID (confirm, approve,
+	// deny, cancel), which is what a refusal of a mention points to.
+	takesID bool
+	// freeText: after its first argument the command takes free text (deny's
+	// reason), where mentions and any other words are kept as written.
+	freeText bool
+
 	// flags declares the command's flags (nil: none).
 	flags func(fs *pflag.FlagSet)
 	// parse fills c from the positional arguments and flag values; an error

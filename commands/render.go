@@ -27,7 +27,7 @@ func RenderPlan(p plan.Plan) Output {
 	if len(lines) == 0 {
 		lines = append(lines, "no targets")
 	}
-	out.Sections = append(out.Sections, Section{Lines: lines, Pre: true})
+	out.Sections = append(out.Sections, Section{Lines: lines, Pre: true, Units: true})
 	if len(p.Notes) > 0 {
 		out.Sections = append(out.Sections, Section{Lines: p.Notes})
 	}

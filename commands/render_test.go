@@ -26,7 +26,7 @@ func TestRenderPlan(t *testing.T) {
 					{Service: "tokman", To: image("quay.io/packit/tokman", "prod", 1)},
 				}},
 			want: Output{Title: "Plan: import prod (namespace packit--prod)", Sections: []Section{
-				{Pre: true, Lines: []string{
+				{Pre: true, Units: true, Lines: []string{
 					"packit-worker: " + s1 + " → " + s2,
 					"  rolls: deployment/packit-service-beat, statefulset/packit-worker-long-running, statefulset/packit-worker-short-running",
 					"packit-dashboard: " + short("quay.io/packit/dashboard", "prod", 1) + " (unchanged)",
@@ -42,7 +42,7 @@ func TestRenderPlan(t *testing.T) {
 				Policy:  plan.Policy{Approvals: 2, Expiry: 90 * time.Minute},
 				Targets: []plan.Target{{Service: "packit-worker", From: w3, To: w2, SpecFrom: w2.Ref, Workloads: workerWorkloads[:1], DeletePods: []string{"a-1", "b-0"}}}},
 			want: Output{Title: "Plan: revert prod (namespace packit--prod)", Sections: []Section{
-				{Pre: true, Lines: []string{
+				{Pre: true, Units: true, Lines: []string{
 					"packit-worker: " + s2 + " → " + s1 + "  (pinned, scheduled import off)",
 					"  rolls: deployment/packit-service-beat",
 					"  deletes stuck pods: a-1, b-0",
@@ -55,7 +55,7 @@ func TestRenderPlan(t *testing.T) {
 			input: plan.Plan{Action: plan.ActionTrack, Env: "stg", Namespace: "packit--stg", Policy: plan.Policy{Expiry: time.Hour},
 				Targets: []plan.Target{{Service: "packit-worker", From: w2, To: plan.Image{Ref: wrkRepo + ":stg"}, SpecFrom: wrkRepo + ":stg", Scheduled: true}}},
 			want: Output{Title: "Plan: track stg (namespace packit--stg)", Sections: []Section{
-				{Pre: true, Lines: []string{"packit-worker: " + s1 + " → " + wrkRepo + ":stg  (tracking " + wrkRepo + ":stg, scheduled import on)"}},
+				{Pre: true, Units: true, Lines: []string{"packit-worker: " + s1 + " → " + wrkRepo + ":stg  (tracking " + wrkRepo + ":stg, scheduled import on)"}},
 				{Lines: []string{"needs: nothing more, runs right away"}},
 			}},
 		},
@@ -64,7 +64,7 @@ func TestRenderPlan(t *testing.T) {
 			input: plan.Plan{Action: plan.ActionRollback, Env: "prod", Namespace: "packit--prod", Policy: plan.Policy{Confirm: true, Expiry: 45 * time.Second},
 				Targets: []plan.Target{{Service: "packit-service-fedmsg", From: plan.Image{Ref: "fedmsg:prod"}, To: image(fedmsgRepo, "prod", 1), ToRevision: 4, Workloads: []plan.WorkloadRef{fedmsgWorkload}}}},
 			want: Output{Title: "Plan: undo prod (namespace packit--prod)", Sections: []Section{
-				{Pre: true, Lines: []string{"deployment/packit-service-fedmsg: fedmsg:prod → " + short(fedmsgRepo, "prod", 1) + "  (rollback to revision 4)"}},
+				{Pre: true, Units: true, Lines: []string{"deployment/packit-service-fedmsg: fedmsg:prod → " + short(fedmsgRepo, "prod", 1) + "  (rollback to revision 4)"}},
 				{Lines: []string{"needs: confirm by requester, expires in 45s"}},
 			}},
 		},
@@ -72,7 +72,7 @@ func TestRenderPlan(t *testing.T) {
 			name:  "no targets",
 			input: plan.Plan{Action: plan.ActionImport, Env: "prod", Namespace: "packit--prod", Policy: plan.Policy{Confirm: true, Expiry: 2 * time.Hour}},
 			want: Output{Title: "Plan: import prod (namespace packit--prod)", Sections: []Section{
-				{Pre: true, Lines: []string{"no targets"}},
+				{Pre: true, Units: true, Lines: []string{"no targets"}},
 				{Lines: []string{"needs: confirm by requester, expires in 2h"}},
 			}},
 		},

@@ -162,9 +162,19 @@ func (p *parser) serviceAndEnv(args []string) (svc, env string, err error) {
 }
 
 // envAndServices reads "[ENV] [SERVICE...]" (the environment may stand
-// anywhere): at most one environment, services deduplicated in the order
-// given. No services means all of them.
+// anywhere): at most one environment, defaulting as defaultEnv says, and
+// services deduplicated in the order given. No services means all of them.
 func (p *parser) envAndServices(args []string) (env string, svcs []string, err error) {
+	env, svcs, err = p.givenEnvAndServices(args)
+	if err == nil && env == "" {
+		env, err = p.defaultEnv()
+	}
+	return env, svcs, err
+}
+
+// givenEnvAndServices is envAndServices without a default: env is "" when
+// the words name none.
+func (p *parser) givenEnvAndServices(args []string) (env string, svcs []string, err error) {
 	for _, w := range args {
 		if e, ok := findEnv(p.cfg, w); ok {
 			if env != "" && env != e.Name {
@@ -187,11 +197,6 @@ func (p *parser) envAndServices(args []string) (env string, svcs []string, err e
 		_, err := p.service(w)
 		return "", nil, err
 	}
-	if env == "" {
-		if env, err = p.defaultEnv(); err != nil {
-			return "", nil, err
-		}
-	}
 	return env, svcs, nil
 }
 
@@ -200,14 +205,18 @@ const digestForms = "sha256:<64 hex> or a unique prefix of at least 7 hex charac
 
 // parseDigest normalises a digest argument: "sha256:<64 hex>", 64 hex, a hex
 // prefix (≥ 7, with or without "sha256:"), or a pasted REPOSITORY@sha256:...
-// of the service's repository. Full digests come back as "sha256:<64 hex>",
-// prefixes as bare lowercase hex.
+// of the service's repository (also as a link, https://REPOSITORY@..., the
+// way chat clients turn it into one). Full digests come back as
+// "sha256:<64 hex>", prefixes as bare lowercase hex.
 func parseDigest(word, repository string) (string, error) {
 	w := strings.ToLower(word)
 	if i := strings.LastIndex(w, "@"); i >= 0 {
 		repo := w[:i]
+		for _, scheme := range []string{"https://", "http://", "docker://"} {
+			repo = strings.TrimPrefix(repo, scheme)
+		}
 		w = w[i+1:]
-		if repository != "" && repo != strings.ToLower(repository) {
+		if repo != "" && repository != "" && repo != strings.ToLower(repository) {
 			return "", userErrorf("%s is an image of %s, but this service's repository is %s.", clip(word), clip(repo), repository)
 		}
 	}
@@ -235,13 +244,15 @@ func isFullDigest(d string) bool {
 	return ok && len(hex) == 64 && isHex(hex)
 }
 
-// parseID accepts a request ID with or without its '#'.
+// parseID accepts a request ID with or without its '#', in any case: the
+// bot issues lower-case IDs, and "CONFIRM #CUOGLDSIKT" (Caps Lock, an ID
+// read out or copied from an upper-cased title) means the same request.
 func parseID(word string) (string, error) {
 	id := strings.TrimPrefix(word, "#")
 	if id == "" || len(id) > 64 || !validID.MatchString(id) {
 		return "", userErrorf("Malformed request ID %q: IDs look like #abc123 (`pending` lists the open ones).", clip(word))
 	}
-	return id, nil
+	return strings.ToLower(id), nil
 }
 
 var validID = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)

@@ -89,6 +89,27 @@ func TestRun(t *testing.T) {
 			"image    " + short(svcRepo, "stg", 5) + "  imported 1h ago",
 			"no workloads follow packit-service:stg",
 		}}},
+		{name: "status without an environment shows every one", caller: alice, input: "status", want: runWant{lines: []string{
+			"status of every environment",
+			"stg (namespace packit--stg)",
+			"SERVICE                IMAGE         SOURCE    IMPORTED   WORKLOADS",
+			"packit-service         " + short(svcRepo, "stg", 5) + "  tracking  1h ago     no workloads",
+			"packit-worker          " + short(wrkRepo, "stg", 1) + "  pinned    1h ago     1 workload settled",
+			"tokman                 error: reading tokman:stg in stg: imagestreamtags.image.openshift.io \"tokman:stg\" not found",
+			"prod (namespace packit--prod)",
+			"packit-worker          " + short(wrkRepo, "prod", 2) + "  tracking  1h ago     3 workloads settled",
+			"packit-service-fedmsg  " + short("quay.io/packit/packit-service-fedmsg", "prod", 2) + "  tracking  1h ago     1 workload settled",
+			"`status ENV` shows one environment in full: sources, scheduled imports, import errors, each workload.",
+		}}},
+		{name: "status of a service in every environment", caller: alice, input: "status worker",
+			setup: func(f *fakeCluster, _ *fakeAccess) {
+				w := &f.workloads["prod"][1]
+				w.Ready, w.Updated, w.Settled = 1, 1, false
+			},
+			want: runWant{lines: []string{
+				"packit-worker  " + short(wrkRepo, "stg", 1) + "  pinned    1h ago     1 workload settled",
+				"packit-worker  " + short(wrkRepo, "prod", 2) + "  tracking  1h ago     statefulset/packit-worker-short-running 1/2 ready rolling (1/2 updated)",
+			}}},
 		{name: "status needs a mapped user", caller: stranger, input: "status prod", want: runWant{
 			userErr: `You are not mapped to a Kubernetes identity, so you may run only ` + "`help` and `whoami`" + `. Ask an admin to add you to the config under identities.users with platform: slack, id: "T1/U123"`,
 		}},
@@ -100,8 +121,20 @@ func TestRun(t *testing.T) {
 			"* " + short(wrkRepo, "prod", 2) + "  1h ago     current",
 			"  " + short(wrkRepo, "prod", 1) + "  2h ago",
 			"  " + short(wrkRepo, "prod", 0) + "  3h ago",
-			"`revert packit-worker prod DIGEST` pins one of these (7 characters are enough).",
+			"Current image",
+			wrkRepo + "@" + digest(wrkRepo, "prod", 2),
+			"`revert packit-worker prod DIGEST` pins one of these (7 characters are enough); `images packit-worker prod DIGEST` shows one's full digest.",
 		}}},
+		{name: "images of one digest shows it in full", caller: carol, input: "images worker prod " + short(wrkRepo, "prod", 1)[:7], want: runWant{lines: []string{
+			"image " + short(wrkRepo, "prod", 1) + " of packit-worker:prod (namespace packit--prod)",
+			digest(wrkRepo, "prod", 1),
+			wrkRepo + "@" + digest(wrkRepo, "prod", 1),
+			"imported 2026-11-24 08:00:00 UTC (2h ago), current: no",
+			"`revert packit-worker prod " + digest(wrkRepo, "prod", 1) + "` pins it.",
+		}}},
+		{name: "images of a digest not in the history", caller: carol, input: "images worker prod 0000000", want: runWant{
+			userErr: "No image in the history of packit-worker:prod has digest 0000000.",
+		}},
 		{name: "images of an empty tag", caller: carol, input: "images worker prod",
 			setup: func(f *fakeCluster, _ *fakeAccess) {
 				f.tags["prod/packit-worker:prod"] = tagWith("packit-worker", "prod", false)

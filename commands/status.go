@@ -16,24 +16,33 @@ func statusCommand() Spec {
 	return Spec{
 		Name:     "status",
 		Usage:    "status [ENV] [SERVICE...]",
-		Summary:  "what runs where: image, source, scheduled import, last import error, workloads",
-		Examples: []string{"status prod", "status stg worker service"},
+		Summary:  "what runs where: image, source, scheduled import, last import error, workloads (of every environment when ENV is left out)",
+		Examples: []string{"status", "status prod", "status stg worker service", "status worker"},
 		Who:      whoMapped,
 		parse:    parseStatus,
 		run:      runStatus,
 	}
 }
 
+// parseStatus reads "[ENV] [SERVICE...]". Without an environment (and none
+// from the channel or a one-environment config) Env stays empty: the
+// overview of every environment, which is what people asking "status" want.
 func parseStatus(p *parser, fs *pflag.FlagSet, c *plan.Command) error {
-	env, svcs, err := p.envAndServices(fs.Args())
+	env, svcs, err := p.givenEnvAndServices(fs.Args())
 	if err != nil {
 		return err
+	}
+	if env == "" {
+		env, _ = p.defaultEnv()
 	}
 	c.Env, c.Services = env, svcs
 	return nil
 }
 
 func runStatus(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (Output, error) {
+	if c.Env == "" {
+		return statusOverview(ctx, d, c)
+	}
 	e, err := envOf(d.Config, c.Env)
 	if err != nil {
 		return Output{}, err
@@ -89,6 +98,91 @@ func serviceStatus(ctx context.Context, d Deps, now time.Time, e *config.Environ
 		sec.Lines = append(sec.Lines, line)
 	}
 	return sec
+}
+
+// statusOverview is `status` without an environment: one short section per
+// environment, a line per service (image, source, workloads), read in
+// parallel; `status ENV` has the details.
+func statusOverview(ctx context.Context, d Deps, c plan.Command) (Output, error) {
+	svcs, err := servicesOf(d.Config, c.Services)
+	if err != nil {
+		return Output{}, err
+	}
+	envs := d.Config.Environments
+	if len(envs) == 0 {
+		return Output{}, userFail("No environments are configured.")
+	}
+	width := 0
+	for _, s := range svcs {
+		width = max(width, len(s.Name))
+	}
+	now := d.now()
+	lines := make([]string, len(envs)*len(svcs))
+	forEach(len(lines), func(i int) {
+		e, s := &envs[i/len(svcs)], svcs[i%len(svcs)]
+		lines[i] = fmt.Sprintf("%-*s  %s", width, s.Name, serviceSummary(ctx, d, now, e, s))
+	})
+	header := fmt.Sprintf("%-*s  %-12s  %-8s  %-9s  %s", width, "SERVICE", "IMAGE", "SOURCE", "IMPORTED", "WORKLOADS")
+	out := Output{Title: "status of every environment"}
+	for i := range envs {
+		e := &envs[i]
+		out.Sections = append(out.Sections, Section{
+			Heading: fmt.Sprintf("%s (namespace %s)", e.Name, e.Namespace),
+			Lines:   append([]string{header}, lines[i*len(svcs):(i+1)*len(svcs)]...),
+			Pre:     true,
+		})
+	}
+	out.Sections = append(out.Sections, Section{Lines: []string{"`status ENV` shows one environment in full: sources, scheduled imports, import errors, each workload."}})
+	return out, nil
+}
+
+// serviceSummary is a service's line of the overview: its image, where the
+// tag's image comes from, and how its workloads are.
+func serviceSummary(ctx context.Context, d Deps, now time.Time, e *config.Environment, s *config.Service) string {
+	ts, err := readTag(ctx, d, e, s)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	img := "none yet"
+	if ts.Current.Digest != "" {
+		img = plan.ShortDigest(ts.Current.Digest)
+	}
+	source := "tracking"
+	switch {
+	case ts.SpecFrom == "" || ts.SpecFromKind != "" && ts.SpecFromKind != "DockerImage":
+		source = "other"
+	case ts.Pinned():
+		source = "pinned"
+	}
+	parts := []string{fmt.Sprintf("%-12s", img), fmt.Sprintf("%-8s", source), fmt.Sprintf("%-9s", age(now, ts.Current.Created))}
+	if ws, err := serviceWorkloads(ctx, d, e, s); err != nil {
+		parts = append(parts, "error: "+err.Error())
+	} else {
+		parts = append(parts, workloadsSummary(ws))
+	}
+	if ts.ImportError != "" {
+		parts = append(parts, "last import failed")
+	}
+	return strings.TrimRight(strings.Join(parts, "  "), " ")
+}
+
+// workloadsSummary is "3 workloads settled", or the ones that are not.
+func workloadsSummary(ws []plan.Workload) string {
+	var moving []string
+	for _, w := range ws {
+		if !w.Settled || w.Paused {
+			moving = append(moving, fmt.Sprintf("%s %d/%d ready %s", strings.ToLower(w.Kind)+"/"+w.Name, w.Ready, w.Desired, rolloutText(w)))
+		}
+	}
+	switch {
+	case len(ws) == 0:
+		return "no workloads"
+	case len(moving) > 0:
+		return strings.Join(moving, ", ")
+	case len(ws) == 1:
+		return "1 workload settled"
+	}
+	return fmt.Sprintf("%d workloads settled", len(ws))
 }
 
 // sourceText says where the tag's image comes from: tracking a registry tag,

@@ -4,19 +4,26 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/deploybot/deploybot/auth/access"
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/internal/fakeopenshift"
+	"github.com/deploybot/deploybot/kubeclient"
+	"github.com/deploybot/deploybot/plan"
 	imagev1 "github.com/openshift/api/image/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/yaml"
 )
 
 // packitConfig is modelled on examples/packit.yaml.
@@ -522,6 +529,16 @@ func TestDemoRBAC(t *testing.T) {
 		{"carol", "prod", "create", imagev1.GroupName, "imagestreamimports", false},
 		{"carol", "stg", "delete", "", "pods", false},
 		{"mallory", "prod", "get", imagev1.GroupName, "imagestreams", false},
+		// The bot itself, as scheduled imports run: the Helm chart's role.
+		{BotUser, "prod", "get", imagev1.GroupName, "imagestreams", true},
+		{BotUser, "prod", "create", imagev1.GroupName, "imagestreamimports", true},
+		{BotUser, "stg", "create", imagev1.GroupName, "imagestreamimports", true},
+		{BotUser, "prod", "update", imagev1.GroupName, "imagestreamtags", true},
+		{BotUser, "prod", "patch", "apps", "deployments", true},
+		{BotUser, "prod", "watch", "", "pods", true},
+		{BotUser, "prod", "create", "authorization.k8s.io", "localsubjectaccessreviews", true},
+		{BotUser, "prod", "delete", "apps", "deployments", false},
+		{BotUser, "prod", "create", imagev1.GroupName, "imagestreams", false},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s %s %s/%s in %s", tt.user, tt.verb, tt.group, tt.resource, tt.env), func(t *testing.T) {
@@ -541,6 +558,63 @@ func TestDemoRBAC(t *testing.T) {
 				t.Errorf("allowed = %v (%s), want %v", got.Status.Allowed, got.Status.Reason, tt.want)
 			}
 		})
+	}
+}
+
+// TestScheduledImportAccess: the calls a scheduled import of every service
+// makes pass the access check for the bot's identity in every environment,
+// so the demo's schedule imports instead of failing on RBAC.
+func TestScheduledImportAccess(t *testing.T) {
+	cfg := packitConfig()
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients := map[string]kubeclient.Interface{}
+	for name, ec := range c.EnvClients() {
+		clients[name] = ec.Kube
+	}
+	checker := access.NewChecker(clients)
+	for _, env := range cfg.Environments {
+		t.Run(env.Name, func(t *testing.T) {
+			p := plan.Plan{Action: plan.ActionImport, Env: env.Name, Namespace: env.Namespace}
+			for _, s := range cfg.Services {
+				p.Targets = append(p.Targets, plan.Target{Service: s.Name, Stream: s.Name, Tag: env.Tag,
+					Workloads: []plan.WorkloadRef{{Kind: plan.KindDeployment, Name: s.Name, Triggered: true}}})
+			}
+			denied, err := checker.Denied(context.Background(), env.Name, BotUser, nil, plan.AccessFor(p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range denied {
+				t.Errorf("%s may not %s %s %s: %s", BotUser, d.Access.Verb, d.Access.Resource, d.Access.Name, d.Reason)
+			}
+		})
+	}
+}
+
+// TestBotRoleIsTheChartsRole keeps the demo's bot role and the Helm chart's
+// target role (templates/rbac-target.yaml) the same.
+func TestBotRoleIsTheChartsRole(t *testing.T) {
+	raw, err := os.ReadFile("../charts/deploybot/templates/rbac-target.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The Role's rules are plain YAML between "rules:" and the next document.
+	text := string(raw)
+	start := strings.Index(text, "\nrules:\n")
+	end := strings.Index(text[start+1:], "\n---")
+	if start < 0 || end < 0 {
+		t.Fatal("no Role rules in rbac-target.yaml")
+	}
+	var role struct {
+		Rules []rbacv1.PolicyRule `json:"rules"`
+	}
+	if err := yaml.Unmarshal([]byte(text[start+1:start+1+end]), &role); err != nil {
+		t.Fatal(err)
+	}
+	if got := botRules(); !reflect.DeepEqual(got, role.Rules) {
+		t.Errorf("demo bot role:\n%+v\nchart role:\n%+v", got, role.Rules)
 	}
 }
 

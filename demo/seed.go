@@ -43,7 +43,15 @@ var packitWorkloads = map[string][]config.Workload{
 const (
 	deployerRole = "deploybot-demo-deployer"
 	viewerRole   = "deploybot-demo-viewer"
+	// botRole is what charts/deploybot gives the bot's service account in
+	// each target namespace (templates/rbac-target.yaml).
+	botRole = "deploybot"
 )
+
+// BotUser is the Kubernetes identity the demo's bot has: scheduled imports
+// are requested as it (the scheduler's default identity, as the demo has no
+// service account to ask the API server about).
+const BotUser = "deploybot"
 
 // seedEnv fills fc with env's image streams, workloads and RBAC.
 func (c *Cluster) seedEnv(fc *fakeCluster, env config.Environment) error {
@@ -337,7 +345,9 @@ func podSuffix(base string) string {
 
 // seedRBAC grants the demo users their access in env's namespace:
 // alice deploys everywhere; bob deploys (and so may approve) where the env
-// needs approvals and views elsewhere; carol only views.
+// needs approvals and views elsewhere; carol only views. The bot itself
+// (BotUser) gets the Helm chart's role, so scheduled imports, which run as
+// the bot, pass the same access checks as in a real installation.
 func seedRBAC(fc *fakeCluster, env config.Environment) []runtime.Object {
 	all := []string{"get", "list", "watch", "create", "update", "patch", "delete"}
 	view := []string{"get", "list", "watch"}
@@ -367,8 +377,26 @@ func seedRBAC(fc *fakeCluster, env config.Environment) []runtime.Object {
 	return []runtime.Object{
 		role(deployerRole, rules(all, []string{"get", "list", "watch", "delete"})),
 		role(viewerRole, rules(view, view)),
+		role(botRole, botRules()),
 		bind("alice", deployerRole),
 		bind("bob", bobRole),
 		bind("carol", viewerRole),
+		bind(BotUser, botRole),
+	}
+}
+
+// botRules are charts/deploybot/templates/rbac-target.yaml's rules: the
+// calls deploybot makes in an environment's namespace, and nothing else.
+// Keep the two in step.
+func botRules() []rbacv1.PolicyRule {
+	return []rbacv1.PolicyRule{
+		{APIGroups: []string{imagev1.GroupName}, Resources: []string{"imagestreams"}, Verbs: []string{"get", "update"}},
+		{APIGroups: []string{imagev1.GroupName}, Resources: []string{"imagestreamimports"}, Verbs: []string{"create"}},
+		{APIGroups: []string{imagev1.GroupName}, Resources: []string{"imagestreamtags"}, Verbs: []string{"create", "update"}},
+		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets"}, Verbs: []string{"get", "list", "watch", "patch"}},
+		{APIGroups: []string{"apps"}, Resources: []string{"replicasets"}, Verbs: []string{"list"}},
+		{APIGroups: []string{"apps"}, Resources: []string{"controllerrevisions"}, Verbs: []string{"get", "list"}},
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch", "delete"}},
+		{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"localsubjectaccessreviews"}, Verbs: []string{"create"}},
 	}
 }

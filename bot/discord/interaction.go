@@ -129,7 +129,7 @@ func (a *Adapter) interpret(i *discordgo.Interaction) inbound {
 		if i.Type == discordgo.InteractionApplicationCommandAutocomplete {
 			return inbound{kind: inAutocomplete, typed: typed}
 		}
-		req.Text = strings.TrimSpace(typed)
+		req.Text = strings.TrimSpace(plainText(typed, data.Resolved))
 		if req.Text == "" {
 			req.Text = "help"
 		}
@@ -147,6 +147,99 @@ func (a *Adapter) interpret(i *discordgo.Interaction) inbound {
 		return inbound{kind: inButton, req: req, ask: ask}
 	}
 	return inbound{reason: fmt.Sprintf("deploybot does not handle %s interactions.", i.Type)}
+}
+
+// plainText turns Discord's markup in typed text into what the user saw, so
+// the command parser reads plain words: a user mention <@ID> or <@!ID>
+// becomes @name (@ID when Discord resolved no name), a role <@&ID> @name
+// (@&ID), a channel <#ID> #name (#ID), a custom emoji <:name:ID> :name:, a
+// command mention </name:ID> /name. Anything else in <...> stays as typed.
+// https://discord.com/developers/docs/reference#message-formatting
+func plainText(s string, resolved *discordgo.ApplicationCommandInteractionDataResolved) string {
+	if !strings.Contains(s, "<") {
+		return s
+	}
+	var b strings.Builder
+	for {
+		open := strings.IndexByte(s, '<')
+		if open < 0 {
+			break
+		}
+		end := strings.IndexByte(s[open:], '>')
+		if end < 0 {
+			break
+		}
+		b.WriteString(s[:open])
+		text, ok := markupText(s[open+1:open+end], resolved)
+		if !ok {
+			// Not markup: the "<" is text, and markup may start after it.
+			b.WriteByte('<')
+			s = s[open+1:]
+			continue
+		}
+		b.WriteString(text)
+		s = s[open+end+1:]
+	}
+	b.WriteString(s)
+	return b.String()
+}
+
+// markupText is what one <...> of Discord's markup reads as, if it is markup.
+func markupText(inner string, r *discordgo.ApplicationCommandInteractionDataResolved) (string, bool) {
+	if r == nil {
+		r = &discordgo.ApplicationCommandInteractionDataResolved{}
+	}
+	switch {
+	case strings.HasPrefix(inner, "@&") && isSnowflake(inner[2:]):
+		if role := r.Roles[inner[2:]]; role != nil && role.Name != "" {
+			return "@" + role.Name, true
+		}
+		return inner, true
+	case strings.HasPrefix(inner, "@!") && isSnowflake(inner[2:]):
+		return userMention(inner[2:], r), true
+	case strings.HasPrefix(inner, "@") && isSnowflake(inner[1:]):
+		return userMention(inner[1:], r), true
+	case strings.HasPrefix(inner, "#") && isSnowflake(inner[1:]):
+		if ch := r.Channels[inner[1:]]; ch != nil && ch.Name != "" {
+			return "#" + ch.Name, true
+		}
+		return inner, true
+	case strings.HasPrefix(inner, ":"), strings.HasPrefix(inner, "a:"): // <:name:ID>, animated <a:name:ID>
+		rest := strings.TrimPrefix(strings.TrimPrefix(inner, "a"), ":")
+		if name, id, ok := strings.Cut(rest, ":"); ok && name != "" && isSnowflake(id) {
+			return ":" + name + ":", true
+		}
+	case strings.HasPrefix(inner, "/"):
+		if name, id, ok := strings.Cut(inner[1:], ":"); ok && name != "" && isSnowflake(id) {
+			return "/" + name, true
+		}
+	}
+	return "", false
+}
+
+func userMention(id string, r *discordgo.ApplicationCommandInteractionDataResolved) string {
+	if u := r.Users[id]; u != nil {
+		if u.GlobalName != "" {
+			return "@" + u.GlobalName
+		}
+		if u.Username != "" {
+			return "@" + u.Username
+		}
+	}
+	return "@" + id
+}
+
+// isSnowflake: Discord IDs are decimal.
+func isSnowflake(s string) bool {
+	if s == "" || len(s) > 20 {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // answer handles one interaction, from the gateway or HTTP; respond sends its

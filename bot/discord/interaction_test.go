@@ -78,6 +78,17 @@ func TestInterpret(t *testing.T) {
 	}{
 		{"ping", &discordgo.Interaction{Type: discordgo.InteractionPing}, inPing, "", nil, false},
 		{"slash command", withMember(&discordgo.Interaction{Type: discordgo.InteractionApplicationCommand, Data: command(CommandName, opt(" status prod "))}), inCommand, "status prod", nil, false},
+		{"a user mention is plain text", withMember(&discordgo.Interaction{Type: discordgo.InteractionApplicationCommand, Data: command(CommandName, opt("deny <@201> wrong person"))}), inCommand, "deny @201 wrong person", nil, false},
+		{"a nickname mention", withMember(&discordgo.Interaction{Type: discordgo.InteractionApplicationCommand, Data: command(CommandName, opt("deny #abc ask <@!201>"))}), inCommand, "deny #abc ask @201", nil, false},
+		{"a mention resolved by Discord", withMember(&discordgo.Interaction{Type: discordgo.InteractionApplicationCommand, Data: discordgo.ApplicationCommandInteractionData{
+			Name: CommandName, Options: []*discordgo.ApplicationCommandInteractionDataOption{opt("deny <@201> <@&301> <#500>")},
+			Resolved: &discordgo.ApplicationCommandInteractionDataResolved{
+				Users:    map[string]*discordgo.User{"201": {ID: "201", Username: "carol"}},
+				Roles:    map[string]*discordgo.Role{"301": {ID: "301", Name: "ops"}},
+				Channels: map[string]*discordgo.Channel{"500": {ID: "500", Name: "deploy"}},
+			}}}), inCommand, "deny @carol @ops #deploy", nil, false},
+		{"role, channel and emoji", withMember(&discordgo.Interaction{Type: discordgo.InteractionApplicationCommand, Data: command(CommandName, opt("deny #abc <@&301> in <#500> <:party:77> <a:wave:78>"))}), inCommand, "deny #abc @&301 in #500 :party: :wave:", nil, false},
+		{"a < before a mention", withMember(&discordgo.Interaction{Type: discordgo.InteractionApplicationCommand, Data: command(CommandName, opt("deny #abc a <b <@201> <t:1:R>"))}), inCommand, "deny #abc a <b @201 <t:1:R>", nil, false},
 		{"slash command without text asks for help", withMember(&discordgo.Interaction{Type: discordgo.InteractionApplicationCommand, Data: command(CommandName)}), inCommand, "help", nil, false},
 		{"an option that is not a string", withMember(&discordgo.Interaction{Type: discordgo.InteractionApplicationCommand, Data: command(CommandName, opt(42.0))}), inCommand, "help", nil, false},
 		{"another command", withMember(&discordgo.Interaction{Type: discordgo.InteractionApplicationCommand, Data: command("rollout", opt("x"))}), inRefused, "", nil, false},
@@ -302,6 +313,8 @@ func FuzzInteraction(f *testing.F) {
 		`{"type":2,"guild_id":"100","user":{"id":"1"},"data":{"name":"deploy","options":[null,{"name":"command","value":{"a":1}}]}}`,
 		`{"type":3,"member":{},"data":{"component_type":99}}`,
 		`[]`, `null`, ``,
+		`{"id":"6","type":2,"guild_id":"100","member":{"user":{"id":"201"}},"data":{"name":"deploy","options":[{"name":"command","type":3,"value":"deny <@201> <@!7> <@&8> <#9> <:e:1> <a:f:2> </deploy:3> <t:1:R> <@> <"}]}}`,
+		`{"id":"7","type":2,"guild_id":"100","member":{"user":{"id":"201"}},"data":{"name":"deploy","options":[{"name":"command","type":3,"value":"<@201>"}],"resolved":{"users":{"201":{"id":"201","username":""}},"roles":{"8":null}}}}`,
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))

@@ -52,7 +52,7 @@ func (a *Adapter) messageRequest(m *discordgo.Message) (bot.Request, bool) {
 		Platform:  Name,
 		User:      chatUser(m.GuildID, m.Author, m.Member),
 		Channel:   m.ChannelID,
-		Text:      text,
+		Text:      strings.TrimSpace(plainText(text, nil)),
 		DedupeKey: "message/" + m.ID,
 	}, true
 }

@@ -74,7 +74,34 @@ func clip(s string, n int) string {
 // with zero-width spaces.
 const fence = "```"
 
-func unfence(line string) string { return strings.ReplaceAll(line, fence, "`\u200b`\u200b`") }
+// unfence breaks every run of three or more backticks with zero-width
+// spaces between them. Replacing "```" alone is not enough: five backticks
+// would keep a fence after the replacement.
+func unfence(line string) string {
+	if !strings.Contains(line, fence) {
+		return line
+	}
+	var b strings.Builder
+	for i := 0; i < len(line); {
+		if line[i] != '`' {
+			b.WriteByte(line[i])
+			i++
+			continue
+		}
+		n := 0
+		for i+n < len(line) && line[i+n] == '`' {
+			n++
+		}
+		for k := range n {
+			if n >= len(fence) && k > 0 {
+				b.WriteString("\u200b")
+			}
+			b.WriteByte('`')
+		}
+		i += n
+	}
+	return b.String()
+}
 
 // chunks renders one section as Markdown pieces of at most limit characters
 // each, cut between lines; a Pre section becomes code blocks, each piece
@@ -86,7 +113,7 @@ func chunks(s commands.Section, limit int) []string {
 	}
 	head := ""
 	if s.Heading != "" {
-		head = "**" + clip(s.Heading, 200) + "**\n"
+		head = "**" + clip(unfence(strings.ReplaceAll(s.Heading, "\n", " ")), 200) + "**\n"
 	}
 	open, closing := "", ""
 	if s.Pre {
@@ -199,7 +226,7 @@ func addNote(m *message, note string) {
 		total += textLen(x.Title) + textLen(x.Description)
 	}
 	for textLen(e.Description)+2+textLen(note) > maxEmbedDescription || total+2+textLen(note) > maxEmbedsTotal {
-		i := strings.LastIndex(e.Description, "\n\n")
+		i := lastPieceBreak(e.Description)
 		if i < 0 {
 			total -= textLen(e.Description)
 			e.Description = ""
@@ -212,6 +239,20 @@ func addNote(m *message, note string) {
 		e.Description += "\n\n"
 	}
 	e.Description += "*" + note + "*"
+}
+
+// lastPieceBreak is the index of the last "\n\n" between two pieces of an
+// embed's text, or -1. A blank line inside a code block is not a break:
+// cutting there would leave the block open.
+func lastPieceBreak(desc string) int {
+	end := len(desc)
+	for {
+		i := strings.LastIndex(desc[:end], "\n\n")
+		if i < 0 || strings.Count(desc[:i], fence)%2 == 0 {
+			return i
+		}
+		end = i
+	}
 }
 
 // renderRequest is a request message: one message (it is edited in place),

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bwmarrin/discordgo"
+
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/commands"
 )
@@ -170,6 +172,8 @@ func FuzzRender(f *testing.F) {
 	f.Add("title", "heading", "a line\nanother", true, 3)
 	f.Add("", "", "```", false, 1000)
 	f.Add(strings.Repeat("é", 300), "h", strings.Repeat("🚀", 100), true, 40)
+	f.Add("", "```", "`````", true, 3)
+	f.Add("t", "h", strings.Repeat("x", 390)+"\n\n", true, 40)
 	f.Fuzz(func(t *testing.T, title, heading, line string, pre bool, n int) {
 		// Big enough to need several messages and cuts, small enough to be fast.
 		n = min(max(n, 0), 40)
@@ -186,4 +190,49 @@ func FuzzRender(f *testing.F) {
 			t.Fatalf("text() made %d characters of content", textLen(m.Content))
 		}
 	})
+}
+
+// TestRenderNeverLeavesACodeBlockOpen pins the inputs that once did: a run
+// of five backticks (unfence made "```" of it again), a fence in a heading,
+// and a cut note placed after a blank line inside a code block.
+func TestRenderNeverLeavesACodeBlockOpen(t *testing.T) {
+	tests := []struct {
+		name string
+		out  commands.Output
+	}{
+		{name: "five backticks in text", out: commands.Output{Sections: []commands.Section{{Lines: append(lines(40, "`````%d"), "`````")}}}},
+		{name: "five backticks in preformatted text", out: commands.Output{Sections: []commands.Section{{Pre: true, Lines: []string{"a ````` b"}}}}},
+		{name: "a fence in a heading", out: commands.Output{Sections: []commands.Section{{Heading: "```", Lines: []string{"x"}}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for i, m := range append(renderReply(bot.Reply{Output: tt.out}), renderRequest(bot.Reply{Output: tt.out})) {
+				if why := withinLimits(m); why != "" {
+					t.Errorf("message %d: %.200s", i, why)
+				}
+			}
+		})
+	}
+	t.Run("a cut note does not land inside a code block", func(t *testing.T) {
+		m := message{Embeds: []*discordgo.MessageEmbed{{Title: "t", Description: "```\n" + strings.Repeat("x\n\n", 1360) + "y\n```"}}}
+		addNote(&m, "a note that needs room")
+		if why := withinLimits(m); why != "" {
+			t.Errorf("addNote: %.200s", why)
+		}
+	})
+}
+
+func TestUnfence(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain":     "plain",
+		"`code`":    "`code`",
+		"``x``":     "``x``",
+		"```":       "`\u200b`\u200b`",
+		"`````":     "`\u200b`\u200b`\u200b`\u200b`",
+		"a ``` b `": "a `\u200b`\u200b` b `",
+	} {
+		if got := unfence(in); got != want {
+			t.Errorf("unfence(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

@@ -43,6 +43,8 @@ type inbound struct {
 	dedupeKey string
 	// received is when the event arrived; response_url lives from then.
 	received time.Time
+	// replayed: it comes from the inbox, left by an earlier run (inbox.go).
+	replayed bool
 }
 
 // Field bounds: Slack IDs are short; anything longer is not from Slack.
@@ -80,7 +82,7 @@ func fromCommand(sc slackgo.SlashCommand, raw []byte) (inbound, error) {
 		user:        sc.UserID,
 		userName:    sc.UserName,
 		channel:     sc.ChannelID,
-		text:        strings.TrimSpace(sc.Text),
+		text:        strings.TrimSpace(plainText(sc.Text)),
 		responseURL: sc.ResponseURL,
 	}
 	if err := in.check(); err != nil {
@@ -94,6 +96,83 @@ func fromCommand(sc slackgo.SlashCommand, raw []byte) (inbound, error) {
 	in.dedupeKey = dedupeKey("command", sc.TriggerID, raw)
 	return in, nil
 }
+
+// plainText turns a message as Slack sends it into what the user typed and
+// saw, so the command parser reads plain words: Slack escapes only &, < and
+// > (as &amp; &lt; &gt;), and wraps mentions, channel references and links
+// in <...>, which a literal < can then no longer start. A mention becomes
+// @name (@U0123 when Slack sent no name), a channel #name, a special
+// mention @here, a link its visible text: the label when there is one (an
+// auto-linked "quay.io/x@sha256:..." is exactly what was typed), else the
+// URL (mailto: dropped).
+// https://docs.slack.dev/messaging/formatting-message-text
+func plainText(s string) string {
+	if !strings.ContainsAny(s, "<&") {
+		return s
+	}
+	var b strings.Builder
+	for {
+		open := strings.IndexByte(s, '<')
+		if open < 0 {
+			break
+		}
+		end := strings.IndexByte(s[open:], '>')
+		if end < 0 {
+			break
+		}
+		b.WriteString(unescape(s[:open]))
+		inner := s[open+1 : open+end]
+		if strings.Contains(inner, "<") {
+			// A "<" Slack did not escape (not from a Slack client) is text.
+			b.WriteByte('<')
+			s = s[open+1:]
+			continue
+		}
+		b.WriteString(unescape(markupText(inner)))
+		s = s[open+end+1:]
+	}
+	b.WriteString(unescape(s))
+	return b.String()
+}
+
+// markupText is what one <...> of Slack's markup reads as.
+func markupText(inner string) string {
+	target, label, _ := strings.Cut(inner, "|")
+	switch {
+	case strings.HasPrefix(target, "@"): // <@U0123|bob>, <@U0123>
+		if label != "" {
+			return "@" + strings.TrimPrefix(label, "@")
+		}
+		return target
+	case strings.HasPrefix(target, "#"): // <#C0123|deploy>, <#C0123>
+		if label != "" {
+			return "#" + strings.TrimPrefix(label, "#")
+		}
+		return target
+	case strings.HasPrefix(target, "!"): // <!here>, <!subteam^S0123|@ops>, <!date^...|Nov 14>
+		if label != "" {
+			return label
+		}
+		name, id, _ := strings.Cut(target[1:], "^")
+		if name == "subteam" {
+			return "@" + id
+		}
+		return "@" + name
+	case label != "":
+		return label
+	}
+	return strings.TrimPrefix(target, "mailto:")
+}
+
+// unescape undoes Slack's three entities, in one pass: "&amp;lt;" is "&lt;".
+func unescape(s string) string {
+	if !strings.Contains(s, "&") {
+		return s
+	}
+	return entities.Replace(s)
+}
+
+var entities = strings.NewReplacer("&amp;", "&", "&lt;", "<", "&gt;", ">")
 
 // decodeInteraction decodes a click's form body: a "payload" field holding
 // the JSON interaction, the HTTP mode's /slack/interactions.

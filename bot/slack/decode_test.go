@@ -52,6 +52,47 @@ func TestDecodeCommand(t *testing.T) {
 	}
 }
 
+// TestDecodeCommandText: the parser gets what the user typed and saw, not
+// Slack's wire form: the three entities unescaped, links as their visible
+// text, mentions and channel references as @name and #name.
+func TestDecodeCommandText(t *testing.T) {
+	const digest = "sha256:1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b"
+	for _, tc := range []struct {
+		name, text, want string
+	}{
+		{"plain text is kept", "import prod worker", "import prod worker"},
+		{"entities are unescaped", "deny #abc123 &lt;worker&gt; &amp; more", "deny #abc123 <worker> & more"},
+		{"an escaped entity stays literal once", "deny #abc &amp;lt;", "deny #abc &lt;"},
+		{"a user mention with a name", "deny <@U0CAROL|carol> wrong person", "deny @carol wrong person"},
+		{"a user mention without a name", "deny <@U0CAROL> wrong person", "deny @U0CAROL wrong person"},
+		{"a mention in a reason", "deny #abc123 ask <@U0CAROL|carol> first", "deny #abc123 ask @carol first"},
+		{"a channel reference", "deny #abc123 see <#C0DEPLOY|deploy>", "deny #abc123 see #deploy"},
+		{"a channel reference without a name", "deny #abc123 see <#C0DEPLOY>", "deny #abc123 see #C0DEPLOY"},
+		{"a user group", "deny #abc123 ask <!subteam^S0OPS|@ops>", "deny #abc123 ask @ops"},
+		{"a special mention", "deny #abc123 <!here> look", "deny #abc123 @here look"},
+		{"an auto-linked image reference is what was typed", "revert worker prod <http://quay.io/packit/packit-worker@" + digest + "|quay.io/packit/packit-worker@" + digest + ">",
+			"revert worker prod quay.io/packit/packit-worker@" + digest},
+		{"a pasted link without a label", "revert worker prod <https://quay.io/packit/packit-worker@" + digest + ">",
+			"revert worker prod https://quay.io/packit/packit-worker@" + digest},
+		{"a link's label is unescaped", "deny #abc <http://x.example/?a=1&amp;b=2|x &amp; y>", "deny #abc x & y"},
+		{"an e-mail address", "deny #abc ask <mailto:bob@example.com|bob@example.com>", "deny #abc ask bob@example.com"},
+		{"a date", "deny #abc not before <!date^1700000000^{date}|Nov 14>", "deny #abc not before Nov 14"},
+		{"an unclosed bracket is text", "deny #abc a < b", "deny #abc a < b"},
+		{"an unescaped < before a mention is text", "deny #abc a < b <@U0CAROL|carol>", "deny #abc a < b @carol"},
+		{"a mention alone", "<@U0CAROL>", "@U0CAROL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := decodeCommand(commandBody("T0PACKIT", "U0ALICE", "alice", "C0DEPLOY", tc.text, "https://hooks.slack.com/x", "t1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.text != tc.want {
+				t.Errorf("text = %q, want %q", got.text, tc.want)
+			}
+		})
+	}
+}
+
 func TestDecodeInteraction(t *testing.T) {
 	click := func(action bot.ActionKind, id string) string {
 		return string(clickBody("T0PACKIT", "U0BOB", "bob", "C0DEPLOY", "1700000000.000001", action, id, "https://hooks.slack.com/actions/T0/1/y", "trig-9"))
@@ -111,6 +152,10 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add([]byte("team_id=T1&user_id=U1&channel_id=C1&text=%E2%80%94dry-run&response_url=http%3A%2F%2F%5B%3A%3A1%5D%3A80%2F"))
 	f.Add([]byte("%zz"))
 	f.Add([]byte(""))
+	f.Add(commandBody("T1", "U1", "", "C1", "deny <@U0CAROL|carol> wrong &amp; <#C1|deploy> <http://x|y> <!here> <", "", ""))
+	f.Add(commandBody("T1", "U1", "", "C1", "<>", "", ""))
+	f.Add(commandBody("T1", "U1", "", "C1", "<|> &amp;amp; <@|> <#> <!subteam^|>", "", ""))
+	f.Add(commandBody("T1", "U1", "", "C1", "revert worker prod \u201csha256:a67e8e3\u201d", "", ""))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		in, err := decodeCommand(body)
 		if err != nil {
@@ -121,6 +166,16 @@ func FuzzDecodeCommand(f *testing.F) {
 		}
 		if err := in.check(); err != nil {
 			t.Fatalf("decoded a command that fails its own check: %v", err)
+		}
+		// Decoding only takes away Slack's wrapping, never adds.
+		form, err := url.ParseQuery(string(body))
+		if raw := strings.TrimSpace(form.Get("text")); err == nil && raw != "" && in.text != "help" {
+			if len(in.text) > len(raw) {
+				t.Fatalf("decoded %q from %q: longer than what Slack sent", in.text, raw)
+			}
+			if !strings.ContainsAny(raw, "<&") && in.text != raw {
+				t.Fatalf("decoded %q from %q: changed text without Slack markup", in.text, raw)
+			}
 		}
 	})
 }

@@ -65,26 +65,27 @@ func Render(r bot.Reply) ([]slackgo.Block, string) {
 }
 
 // sectionTexts renders each section as one or more mrkdwn texts of at most
-// maxSectionText characters, one per block. With perUnit, a preformatted
-// section whose lines carry indented detail lines (a Plan: target, then
-// "  rolls: ...") gets a block per unit.
+// maxSectionText characters, one per block. With perUnit, a section of
+// units whose lines carry indented detail lines (a Plan: target, then
+// "  rolls: ...") gets a block per unit; any other section (help's table,
+// whose long rows wrap onto indented lines) stays one code block.
 func sectionTexts(sections []commands.Section, perUnit bool) []string {
 	var out []string
 	for _, s := range sections {
 		heading := ""
 		if s.Heading != "" {
-			heading = "*" + clipEscaped(escape(s.Heading), maxHeading) + "*\n"
+			heading = "*" + clipEscaped(unfence(escape(strings.ReplaceAll(s.Heading, "\n", " "))), maxHeading) + "*\n"
 		}
 		if !s.Pre {
 			var lines []string
 			for _, l := range s.Lines {
-				lines = append(lines, strings.Split(escape(l), "\n")...)
+				lines = append(lines, strings.Split(unfence(escape(l)), "\n")...)
 			}
 			out = append(out, pack(heading, "", "", lines)...)
 			continue
 		}
 		units := [][]string{preLines(s.Lines)}
-		if perUnit {
+		if perUnit && s.Units {
 			units = splitUnits(units[0])
 		}
 		for i, u := range units {
@@ -103,10 +104,40 @@ func sectionTexts(sections []commands.Section, perUnit bool) []string {
 func preLines(lines []string) []string {
 	var out []string
 	for _, l := range lines {
-		l = strings.ReplaceAll(escape(l), "```", "`\u200b``")
-		out = append(out, strings.Split(l, "\n")...)
+		out = append(out, strings.Split(unfence(escape(l)), "\n")...)
 	}
 	return out
+}
+
+// unfence breaks every run of three or more backticks with zero-width
+// spaces so that no "```" is left: one would open or end a code block where
+// the bot meant none (mrkdwn reads a fence anywhere in a line). Replacing
+// "```" alone is not enough: five backticks would keep a fence.
+func unfence(s string) string {
+	if !strings.Contains(s, "```") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		if s[i] != '`' {
+			b.WriteByte(s[i])
+			i++
+			continue
+		}
+		n := 0
+		for i+n < len(s) && s[i+n] == '`' {
+			n++
+		}
+		for k := range n {
+			// `, then pairs: "`\u200b``\u200b``" never holds three in a row.
+			if n >= 3 && k%2 == 1 {
+				b.WriteString("\u200b")
+			}
+			b.WriteByte('`')
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // splitUnits groups lines into units: a line and the indented lines after

@@ -1,6 +1,7 @@
 package slack
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/commands"
+	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/plan"
 )
 
 // blocksOf renders r and reads the blocks back as readBlocks lines.
@@ -28,7 +31,7 @@ func TestRender(t *testing.T) {
 	p := commands.Output{
 		Title: "#abc123 import prod: waiting for approval",
 		Sections: []commands.Section{
-			{Pre: true, Lines: []string{
+			{Pre: true, Units: true, Lines: []string{
 				"packit-service: b6d822630687 → 1be038bda583",
 				"  rolls: deployment/packit-service",
 				"packit-worker: 06b144c64cba → 4b63ce22b768",
@@ -72,6 +75,21 @@ func TestRender(t *testing.T) {
 			want:  "section: ```\na `\u200b`` b\n```",
 		},
 		{
+			name:  "five backticks cannot make a fence (bot/discord FuzzRender's find)",
+			reply: bot.Reply{Output: commands.Output{Sections: []commands.Section{{Pre: true, Lines: []string{"a ````` b"}}}}},
+			want:  "section: ```\na `\u200b``\u200b`` b\n```",
+		},
+		{
+			name:  "a fence in plain text does not open a code block",
+			reply: bot.Reply{Output: commands.Output{Sections: []commands.Section{{Lines: []string{"deny reason: `````"}}}}},
+			want:  "section: deny reason: `\u200b``\u200b``",
+		},
+		{
+			name:  "a fence in a heading does not open a code block",
+			reply: bot.Reply{Output: commands.Output{Sections: []commands.Section{{Heading: "```", Lines: []string{"x"}}}}},
+			want:  "section: *`\u200b``*\nx",
+		},
+		{
 			name:  "blank sections are left out (Slack refuses empty text)",
 			reply: bot.Reply{Output: commands.Output{Title: "t", Sections: []commands.Section{{Lines: []string{"", " "}}, {Pre: true}}}},
 			want:  "header: t",
@@ -83,6 +101,27 @@ func TestRender(t *testing.T) {
 				t.Errorf("got:\n%s\nwant:\n%s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestRenderHelpIsOneCodeBlock: help's table, whose long usages wrap their
+// summary onto an indented line, is one code block, not one per command.
+func TestRenderHelpIsOneCodeBlock(t *testing.T) {
+	cfg := &config.Config{Environments: []config.Environment{{Name: "prod", Namespace: "p"}}}
+	res := commands.Parse(cfg, commands.Input{Text: "help"})
+	out, err := commands.Run(context.Background(), commands.Deps{Config: cfg}, plan.Caller{}, res.Command)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, blocks := blocksOf(t, bot.Reply{Output: out})
+	checkLimits(t, blocks)
+	if n := strings.Count(got, "section: ```"); n != 1 {
+		t.Errorf("help is %d code blocks, want 1:\n%s", n, got)
+	}
+	for _, s := range commands.Commands() {
+		if !strings.Contains(got, s.Usage) {
+			t.Errorf("help lacks %q", s.Usage)
+		}
 	}
 }
 
@@ -125,7 +164,7 @@ func TestRenderLimits(t *testing.T) {
 	}{
 		{name: "audit log of 2000 lines", reply: bot.Reply{Output: commands.Output{Title: "Last 2000 audit events", Sections: []commands.Section{{Pre: true, Lines: many}}}}, wantCut: true, wantFirst: "0000 "},
 		{name: "one 10000-character line", reply: bot.Reply{Output: commands.Output{Sections: []commands.Section{{Lines: []string{strings.Repeat("y", 10000)}}}}}, wantFirst: "yyy"},
-		{name: "80 Plan targets are packed, not cut", reply: bot.Reply{Output: commands.Output{Sections: []commands.Section{{Pre: true, Lines: targets}}},
+		{name: "80 Plan targets are packed, not cut", reply: bot.Reply{Output: commands.Output{Sections: []commands.Section{{Pre: true, Units: true, Lines: targets}}},
 			Buttons: []bot.Button{{Action: bot.ActionConfirm, RequestID: "r", Label: "Confirm"}}}, wantFirst: "svc-0:"},
 		{name: "a title longer than a header", reply: bot.Reply{Output: commands.Output{Title: strings.Repeat("t", 400)}}, wantFirst: ""},
 	} {
@@ -161,6 +200,9 @@ func checkLimits(t testing.TB, blocks []slackgo.Block) {
 			if n := utf8.RuneCountInString(b.Text.Text); n > maxSectionText || strings.TrimSpace(b.Text.Text) == "" {
 				t.Errorf("block %d: section text of %d characters", i, n)
 			}
+			if strings.Count(b.Text.Text, "```")%2 != 0 {
+				t.Errorf("block %d: a code block is not closed: %.200q", i, b.Text.Text)
+			}
 		case *slackgo.ActionBlock:
 			for _, e := range b.Elements.ElementSet {
 				btn := e.(*slackgo.ButtonBlockElement)
@@ -181,6 +223,7 @@ func FuzzRender(f *testing.F) {
 	f.Add("#abc import prod", "packit-worker: a → b", "  rolls: x", 3, 200, true)
 	f.Add("", "<!channel> & ```", "", 1, 5000, false)
 	f.Add(strings.Repeat("é", 200), strings.Repeat("&", 3000), " ", 60, 1, true)
+	f.Add("", "`````", "```", 2, 40, true)
 	f.Fuzz(func(t *testing.T, title, line, detail string, sections, repeat int, pre bool) {
 		sections, repeat = 1+int(uint(sections)%60), 1+int(uint(repeat)%120)
 		var out commands.Output
