@@ -238,6 +238,12 @@ func (b *Bot) Handle(ctx context.Context, req Request, resp Responder) (err erro
 		if err != nil {
 			return b.fail(ctx, resp, "checking for a redelivered event", err)
 		}
+		if !first && req.Replayed {
+			// Taken up before the restart and cut off: the reply may or may
+			// not have gone out, and what it did is in the store either way.
+			b.logFor(ctx).Info("replayed event was already taken up before a restart", "platform", req.Platform)
+			return b.refuse(ctx, resp, "deploybot restarted while answering this, so the answer may not have reached you. Nothing was run twice; send it again if you still need it (`pending` and `status` show what is open).")
+		}
 		if !first {
 			b.logFor(ctx).Info("ignoring redelivered event", "platform", req.Platform)
 			markOutcome(resp, OutcomeDuplicate)

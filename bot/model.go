@@ -21,6 +21,10 @@ type Request struct {
 	// DedupeKey, when set, makes a redelivered event (a Slack retry, a gateway
 	// replay) a no-op: the bot handles each key once.
 	DedupeKey string
+	// Replayed marks an event an earlier run acknowledged and did not finish
+	// (from the adapter's inbox). If the bot had already taken it up, it was
+	// cut off mid-way: the sender is told so instead of being left waiting.
+	Replayed bool
 }
 
 // ChatUser is the sender as the platform knows them.

@@ -168,15 +168,14 @@ func (e *editor) run(m *edits) {
 		switch {
 		case errors.Is(err, errNoREST), errors.Is(err, errTokenExpired):
 			e.log.Debug("not updating a Discord message", "message", m.ref.ID, "request", r.RequestID, "reason", err)
-		case err != nil && transient(err) && m.failures < maxRetries:
+		case err != nil && transient(err) && m.failures < e.retries():
 			// Not marked sent: the newest content goes out at the next try.
 			m.failures++
 			wait = backoff(e.retryBase, m.failures)
 			e.log.Warn("updating a Discord message failed, will retry", "message", m.ref.ID, "request", r.RequestID, "after", wait.Round(time.Millisecond), "err", err)
 			m.sending.Unlock()
 			if !e.sleep(wait) {
-				wait = min(wait, e.retryBase) // shutting down: a few quick tries, not the whole backoff
-				time.Sleep(wait)
+				time.Sleep(min(wait, e.retryBase)) // shutting down: a quick try or two, not the whole backoff
 			}
 			continue
 		case err != nil:
@@ -206,8 +205,21 @@ func (e *editor) sleep(d time.Duration) bool {
 }
 
 // maxRetries bounds the transient failures in a row an edit is retried
-// through (about half an hour of capped backoff).
-const maxRetries = 20
+// through (about half an hour of capped backoff); flushRetries bounds them
+// once flush began, so a Discord that is down does not hold up a shutdown.
+const (
+	maxRetries   = 20
+	flushRetries = 2
+)
+
+func (e *editor) retries() int {
+	select {
+	case <-e.stop:
+		return flushRetries
+	default:
+		return maxRetries
+	}
+}
 
 // retryCap is the longest wait between retries of an edit.
 const retryCap = 2 * time.Minute

@@ -79,7 +79,7 @@ func inboundOf(ev store.InboxEvent) (inbound, error) {
 	}
 	return inbound{kind: r.Kind, team: r.Team, user: r.User, userName: r.UserName, channel: r.Channel, text: r.Text,
 		action: r.Action, responseURL: r.ResponseURL, messageTS: r.MessageTS, ephemeral: r.Ephemeral,
-		dedupeKey: ev.Key, received: ev.Received}, nil
+		dedupeKey: ev.Key, received: ev.Received, replayed: true}, nil
 }
 
 // acceptDurably hands in to the group commit and waits for its verdict;

@@ -38,6 +38,7 @@ func (a *Adapter) handle(in inbound) {
 		Text:      in.text,
 		Action:    in.action,
 		DedupeKey: in.dedupeKey,
+		Replayed:  in.replayed,
 	}
 	a.stats.handled.Add(1)
 	if err := a.handler.Handle(withInbound(ctx, &in), req, &responder{a: a, in: &in}); err != nil {

@@ -265,14 +265,18 @@ func TestServeCutsSlowAndIdleConnections(t *testing.T) {
 // timeout but longer than the body timeout, so the body deadline of the
 // first request does not cut the second.
 func TestServeAnswersWithinTheLimits(t *testing.T) {
-	addr, _ := serveSlackWith(t, testLimits)
+	limits := testLimits
+	// Far from the pause either way, so a loaded machine cannot flip it.
+	limits.BodyTimeout = config.Duration{Duration: 500 * time.Millisecond}
+	limits.IdleTimeout = config.Duration{Duration: 10 * time.Second}
+	addr, _ := serveSlackWith(t, limits)
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	r := bufio.NewReader(conn)
-	for i, pause := range []time.Duration{0, 1200 * time.Millisecond} {
+	for i, pause := range []time.Duration{0, 1500 * time.Millisecond} {
 		time.Sleep(pause) // the pause is what is tested
 		if _, err := io.WriteString(conn, slackCommand("help")); err != nil {
 			t.Fatalf("request %d: %v", i+1, err)

@@ -14,6 +14,8 @@ import (
 
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/lifecycle"
+	"github.com/deploybot/deploybot/store"
 )
 
 // adapter is a chat platform as `serve` runs it: a bot.Platform that may
@@ -35,6 +37,8 @@ type adapterEnv struct {
 	log    *slog.Logger
 	getenv func(string) string
 	demo   bool
+	// inbox keeps acknowledged events until they are handled (the store).
+	inbox store.Store
 }
 
 // adapters is the explicit table of chat platforms `serve` can run. Each
@@ -53,6 +57,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs.SetOutput(stderr)
 	common := addCommonFlags(fs, "info")
 	listen := fs.String("listen", ":8080", "address of the HTTP endpoints (Slack, Discord, health)")
+	grace := fs.Duration("shutdown-grace", lifecycle.DefaultShutdownGrace, "on SIGTERM, how long running executions may finish before they are stopped and recorded as interrupted (keep it below the pod's terminationGracePeriodSeconds)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -69,12 +74,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	reg := s.newMetrics()
 	b := bot.New(s.cfg, s.set, s.checker, s.store, s.set, append(opts, bot.WithLogger(logger), bot.WithMetrics(reg))...)
 	defer b.Close()
-	defer s.startDuties(ctx, b, logger)() // state.go: recovery, leader election, scheduler, sweeper
+	stopDuties := s.startDuties(ctx, b, logger) // state.go: recovery, leader election, scheduler, sweeper
+	defer stopDuties()
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	s.opsRoutes(mux, reg, logger)
-	env := adapterEnv{cfg: s.cfg, bot: b, log: logger, getenv: getenv, demo: *common.useDemo}
+	env := adapterEnv{cfg: s.cfg, bot: b, log: logger, getenv: getenv, demo: *common.useDemo, inbox: s.store}
 	var running []adapter
 	for _, a := range adapters {
 		ad, err := a.build(env)
@@ -130,7 +136,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			failure = err
 		}
 	}
+	// On the way out: no new events; no new scheduled runs; running
+	// executions finish within the grace period or are recorded as
+	// interrupted; then the adapters handle what they acknowledged and
+	// deliver the last message updates.
 	shutdown(srv)
+	stopDuties()
+	if n := b.Shutdown(*grace); n > 0 {
+		logger.Warn("stopped executions still running after the grace period; each is recorded as interrupted", "executions", n, "grace", *grace)
+	}
 	stopAdapters()
 	adaptersDone.Wait()
 	return failure

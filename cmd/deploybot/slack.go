@@ -73,6 +73,9 @@ func newSlackAdapter(env adapterEnv) (adapter, error) {
 		slack.WithAPIURL(apiURL),
 		slack.WithLogger(env.log),
 	}
+	if env.inbox != nil {
+		opts = append(opts, slack.WithInbox(env.inbox))
+	}
 	a, err := slack.New(env.bot, opts...)
 	if err != nil {
 		return nil, err
