@@ -140,11 +140,12 @@ func TestScriptedSession(t *testing.T) {
 	if older == "" {
 		t.Fatalf("no older, working digest in the history:\n%s", hist[0])
 	}
-	s.send("revert worker prod " + older[:7])
-	id = s.expect(`#([a-z2-7]{10}) revert worker prod ` + older[:7] + `: waiting for the requester to confirm`)[1]
-	s.send("confirm #" + id)
+	// As pasted from a phone: curly quotes, and the ID in upper case.
+	s.send("revert worker prod “" + older[:7] + "”")
+	id = s.expect(`#([a-z2-7]{10}) revert worker prod "` + older[:7] + `": waiting for the requester to confirm`)[1]
+	s.send("CONFIRM #" + strings.ToUpper(id))
 	s.send("@bob approve #" + id)
-	s.expect(`#` + id + ` revert worker prod \w+: succeeded`)
+	s.expect(`#` + id + ` revert worker prod "\w+": succeeded`)
 	s.send("status prod")
 	s.expect(`packit-worker:\s+image\s+` + older + `.*\n\s+source\s+pinned quay.io/packit/packit-worker@sha256:` + older)
 
@@ -175,6 +176,8 @@ func TestScriptedSession(t *testing.T) {
 	s.send("pending")
 	s.send("audit 5")
 	s.expect(`Last 5 audit events`)
+	s.send("status")
+	s.expect(`status of every environment`)
 
 	if err := s.in.Close(); err != nil {
 		t.Fatal(err)
