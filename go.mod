@@ -8,6 +8,7 @@ require (
 	github.com/openshift/client-go v0.0.0-20251015124057-db0dee36e235
 	github.com/robfig/cron/v3 v3.0.1
 	github.com/spf13/pflag v1.1.0
+	go.etcd.io/bbolt v1.5.0
 	golang.org/x/term v0.48.0
 	k8s.io/api v0.37.2
 	k8s.io/client-go v0.37.2

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -310,6 +311,19 @@ func TestKubeStorePrune(t *testing.T) {
 	}
 	lockFor(ctx, t, cs, s, "prod/packit-service", "ghost00000")
 	pendingRequest(ctx, t, cs, s, "abandoned0", now.Add(-time.Hour))
+	inbox := []store.InboxEvent{
+		{Key: "slack/done-expiring", Received: now, TTL: time.Hour},                 // done, expired by then: pruned
+		{Key: "slack/done-live", Received: now, TTL: 3 * time.Hour},                 // done, still a dedupe key
+		{Key: "slack/not-done", Received: now.Add(-48 * time.Hour), TTL: time.Hour}, // never pruned while not done
+	}
+	if _, err := s.Enqueue(ctx, inbox); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"slack/done-expiring", "slack/done-live"} {
+		if err := s.InboxDone(ctx, k, "replied"); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	mu.Lock()
 	now = now.Add(2 * time.Hour) // event-1 has expired, event-2 not
@@ -319,7 +333,7 @@ func TestKubeStorePrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := kube.PruneReport{Requests: 2, Pending: 1, Audit: 2, Once: 1, Locks: 1}
+	want := kube.PruneReport{Requests: 2, Pending: 1, Audit: 2, Once: 1, Locks: 1, Inbox: 1}
 	if rep != want {
 		t.Errorf("Prune = %+v, want %+v", rep, want)
 	}
@@ -350,8 +364,63 @@ func TestKubeStorePrune(t *testing.T) {
 	if _, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, s.LockName("prod/tokman"), metav1.GetOptions{}); err != nil {
 		t.Errorf("the open request's lock was pruned: %v", err)
 	}
+	if fresh, err := s.Enqueue(ctx, inbox); err != nil || !slices.Equal(fresh, []bool{true, false, false}) {
+		t.Errorf("Enqueue after pruning = %v, %v; want only the expired done key free again", fresh, err)
+	}
+	if pending, err := s.Inbox(ctx); err != nil || len(pending) != 2 || pending[0].Key != "slack/not-done" {
+		t.Errorf("Inbox after pruning = %+v, %v; want the old event not done, then the re-enqueued one", pending, err)
+	}
 	if rep, err := s.Prune(ctx); err != nil || rep.Total() != 0 {
 		t.Errorf("second Prune = %+v, %v; want nothing left to prune", rep, err)
+	}
+}
+
+// TestKubeStoreRefusesDamage: a request or audit ConfigMap that does not
+// hold what the store writes is an error naming it, not an empty request
+// or a shorter trail.
+func TestKubeStoreRefusesDamage(t *testing.T) {
+	cp := controlPlane(t)
+	ctx := testContext(t, time.Minute)
+	const ns = "deploybot-damage"
+	stateNamespace(ctx, t, cp, ns)
+	cs := botClient(t, cp)
+	tests := []struct {
+		name, kind, data, file string
+		read                   func(s *kube.Store) error
+	}{
+		{"request null", kube.KindRequest, "null", "request.json", func(s *kube.Store) error {
+			_, err := s.List(ctx, store.ListOptions{States: []store.State{store.AwaitingApproval}})
+			return err
+		}},
+		{"request without an ID", kube.KindRequest, "{}", "request.json", func(s *kube.Store) error {
+			_, err := s.List(ctx, store.ListOptions{})
+			return err
+		}},
+		{"audit event garbage", kube.KindAudit, "{", "event.json", func(s *kube.Store) error {
+			_, err := s.Audit(ctx, 10)
+			return err
+		}},
+		{"audit event without time", kube.KindAudit, `{"action":"x"}`, "event.json", func(s *kube.Store) error {
+			_, err := s.Audit(ctx, 10)
+			return err
+		}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newKubeStore(t, cs, ns, kube.WithInstance(fmt.Sprintf("damage-%d", i)))
+			name := fmt.Sprintf("damage-%d-%s-x", i, tt.kind)
+			cm := &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{
+					kube.LabelInstance: s.Instance(), kube.LabelKind: tt.kind, kube.LabelManagedBy: "deploybot"}},
+				Data: map[string]string{tt.file: tt.data},
+			}
+			if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.read(s); err == nil || !strings.Contains(err.Error(), name) {
+				t.Errorf("read = %v, want an error naming the ConfigMap %s", err, name)
+			}
+		})
 	}
 }
 

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +19,12 @@ import (
 
 // FileStore keeps requests and dedupe keys in one JSON file and the audit
 // trail in a JSON-lines file beside it (state.json → state.audit.jsonl).
+//
+// It rewrites and fsyncs the whole document on every change, so its cost
+// grows with the state (every inbound event's dedupe key is a change): the
+// single-replica default is the bbolt database of store/bolt, which migrates
+// a FileStore's files on first start. FileStore stays for reading old state
+// and for tests that want a state a person can read.
 //
 // Every read-modify-write holds an exclusive flock on a third file
 // (state.json.lock), so several processes sharing the file compare-and-swap
@@ -51,12 +57,48 @@ func OpenFile(path string, opts ...Option) (*FileStore, error) {
 		return nil, fmt.Errorf("opening state file %s: %w", path, err)
 	}
 	s := &FileStore{path: path, auditPath: auditPathFor(path), opts: buildOptions(opts), lockFile: lf}
-	// Fail now, not at the first chat command, if the file is unreadable.
-	if _, err := s.read(); err != nil {
+	// Fail now, not at the first chat command, if the file is unreadable;
+	// and remove the temporary copies writers that crashed left behind.
+	err = s.withLock(context.Background(), func() error {
+		if _, err := s.read(); err != nil {
+			return err
+		}
+		return s.removeTemps()
+	})
+	if err != nil {
 		lf.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// removeTemps deletes state.json.tmp-* files: a writer that died between
+// creating its temporary copy and renaming it leaves one, as big as the
+// state. Writers create them only under the lock, which the caller holds,
+// so none of them is in use.
+func (s *FileStore) removeTemps() error {
+	temps, err := filepath.Glob(filepath.Join(filepath.Dir(s.path), globEscape(filepath.Base(s.path))+".tmp-*"))
+	if err != nil {
+		return fmt.Errorf("looking for temporary state files: %w", err)
+	}
+	for _, t := range temps {
+		if err := os.Remove(t); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing the temporary state file a crash left: %w", err)
+		}
+	}
+	return nil
+}
+
+// globEscape quotes the glob metacharacters of a file name.
+func globEscape(name string) string {
+	var b strings.Builder
+	for _, r := range name {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // auditPathFor puts the audit trail beside the state file.
@@ -73,7 +115,9 @@ func (s *FileStore) AuditPath() string { return s.auditPath }
 // Close releases the lock file. The store must not be used afterwards.
 func (s *FileStore) Close() error { return s.lockFile.Close() }
 
-// read decodes the state file; a missing file is an empty store.
+// read decodes the state file; a missing file is an empty store, but a
+// file that does not hold what a file store writes (`null`, `{}`, damage)
+// is an error naming the file and line, never an empty store.
 func (s *FileStore) read() (*snapshot, error) {
 	b, err := os.ReadFile(s.path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -82,15 +126,9 @@ func (s *FileStore) read() (*snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading state file: %w", err)
 	}
-	snap := newSnapshot()
-	if err := json.Unmarshal(b, snap); err != nil {
-		return nil, fmt.Errorf("reading state file %s: %w", s.path, err)
-	}
-	if snap.Format > snapshotFormat {
-		return nil, fmt.Errorf("reading state file %s: format %d is newer than this deploybot understands (%d)", s.path, snap.Format, snapshotFormat)
-	}
-	if snap.Requests == nil {
-		snap.Requests = map[string]*Request{}
+	snap, _, err := decodeSnapshot(s.path, b)
+	if err != nil {
+		return nil, fmt.Errorf("reading state file: %w", err)
 	}
 	return snap, nil
 }
@@ -356,8 +394,10 @@ const auditChunk = 64 << 10
 
 // Audit implements Store; n <= 0 returns every event. It reads the file
 // backwards only as far as needed, so asking for the last few events stays
-// cheap as the trail grows. A line that does not decode (the torn tail of a
-// crash mid-append) is skipped.
+// cheap as the trail grows. A record cut short (the torn tail of a crash
+// mid-append, which Record then ends with a newline) is skipped; any other
+// line that is not an audit event is an error naming where it is, so a
+// damaged trail never reads as a short or empty one.
 func (s *FileStore) Audit(ctx context.Context, n int) ([]AuditEvent, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -378,17 +418,12 @@ func (s *FileStore) Audit(ctx context.Context, n int) ([]AuditEvent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading audit trail: %w", err)
 	}
-	var events []AuditEvent
-	sc := bufio.NewScanner(bytes.NewReader(tail))
-	sc.Buffer(make([]byte, 0, 64<<10), len(tail)+1)
-	for sc.Scan() {
-		var e AuditEvent
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			continue
-		}
-		events = append(events, e)
+	base, firstLine := st.Size()-int64(len(tail)), 0
+	if base == 0 {
+		firstLine = 1
 	}
-	if err := sc.Err(); err != nil {
+	events, _, err := auditLines(s.auditPath, tail, base, firstLine)
+	if err != nil {
 		return nil, fmt.Errorf("reading audit trail: %w", err)
 	}
 	return lastN(events, n), nil
@@ -424,4 +459,37 @@ func readTail(r io.ReaderAt, size int64, n int) ([]byte, error) {
 		}
 	}
 	return buf, nil
+}
+
+// Enqueue implements Store: the whole batch in one write of the state file.
+func (s *FileStore) Enqueue(ctx context.Context, events []InboxEvent) ([]bool, error) {
+	var fresh []bool
+	err := s.mutate(ctx, func(snap *snapshot) (bool, error) {
+		var err error
+		fresh, err = snap.enqueue(events, s.opts.now())
+		return err == nil && slices.Contains(fresh, true), err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("enqueueing inbound events: %w", err)
+	}
+	return fresh, nil
+}
+
+// Inbox implements Store.
+func (s *FileStore) Inbox(ctx context.Context) ([]InboxEvent, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	snap, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	return snap.inbox(), nil
+}
+
+// InboxDone implements Store.
+func (s *FileStore) InboxDone(ctx context.Context, key, outcome string) error {
+	return s.mutate(ctx, func(snap *snapshot) (bool, error) {
+		return snap.inboxDone(key, outcome, s.opts.now())
+	})
 }

@@ -156,3 +156,38 @@ func (m *Memory) SetPause(ctx context.Context, env string, p *Pause) error {
 	m.snap.setPause(env, p)
 	return nil
 }
+
+// Enqueue implements Store.
+func (m *Memory) Enqueue(ctx context.Context, events []InboxEvent) ([]bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	fresh, err := m.snap.enqueue(events, m.opts.now())
+	if err != nil {
+		return nil, fmt.Errorf("enqueueing inbound events: %w", err)
+	}
+	return fresh, nil
+}
+
+// Inbox implements Store.
+func (m *Memory) Inbox(ctx context.Context) ([]InboxEvent, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.snap.inbox(), nil
+}
+
+// InboxDone implements Store.
+func (m *Memory) InboxDone(ctx context.Context, key, outcome string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, err := m.snap.inboxDone(key, outcome, m.opts.now())
+	return err
+}

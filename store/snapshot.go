@@ -17,6 +17,18 @@ type snapshot struct {
 	Once     map[string]time.Time `json:"once,omitempty"`
 	// Pauses are the paused schedules by environment.
 	Pauses map[string]Pause `json:"pauses,omitempty"`
+	// Inbox holds the inbound events in enqueueing order: those not done,
+	// and done ones until their dedupe key expires.
+	Inbox []InboxRecord `json:"inbox,omitempty"`
+}
+
+// InboxRecord is one event of the inbox and whether it was handled: the
+// form the JSON file store keeps it in, and ReadFileState returns.
+type InboxRecord struct {
+	Event   InboxEvent `json:"event"`
+	Done    bool       `json:"done,omitempty"`
+	DoneAt  time.Time  `json:"doneAt,omitzero"`
+	Outcome string     `json:"outcome,omitempty"`
 }
 
 const snapshotFormat = 1
@@ -79,7 +91,7 @@ func (s *snapshot) busy(locks []string) error {
 func (s *snapshot) list(opts ListOptions) []*Request {
 	var out []*Request
 	for _, r := range s.Requests {
-		if len(opts.States) == 0 || slices.Contains(opts.States, r.State) {
+		if opts.Includes(r.State) {
 			out = append(out, clone(r))
 		}
 	}
@@ -110,12 +122,74 @@ func (s *snapshot) once(key string, ttl time.Duration, now time.Time) bool {
 	return true
 }
 
+// pruneOnce drops expired dedupe keys: Once's, and those of done inbox events.
 func (s *snapshot) pruneOnce(now time.Time) {
 	for k, until := range s.Once {
 		if !now.Before(until) {
 			delete(s.Once, k)
 		}
 	}
+	s.Inbox = slices.DeleteFunc(s.Inbox, func(e InboxRecord) bool {
+		return e.Done && !now.Before(e.Event.Expires())
+	})
+}
+
+// enqueue adds the events whose keys are not kept yet and reports which.
+func (s *snapshot) enqueue(events []InboxEvent, now time.Time) ([]bool, error) {
+	for _, e := range events {
+		if err := e.Check(); err != nil {
+			return nil, err
+		}
+	}
+	s.pruneOnce(now)
+	kept := make(map[string]bool, len(s.Inbox))
+	for _, e := range s.Inbox {
+		kept[e.Event.Key] = true
+	}
+	fresh := make([]bool, len(events))
+	for i, e := range events {
+		if kept[e.Key] {
+			continue
+		}
+		kept[e.Key] = true
+		fresh[i] = true
+		if e.Received.IsZero() {
+			e.Received = now
+		}
+		e.Payload = slices.Clone(e.Payload)
+		s.Inbox = append(s.Inbox, InboxRecord{Event: e})
+	}
+	return fresh, nil
+}
+
+// inbox returns copies of the events not done, oldest first.
+func (s *snapshot) inbox() []InboxEvent {
+	var out []InboxEvent
+	for _, e := range s.Inbox {
+		if !e.Done {
+			ev := e.Event
+			ev.Payload = slices.Clone(ev.Payload)
+			out = append(out, ev)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b InboxEvent) int { return a.Received.Compare(b.Received) })
+	return out
+}
+
+// inboxDone marks the event with key done; changed is false when it was already.
+func (s *snapshot) inboxDone(key, outcome string, now time.Time) (changed bool, err error) {
+	for i := range s.Inbox {
+		e := &s.Inbox[i]
+		if e.Event.Key != key {
+			continue
+		}
+		if e.Done {
+			return false, nil
+		}
+		e.Done, e.DoneAt, e.Outcome = true, now, outcome
+		return true, nil
+	}
+	return false, fmt.Errorf("marking inbox event %q done: %w", key, ErrNoEvent)
 }
 
 // pruneRequests drops terminal requests last changed before cutoff; the audit

@@ -1,13 +1,17 @@
-// Package store keeps deploybot's requests, approvals, audit trail and
-// dedupe keys. Every change is a compare-and-swap, so a retried webhook, a
-// double click or two replicas never run a request twice. Backends: a local
-// file (the embedded default) and, for clusters, Kubernetes objects.
+// Package store keeps deploybot's requests, approvals, audit trail, dedupe
+// keys and inbox of inbound events. Every change is a compare-and-swap, so a
+// retried webhook, a double click or two replicas never run a request twice.
+// Backends: an embedded bbolt database (store/bolt, the single-replica
+// default), Kubernetes objects for clusters (store/kube), and here an
+// in-memory store for tests and the JSON file store that bolt replaces (kept
+// to read old state for migration, and for tests).
 package store
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/deploybot/deploybot/plan"
@@ -104,8 +108,86 @@ type AuditEvent struct {
 }
 
 // ListOptions filters List. Empty States means all.
+//
+// A request in a state this deploybot does not know (written by a newer
+// version, or damaged) is listed under every filter: hidden from `pending`
+// it could hold a lock nobody can see; listed, its state is shown as it is.
 type ListOptions struct {
 	States []State
+}
+
+// Includes reports whether List with these options lists a request in state s.
+func (o ListOptions) Includes(s State) bool {
+	return len(o.States) == 0 || slices.Contains(o.States, s) || !s.Known()
+}
+
+// States are all request states, in the order of their life.
+var States = []State{Planned, AwaitingConfirm, AwaitingApproval, Approved, Executing, Succeeded, Failed, Cancelled, Denied, Expired}
+
+// Known reports whether s is one of States.
+func (s State) Known() bool { return slices.Contains(States, s) }
+
+// InboxEvent is one inbound chat event, persisted before the platform is
+// told it was accepted, so that a crash between the acknowledgement and the
+// reply loses nothing: on start, what is still in the inbox is handled (or
+// answered as received but not handled).
+type InboxEvent struct {
+	// Key is the event's dedupe key: the platform's retry of an event has
+	// the same key and is not stored again while the key lives.
+	Key      string `json:"key"`
+	Platform string `json:"platform"`
+	// Received is when the adapter received it; zero is set to now.
+	Received time.Time `json:"received"`
+	// TTL is how long after Received the key is kept as a dedupe key once
+	// the event is done. An event not yet done is kept however old it is.
+	TTL time.Duration `json:"ttl"`
+	// Payload is the raw inbound bytes the adapter needs to replay it.
+	Payload []byte `json:"payload,omitempty"`
+}
+
+// Check says what makes e unfit to be stored, or nil.
+func (e InboxEvent) Check() error {
+	switch {
+	case e.Key == "":
+		return errors.New("inbox event without a dedupe key")
+	case e.TTL < 0:
+		return fmt.Errorf("inbox event %q: negative TTL %v", e.Key, e.TTL)
+	}
+	return nil
+}
+
+// Expires is when a done event's dedupe key may be pruned.
+func (e InboxEvent) Expires() time.Time { return e.Received.Add(e.TTL) }
+
+// CheckRequest says what makes a decoded request implausible, or nil: every
+// request a store wrote has an ID, a version, a state and a creation time,
+// so one without is damage, not an empty request. key is the ID the record
+// is stored under ("" when there is none to compare).
+func CheckRequest(r *Request, key string) error {
+	switch {
+	case r == nil:
+		return errors.New("the request is null")
+	case r.ID == "":
+		return errors.New("the request has no ID")
+	case key != "" && r.ID != key:
+		return fmt.Errorf("the request stored as #%s says it is #%s", key, r.ID)
+	case r.Version < 1:
+		return fmt.Errorf("request #%s has version %d; stored requests start at 1", r.ID, r.Version)
+	case r.State == "":
+		return fmt.Errorf("request #%s has no state", r.ID)
+	case r.CreatedAt.IsZero():
+		return fmt.Errorf("request #%s has no creation time", r.ID)
+	}
+	return nil
+}
+
+// CheckAuditEvent says what makes a decoded audit event implausible, or
+// nil: Record stamps every event with a time.
+func CheckAuditEvent(e *AuditEvent) error {
+	if e.Time.IsZero() {
+		return errors.New("the audit event has no time")
+	}
+	return nil
 }
 
 // Store is the state backend. Implementations must make Update a
@@ -132,6 +214,23 @@ type Store interface {
 	Pauses(ctx context.Context) (map[string]Pause, error)
 	// SetPause pauses env's scheduled imports; a nil p resumes them.
 	SetPause(ctx context.Context, env string, p *Pause) error
+
+	// Enqueue persists a batch of inbound events in one write (group
+	// commit: the caller gathers concurrent events into one batch) and
+	// reports for each whether it was new. false means a duplicate of an
+	// event whose key is still kept (not done, or done within its TTL, or
+	// earlier in the same batch); duplicates are not stored again. Only
+	// after Enqueue returns may the platform be told the events were
+	// accepted. Dedupe keys of the inbox are apart from those of Once.
+	Enqueue(ctx context.Context, events []InboxEvent) ([]bool, error)
+	// Inbox returns the events not yet marked done, oldest (by Received,
+	// then by enqueueing) first.
+	Inbox(ctx context.Context) ([]InboxEvent, error)
+	// InboxDone marks the event with key handled, with a word on how
+	// ("replied", "expired", ...). Its key stays a dedupe key until
+	// Received+TTL, then is pruned. Marking a done event again changes
+	// nothing; an unknown key is ErrNoEvent.
+	InboxDone(ctx context.Context, key, outcome string) error
 }
 
 // Pause is a paused schedule: who paused it, when, and until when (zero:
@@ -149,6 +248,7 @@ func (p Pause) Active(now time.Time) bool { return p.Until.IsZero() || now.Befor
 var (
 	ErrNotFound = errors.New("no such request")
 	ErrExists   = errors.New("request ID already exists")
+	ErrNoEvent  = errors.New("no such inbox event")
 )
 
 // BusyError says another request holds a lock.

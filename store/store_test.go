@@ -202,6 +202,68 @@ func TestFileCorruptStateRefusedAtOpen(t *testing.T) {
 	}
 }
 
+// TestFileImplausibleStateRefusedAtOpen: a state file that holds nothing a
+// file store writes is refused, naming the file, not opened as empty.
+func TestFileImplausibleStateRefusedAtOpen(t *testing.T) {
+	for _, doc := range []string{`null`, `{}`, `{"format": 1}`, `[]`, "\n"} {
+		path := filepath.Join(t.TempDir(), "state.json")
+		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.OpenFile(path); err == nil || !strings.Contains(err.Error(), path+": line 1") {
+			t.Errorf("OpenFile(%q) = %v, want an error naming %s line 1", doc, err, path)
+		}
+	}
+}
+
+// TestFileOpenRemovesStaleTempFiles: the full-size temporary copies that
+// writers killed mid-write leave are removed at the next open.
+func TestFileOpenRemovesStaleTempFiles(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	s := openFile(t, path)
+	if err := s.Create(t.Context(), storetest.NewRequest(store.Planned)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	for _, name := range []string{"state.json.tmp-123", "state.json.tmp-456"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("half a state"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	openFile(t, path)
+	if left, _ := filepath.Glob(filepath.Join(dir, "*.tmp-*")); len(left) != 0 {
+		t.Errorf("temporary files left after open: %v", left)
+	}
+}
+
+// TestFileAuditRefusesDamage: a bad line in the middle of the trail, or a
+// trail of garbage, is an error naming where, never a shorter or empty trail.
+func TestFileAuditRefusesDamage(t *testing.T) {
+	good := `{"time":"2026-03-03T02:00:00Z","actor":"alice","action":"request"}` + "\n"
+	tests := []struct {
+		name, trail, want string
+	}{
+		{"bad line in the middle", good + "{\"time\": 5}\n" + good, "line 2"},
+		{"garbage", "\x00\x01\x02 not an audit trail at all", "line 1"},
+		{"null record", good + "null\n", "no time"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openFile(t, filepath.Join(t.TempDir(), "state.json"))
+			if err := os.WriteFile(s.AuditPath(), []byte(tt.trail), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []int{0, 1, 20} {
+				evs, err := s.Audit(t.Context(), n)
+				if err == nil || !strings.Contains(err.Error(), s.AuditPath()) || !strings.Contains(err.Error(), tt.want) {
+					t.Errorf("Audit(%d) = %v, %v; want an error naming %s and saying %q", n, evs, err, s.AuditPath(), tt.want)
+				}
+			}
+		})
+	}
+}
+
 func TestFileAuditSurvivesTornLine(t *testing.T) {
 	s := openFile(t, filepath.Join(t.TempDir(), "state.json"))
 	for _, a := range []string{"a0", "a1"} {

@@ -30,6 +30,7 @@ import (
 	"github.com/deploybot/deploybot/lifecycle"
 	"github.com/deploybot/deploybot/store"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 )
 
 // version is set with -ldflags "-X main.version=..."; otherwise the module
@@ -105,7 +106,7 @@ type setup struct {
 	rest map[string]*rest.Config
 }
 
-func build(ctx context.Context, configPath string, useDemo bool, statePath string, tick time.Duration) (*setup, error) {
+func build(ctx context.Context, configPath string, useDemo bool, statePath string, tick time.Duration, log *slog.Logger) (*setup, error) {
 	var s setup
 	var err error
 	switch {
@@ -192,9 +193,9 @@ func build(ctx context.Context, configPath string, useDemo bool, statePath strin
 	if s.replica, err = replicaName(os.Getenv, filepath.Dir(statePath)); err != nil {
 		return nil, err
 	}
-	s.store, err = store.OpenFile(statePath)
+	s.store, err = localStore(statePath, s.cfg, log) // state.go: the bbolt database beside state.json
 	if err != nil {
-		return nil, fmt.Errorf("opening the state file: %w", err)
+		return nil, fmt.Errorf("opening the state database: %w", err)
 	}
 	return &s, nil
 }
@@ -292,7 +293,7 @@ func addCommonFlags(fs *flag.FlagSet, defaultLevel string) commonFlags {
 	return commonFlags{
 		configPath: fs.String("config", "", "configuration file (YAML)"),
 		useDemo:    fs.Bool("demo", false, "run against the built-in demo cluster (examples/packit.yaml unless --config is given)"),
-		statePath:  fs.String("state", "", "state file (default: a temporary one with --demo, else $XDG_STATE_HOME/deploybot/state.json)"),
+		statePath:  fs.String("state", "", "state: the database state.db beside the given state.json, into which an existing state.json is migrated once (default: a temporary one with --demo, else $XDG_STATE_HOME/deploybot/state.json)"),
 		tick:       fs.Duration("demo-tick", 0, "how long one demo pod takes to become ready (default 1s)"),
 		logLevel:   fs.String("log-level", defaultLevel, "log level: debug, info, warn, error (JSON logs on stderr)"),
 	}
@@ -305,7 +306,10 @@ func (c commonFlags) setUp(ctx context.Context, stderr io.Writer) (*setup, *slog
 		return nil, nil, fmt.Errorf("--log-level: %w", err)
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
-	s, err := build(ctx, *c.configPath, *c.useDemo, *c.statePath, *c.tick)
+	// client-go (the informers' reflectors, the REST client) logs through
+	// klog: into our JSON log.
+	klog.SetSlogLogger(logger)
+	s, err := build(ctx, *c.configPath, *c.useDemo, *c.statePath, *c.tick, logger)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -14,11 +14,11 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/klog/v2"
 
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/store/bolt"
 	"github.com/deploybot/deploybot/store/kube"
 )
 
@@ -86,6 +86,37 @@ func kubeStore(ctx context.Context, cfg *config.Config, useDemo bool, statePath 
 	return ks, nil
 }
 
+// localStore opens the single-replica store for statePath (the --state
+// flag or store.path; state.json by default): the bbolt database beside it
+// (state.db), into which the JSON file store at statePath is migrated the
+// first time, kept as state.json.migrated-TIME. The store backend "file"
+// still means this, state in a local file, so no config changes; its
+// store.retention.age applies (the counts are the kubernetes backend's).
+func localStore(statePath string, cfg *config.Config, log *slog.Logger) (*bolt.Store, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	var opts []bolt.Option
+	if r := cfg.Store.Retention; r.Age.Duration > 0 {
+		opts = append(opts, bolt.WithRetention(r.Age.Duration))
+	}
+	dbPath, jsonPath := bolt.Paths(statePath)
+	s, m, err := bolt.OpenMigrating(dbPath, jsonPath, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if m != nil {
+		log.Info("migrated the JSON state file into the state database: "+m.String(),
+			"database", dbPath, "from", m.From, "backup", m.Backup, "auditBackup", m.AuditBackup,
+			"requests", m.Requests, "open", m.Open, "audit", m.Audit, "dedupe", m.Once,
+			"pauses", m.Pauses, "inbox", m.Inbox, "resumed", m.Resumed)
+		for _, n := range m.Notes {
+			log.Warn("migrating the JSON state file: "+n, "database", dbPath, "from", m.From)
+		}
+	}
+	return s, nil
+}
+
 // replicaOptions name this replica and give the schedule the bot's own
 // Kubernetes identity, as the API server knows it.
 func (s *setup) replicaOptions(ctx context.Context, log *slog.Logger) []bot.Option {
@@ -126,8 +157,6 @@ func (s *setup) startDuties(ctx context.Context, b *bot.Bot, log *slog.Logger) (
 			b.Lead(ctx)
 			return
 		}
-		// client-go's leader election logs through klog: into our JSON log.
-		klog.SetSlogLogger(log)
 		err := ks.Lead(ctx, kube.Election{
 			Identity:    b.ReplicaName(),
 			OnNewLeader: func(id string) { log.Info("leader elected", "leader", id, "me", b.ReplicaName()) },
@@ -155,7 +184,7 @@ func prune(ctx context.Context, ks *kube.Store, log *slog.Logger) {
 		case err != nil && ctx.Err() == nil:
 			log.Error("pruning the store", "err", err)
 		case rep.Total() > 0:
-			log.Info("pruned the store", "requests", rep.Requests, "audit", rep.Audit, "dedupe", rep.Once, "pending", rep.Pending, "locks", rep.Locks)
+			log.Info("pruned the store", "requests", rep.Requests, "audit", rep.Audit, "dedupe", rep.Once, "pending", rep.Pending, "locks", rep.Locks, "inbox", rep.Inbox)
 		}
 		select {
 		case <-ctx.Done():

@@ -24,7 +24,7 @@ func deps(t *testing.T, pkg string) []string {
 // and tests fast and stays light. Only cluster, auth, store/kube and the
 // wiring reach the API server.
 func TestNoClientGo(t *testing.T) {
-	for _, pkg := range []string{"plan", "config", "commands", "store", "lifecycle", "schedule", "clock",
+	for _, pkg := range []string{"plan", "config", "commands", "store", "store/bolt", "lifecycle", "schedule", "clock",
 		"bot", "bot/slack", "bot/discord", "bot/terminal"} {
 		t.Run(pkg, func(t *testing.T) {
 			for _, d := range deps(t, pkg) {

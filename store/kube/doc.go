@@ -35,6 +35,13 @@
 //   - audit: INSTANCE-audit-NANOS-SEQ-RAND, one per event, data event.json;
 //     names sort in recording order.
 //   - pauses: INSTANCE-pauses, one data key per paused environment.
+//   - inbox: INSTANCE-inbox-HASH, one per inbound event, named after its
+//     dedupe key; data event.json (the store.InboxEvent, payload included,
+//     so at most about 700 KiB of payload fit the 1 MiB of an object) and,
+//     once done, outcome; label deploybot.dev/inbox pending or done;
+//     annotations deploybot.dev/received, deploybot.dev/expires (received
+//     plus TTL) and deploybot.dev/order (the enqueueing clock and the index
+//     in the batch, the tiebreak of events received at once).
 //
 // # Exactly once
 //
@@ -72,10 +79,26 @@
 // resourceVersion precondition and created again, so of racing callers after
 // expiry exactly one sees true.
 //
+// # Inbox
+//
+// Enqueue creates one ConfigMap per event of the batch, in parallel: Create
+// is the atomic test-and-set of the dedupe key across replicas (as for
+// Once), and the parallel creates cost about one round trip for the batch,
+// since etcd commits concurrent writes together. One ConfigMap per batch
+// would be one write, but could not check the keys atomically against the
+// other batches. So there is no transaction over the batch: if Enqueue
+// fails, some of its events may be stored; they are in the Inbox and are
+// handled, and a retry finds them as duplicates. AlreadyExists means a
+// duplicate unless the event is done and its key expired: then that version
+// is deleted (resourceVersion precondition) and created anew. InboxDone is a
+// compare-and-swap relabelling the event done; Prune deletes it after its key
+// expires. Inbox lists the pending label only.
+//
 // # Retention
 //
 // Prune, run by the leader, deletes finished requests past the retention age
 // or beyond the newest N, audit events past the age or beyond the newest M,
-// expired dedupe keys, abandoned pending requests and stale locks. The
+// expired dedupe keys, done inbox events whose key expired, abandoned
+// pending requests and stale locks. The
 // deletions are idempotent, so a second pruner is harmless.
 package kube

@@ -17,16 +17,20 @@ import (
 // PruneReport says what one Prune deleted.
 type PruneReport struct {
 	Requests, Pending, Audit, Once, Locks int
+	// Inbox counts done inbox events whose dedupe key expired.
+	Inbox int
 }
 
 // Total is the number of objects deleted.
-func (p PruneReport) Total() int { return p.Requests + p.Pending + p.Audit + p.Once + p.Locks }
+func (p PruneReport) Total() int {
+	return p.Requests + p.Pending + p.Audit + p.Once + p.Locks + p.Inbox
+}
 
 // Prune deletes what retention no longer keeps: finished requests last
 // changed before the retention age or beyond the newest maxRequests,
 // audit events recorded before the age or beyond the newest maxAudit,
-// expired dedupe keys, pending requests past the abandon timeout and locks
-// whose holder is gone or finished. Requests that are not finished are never
+// expired dedupe keys, done inbox events whose key expired, pending requests
+// past the abandon timeout and locks whose holder is gone or finished. Requests that are not finished are never
 // deleted. It is meant to run on the leader now and then; running it on two
 // replicas at once is harmless.
 func (s *Store) Prune(ctx context.Context) (PruneReport, error) {
@@ -61,7 +65,7 @@ func (s *Store) Prune(ctx context.Context) (PruneReport, error) {
 			}
 			continue
 		}
-		r, err := decodeRequest(cm)
+		r, err := s.decodeRequest(cm)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -103,6 +107,16 @@ func (s *Store) Prune(ctx context.Context) (PruneReport, error) {
 	for i := range once {
 		if s.expired(&once[i], now) {
 			del(&once[i], &rep.Once)
+		}
+	}
+
+	inbox, err := s.list(ctx, s.selector(KindInbox)+","+LabelInbox+"="+inboxDone)
+	if err != nil {
+		return rep, errors.Join(append(errs, fmt.Errorf("pruning: listing done inbox events: %w", err))...)
+	}
+	for i := range inbox {
+		if s.expired(&inbox[i], now) {
+			del(&inbox[i], &rep.Inbox)
 		}
 	}
 

@@ -43,6 +43,7 @@ const (
 	KindOnce    = "once"
 	KindAudit   = "audit"
 	KindPauses  = "pauses"
+	KindInbox   = "inbox"
 )
 
 // Defaults of the options.
@@ -301,7 +302,7 @@ func (s *Store) staleHolder(ctx context.Context, id string) (bool, error) {
 		}
 		return true, nil
 	}
-	r, err := decodeRequest(cm)
+	r, err := s.decodeRequest(cm)
 	if err != nil {
 		return false, err
 	}
@@ -361,7 +362,7 @@ func (s *Store) get(ctx context.Context, id string) (*corev1.ConfigMap, *store.R
 	if err != nil {
 		return nil, nil, err
 	}
-	r, err := decodeRequest(cm)
+	r, err := s.decodeRequest(cm)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -410,30 +411,49 @@ func (s *Store) Update(ctx context.Context, id string, fn func(r *store.Request)
 }
 
 // List implements store.Store. The state filter is a label selector, so only
-// the wanted requests travel.
+// the wanted requests travel; a second selector fetches the requests in
+// states this deploybot does not know (or without the label), which
+// store.ListOptions lists under every filter.
 func (s *Store) List(ctx context.Context, opts store.ListOptions) ([]*store.Request, error) {
-	sel := s.selector(KindRequest) + ",!" + LabelPending
+	base := s.selector(KindRequest) + ",!" + LabelPending
+	sels := []string{base}
 	if len(opts.States) > 0 {
-		states := make([]string, len(opts.States))
-		for i, st := range opts.States {
-			states[i] = string(st)
+		sels = []string{
+			base + "," + LabelState + " in (" + joinStates(opts.States) + ")",
+			base + "," + LabelState + " notin (" + joinStates(store.States) + ")",
 		}
-		sel += "," + LabelState + " in (" + strings.Join(states, ",") + ")"
 	}
-	cms, err := s.list(ctx, sel)
-	if err != nil {
-		return nil, fmt.Errorf("listing requests: %w", err)
-	}
-	out := make([]*store.Request, 0, len(cms))
-	for i := range cms {
-		r, err := decodeRequest(&cms[i])
+	seen := map[string]bool{}
+	var out []*store.Request
+	for _, sel := range sels {
+		cms, err := s.list(ctx, sel)
 		if err != nil {
 			return nil, fmt.Errorf("listing requests: %w", err)
 		}
-		out = append(out, r)
+		for i := range cms {
+			if seen[cms[i].Name] {
+				continue
+			}
+			seen[cms[i].Name] = true
+			r, err := s.decodeRequest(&cms[i])
+			if err != nil {
+				return nil, fmt.Errorf("listing requests: %w", err)
+			}
+			if opts.Includes(r.State) { // the label and the record agree
+				out = append(out, r)
+			}
+		}
 	}
 	sortNewestFirst(out)
 	return out, nil
+}
+
+func joinStates(states []store.State) string {
+	out := make([]string, len(states))
+	for i, st := range states {
+		out[i] = string(st)
+	}
+	return strings.Join(out, ",")
 }
 
 func (s *Store) list(ctx context.Context, selector string) ([]corev1.ConfigMap, error) {
@@ -497,11 +517,19 @@ func (s *Store) Audit(ctx context.Context, n int) ([]store.AuditEvent, error) {
 	}
 	out := make([]store.AuditEvent, 0, len(cms))
 	for _, cm := range cms {
-		var e store.AuditEvent
-		if err := json.Unmarshal([]byte(cm.Data["event.json"]), &e); err != nil {
+		var e *store.AuditEvent
+		err := json.Unmarshal([]byte(cm.Data["event.json"]), &e)
+		switch {
+		case err != nil:
+		case e == nil:
+			err = errors.New("the audit event is null")
+		default:
+			err = store.CheckAuditEvent(e)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("reading audit event %s: %w", cm.Name, err)
 		}
-		out = append(out, e)
+		out = append(out, *e)
 	}
 	return out, nil
 }
@@ -645,12 +673,21 @@ func (s *Store) requestConfigMap(r *store.Request, base *corev1.ConfigMap) (*cor
 	return cm, nil
 }
 
-func decodeRequest(cm *corev1.ConfigMap) (*store.Request, error) {
-	var r store.Request
+// decodeRequest decodes and checks the request of cm: damage (a missing or
+// `null` request.json, a request under another's name) is an error naming
+// the ConfigMap, never an empty request.
+func (s *Store) decodeRequest(cm *corev1.ConfigMap) (*store.Request, error) {
+	var r *store.Request
 	if err := json.Unmarshal([]byte(cm.Data["request.json"]), &r); err != nil {
 		return nil, fmt.Errorf("decoding request from ConfigMap %s: %w", cm.Name, err)
 	}
-	return &r, nil
+	if err := store.CheckRequest(r, ""); err != nil {
+		return nil, fmt.Errorf("decoding request from ConfigMap %s: %w", cm.Name, err)
+	}
+	if want := s.requestName(r.ID); want != cm.Name {
+		return nil, fmt.Errorf("decoding request from ConfigMap %s: it holds request #%s, whose ConfigMap is %s", cm.Name, r.ID, want)
+	}
+	return r, nil
 }
 
 // clone deep-copies a request through its JSON form, the form it is stored in.

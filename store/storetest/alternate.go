@@ -54,3 +54,12 @@ func (a *alternating) Pauses(ctx context.Context) (map[string]store.Pause, error
 func (a *alternating) SetPause(ctx context.Context, env string, p *store.Pause) error {
 	return a.next().SetPause(ctx, env, p)
 }
+func (a *alternating) Enqueue(ctx context.Context, events []store.InboxEvent) ([]bool, error) {
+	return a.next().Enqueue(ctx, events)
+}
+func (a *alternating) Inbox(ctx context.Context) ([]store.InboxEvent, error) {
+	return a.next().Inbox(ctx)
+}
+func (a *alternating) InboxDone(ctx context.Context, key, outcome string) error {
+	return a.next().InboxDone(ctx, key, outcome)
+}

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,6 +43,14 @@ func Run(t *testing.T, newStore func() store.Store) {
 		{"OnceExpires", testOnceExpires},
 		{"CancelledContext", testCancelledContext},
 		{"Pauses", testPauses},
+		{"ListUnknownState", testListUnknownState},
+		{"InboxEnqueue", testInboxEnqueue},
+		{"InboxOrder", testInboxOrder},
+		{"InboxDone", testInboxDone},
+		{"InboxKeyOutlivesTTLUntilDone", testInboxKeyOutlivesTTLUntilDone},
+		{"InboxConcurrent", testInboxConcurrent},
+		{"InboxRefusesInvalid", testInboxRefusesInvalid},
+		{"InboxApartFromOnce", testInboxApartFromOnce},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore()) })
@@ -542,5 +551,233 @@ func testPauses(t *testing.T, s store.Store) {
 	}
 	if _, ok := got["prod"]; ok || len(got) != 1 {
 		t.Errorf("after resume Pauses = %+v, want only stg", got)
+	}
+}
+
+// testListUnknownState: a request in a state this deploybot does not know
+// is listed under every filter, never hidden from `pending`.
+func testListUnknownState(t *testing.T, s store.Store) {
+	odd := mustCreate(t, s, NewRequest(store.State("Paused")))
+	known := mustCreate(t, s, NewRequest(store.AwaitingApproval))
+	tests := []struct {
+		name   string
+		states []store.State
+		want   []string
+	}{
+		{"all", nil, []string{odd.ID, known.ID}},
+		{"pending", []store.State{store.AwaitingConfirm, store.AwaitingApproval, store.Approved, store.Executing}, []string{odd.ID, known.ID}},
+		{"other states", []store.State{store.Succeeded}, []string{odd.ID}},
+	}
+	for _, tt := range tests {
+		rs, err := s.List(ctx(t), store.ListOptions{States: tt.states})
+		if err != nil {
+			t.Fatalf("%s: List: %v", tt.name, err)
+		}
+		var got []string
+		for _, r := range rs {
+			got = append(got, r.ID)
+		}
+		slices.Sort(got)
+		want := slices.Sorted(slices.Values(tt.want))
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: List = %v, want %v (the request in state Paused must not be hidden)", tt.name, got, want)
+		}
+	}
+	if got := mustGet(t, s, odd.ID); got.State != "Paused" {
+		t.Errorf("Get = state %q, want the unknown state as stored", got.State)
+	}
+}
+
+// inboxEvent is an inbound event received at, kept ttl once done.
+func inboxEvent(key string, at time.Time, ttl time.Duration) store.InboxEvent {
+	return store.InboxEvent{Key: key, Platform: "slack", Received: at, TTL: ttl,
+		Payload: []byte("token=x&command=%2Fdeploy&text=help\x00\xff" + key)}
+}
+
+func mustEnqueue(t *testing.T, s store.Store, events ...store.InboxEvent) []bool {
+	t.Helper()
+	fresh, err := s.Enqueue(ctx(t), events)
+	if err != nil {
+		t.Fatalf("Enqueue: %v", err)
+	}
+	if len(fresh) != len(events) {
+		t.Fatalf("Enqueue of %d events answered for %d", len(events), len(fresh))
+	}
+	return fresh
+}
+
+func inboxKeys(t *testing.T, s store.Store) []string {
+	t.Helper()
+	evs, err := s.Inbox(ctx(t))
+	if err != nil {
+		t.Fatalf("Inbox: %v", err)
+	}
+	var keys []string
+	for _, e := range evs {
+		keys = append(keys, e.Key)
+	}
+	return keys
+}
+
+// testInboxEnqueue: a batch is stored with each event's dedupe key; a key
+// already kept, in an earlier batch or earlier in the same one, is a
+// duplicate and not stored again; events come back as they went in.
+func testInboxEnqueue(t *testing.T, s store.Store) {
+	if evs, err := s.Inbox(ctx(t)); err != nil || len(evs) != 0 {
+		t.Fatalf("Inbox of an empty store = %v, %v; want none", evs, err)
+	}
+	if fresh, err := s.Enqueue(ctx(t), nil); err != nil || len(fresh) != 0 {
+		t.Errorf("Enqueue(nil) = %v, %v; want nothing", fresh, err)
+	}
+	at := time.Now().UTC().Add(-time.Minute)
+	a, b := inboxEvent("slack/a", at, time.Hour), inboxEvent("slack/b", at.Add(time.Second), time.Hour)
+	a.Payload = []byte{0, 0xff, '\n', 'a'}
+	if got := mustEnqueue(t, s, a, b, inboxEvent("slack/a", at, time.Hour)); !slices.Equal(got, []bool{true, true, false}) {
+		t.Errorf("Enqueue(a, b, a) = %v, want [true true false]", got)
+	}
+	if got := mustEnqueue(t, s, inboxEvent("slack/b", at, time.Hour), inboxEvent("slack/c", at.Add(2*time.Second), time.Hour)); !slices.Equal(got, []bool{false, true}) {
+		t.Errorf("Enqueue(b, c) = %v, want [false true]", got)
+	}
+	evs, err := s.Inbox(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 3 {
+		t.Fatalf("Inbox = %d events, want 3: %+v", len(evs), evs)
+	}
+	for i, want := range []store.InboxEvent{a, b, inboxEvent("slack/c", at.Add(2*time.Second), time.Hour)} {
+		got := evs[i]
+		if got.Key != want.Key || got.Platform != want.Platform || !got.Received.Equal(want.Received) || got.TTL != want.TTL || !bytes.Equal(got.Payload, want.Payload) {
+			t.Errorf("Inbox[%d] = %+v, want %+v", i, got, want)
+		}
+	}
+	// A zero Received is set to now.
+	z := inboxEvent("slack/z", time.Time{}, time.Hour)
+	before := time.Now()
+	mustEnqueue(t, s, z)
+	evs, _ = s.Inbox(ctx(t))
+	if last := evs[len(evs)-1]; last.Key != "slack/z" || last.Received.Before(before.Add(-time.Second)) {
+		t.Errorf("event with no Received came back as %+v, want it last with Received set to now", last)
+	}
+}
+
+// testInboxOrder: oldest Received first, ties in enqueueing order.
+func testInboxOrder(t *testing.T, s store.Store) {
+	at := time.Now().UTC().Add(-time.Hour)
+	mustEnqueue(t, s, inboxEvent("k2", at.Add(2*time.Second), time.Hour), inboxEvent("k0", at, time.Hour), inboxEvent("k1a", at.Add(time.Second), time.Hour))
+	mustEnqueue(t, s, inboxEvent("k1b", at.Add(time.Second), time.Hour), inboxEvent("k1c", at.Add(time.Second), time.Hour))
+	if got, want := inboxKeys(t, s), []string{"k0", "k1a", "k1b", "k1c", "k2"}; !slices.Equal(got, want) {
+		t.Errorf("Inbox = %v, want %v", got, want)
+	}
+}
+
+// testInboxDone: a done event leaves the inbox but its key stays a dedupe
+// key within its TTL and is pruned after; marking it again changes nothing.
+func testInboxDone(t *testing.T, s store.Store) {
+	now := time.Now().UTC()
+	mustEnqueue(t, s,
+		inboxEvent("live", now, time.Hour),                      // done, key kept for an hour
+		inboxEvent("old", now.Add(-time.Hour), time.Minute),     // done, key expired at once
+		inboxEvent("open", now.Add(-time.Second), 24*time.Hour)) // not done
+	for _, k := range []string{"live", "old"} {
+		if err := s.InboxDone(ctx(t), k, "replied"); err != nil {
+			t.Fatalf("InboxDone(%s): %v", k, err)
+		}
+	}
+	if err := s.InboxDone(ctx(t), "live", "replied again"); err != nil {
+		t.Errorf("InboxDone of a done event = %v, want nil", err)
+	}
+	if err := s.InboxDone(ctx(t), "nosuchkey", "replied"); !errors.Is(err, store.ErrNoEvent) {
+		t.Errorf("InboxDone(unknown) = %v, want ErrNoEvent", err)
+	}
+	if got := inboxKeys(t, s); !slices.Equal(got, []string{"open"}) {
+		t.Errorf("Inbox after two were done = %v, want [open]", got)
+	}
+	got := mustEnqueue(t, s, inboxEvent("live", now, time.Hour), inboxEvent("old", now, time.Minute))
+	if !slices.Equal(got, []bool{false, true}) {
+		t.Errorf("Enqueue(live, old) after both were done = %v, want [false true]: a done key is kept until its TTL, then pruned", got)
+	}
+	if got := inboxKeys(t, s); !slices.Equal(got, []string{"open", "old"}) {
+		t.Errorf("Inbox = %v, want [open old]", got)
+	}
+}
+
+// testInboxKeyOutlivesTTLUntilDone: an event not handled stays in the inbox
+// and its key stays a dedupe key however old it is.
+func testInboxKeyOutlivesTTLUntilDone(t *testing.T, s store.Store) {
+	long := time.Now().UTC().Add(-48 * time.Hour)
+	mustEnqueue(t, s, inboxEvent("stale", long, time.Hour))
+	if got := mustEnqueue(t, s, inboxEvent("stale", time.Now(), time.Hour)); !slices.Equal(got, []bool{false}) {
+		t.Errorf("Enqueue of a key whose event is not done yet = %v, want [false]", got)
+	}
+	if got := inboxKeys(t, s); !slices.Equal(got, []string{"stale"}) {
+		t.Errorf("Inbox = %v, want the event received two days ago", got)
+	}
+}
+
+// testInboxConcurrent: of racing Enqueues of one key exactly one is first;
+// nothing of the others' batches is lost.
+func testInboxConcurrent(t *testing.T, s store.Store) {
+	var mu sync.Mutex
+	firsts := 0
+	at := time.Now().UTC()
+	errs := race(func(i int) error {
+		fresh, err := s.Enqueue(context.Background(), []store.InboxEvent{
+			inboxEvent("shared", at, time.Hour), inboxEvent(fmt.Sprintf("own-%02d", i), at, time.Hour)})
+		if err != nil {
+			return err
+		}
+		if !fresh[1] {
+			return fmt.Errorf("own key of goroutine %d reported a duplicate", i)
+		}
+		if fresh[0] {
+			mu.Lock()
+			firsts++
+			mu.Unlock()
+		}
+		return nil
+	})
+	for _, err := range errs {
+		if err != nil {
+			t.Fatalf("Enqueue: %v", err)
+		}
+	}
+	if firsts != 1 {
+		t.Errorf("%d of %d concurrent Enqueues saw the shared key first, want 1", firsts, Concurrency)
+	}
+	if got := inboxKeys(t, s); len(got) != Concurrency+1 {
+		t.Errorf("Inbox holds %d events, want %d", len(got), Concurrency+1)
+	}
+}
+
+// testInboxRefusesInvalid: a batch with an event without a key or with a
+// negative TTL is refused whole; a cancelled context stores nothing.
+func testInboxRefusesInvalid(t *testing.T, s store.Store) {
+	at := time.Now().UTC()
+	for _, bad := range []store.InboxEvent{inboxEvent("", at, time.Hour), inboxEvent("neg", at, -time.Second)} {
+		if _, err := s.Enqueue(ctx(t), []store.InboxEvent{inboxEvent("good", at, time.Hour), bad}); err == nil {
+			t.Errorf("Enqueue with %+v succeeded, want an error", bad)
+		}
+	}
+	c, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Enqueue(c, []store.InboxEvent{inboxEvent("good", at, time.Hour)}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Enqueue(cancelled ctx) = %v, want context.Canceled", err)
+	}
+	if got := inboxKeys(t, s); len(got) != 0 {
+		t.Errorf("refused Enqueues stored %v", got)
+	}
+}
+
+// testInboxApartFromOnce: the inbox's dedupe keys and Once's do not mix.
+func testInboxApartFromOnce(t *testing.T, s store.Store) {
+	if first, err := s.Once(ctx(t), "event/slack/1", time.Hour); err != nil || !first {
+		t.Fatalf("Once = %v, %v", first, err)
+	}
+	if got := mustEnqueue(t, s, inboxEvent("event/slack/1", time.Now(), time.Hour)); !got[0] {
+		t.Errorf("Enqueue of a key Once has seen = duplicate, want new")
+	}
+	if first, err := s.Once(ctx(t), "event/slack/1", time.Hour); err != nil || first {
+		t.Errorf("Once after Enqueue = %v, %v; want false", first, err)
 	}
 }
