@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/deploybot/deploybot/bot"
+	"github.com/deploybot/deploybot/store/bolt"
 )
 
 // prepared is a signed request ready to fire.
@@ -122,13 +124,42 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 // retries of them) at once at the adapter over loopback, next to a bare
 // net/http handler under the same load, and checks that every command was
 // acknowledged in time and handed to the bot exactly once.
+//
+// It runs twice: with the adapter's in-memory dedupe, and with the durable
+// inbox on the embedded database (store/bolt), where each ack waits for its
+// event to be committed (group commit, inbox.go).
 func TestLoad2000(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		inbox func(t *testing.T) Inbox
+	}{
+		{name: "in memory"},
+		{name: "durable inbox on bbolt", inbox: func(t *testing.T) Inbox {
+			st, err := bolt.Open(filepath.Join(t.TempDir(), "state.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = st.Close() })
+			return st
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var opts []Option
+			if tc.inbox != nil {
+				opts = append(opts, WithInbox(tc.inbox(t)))
+			}
+			load2000(t, opts...)
+		})
+	}
+}
+
+func load2000(t *testing.T, opts ...Option) {
 	const n, retries = 2000, 200
 	h := newCountingHandler()
 	// Each event keeps a worker busy as long as the bot reading a cluster
 	// would; the 2,000 take 32 workers about 3 s, far longer than the acks.
 	h.work = 50 * time.Millisecond
-	a, err := New(h, WithSigningSecret(testSecret), WithLogger(slog.New(slog.DiscardHandler)), WithQueue(n+retries))
+	a, err := New(h, append([]Option{WithSigningSecret(testSecret), WithLogger(slog.New(slog.DiscardHandler)), WithQueue(n + retries)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
