@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -206,6 +207,7 @@ func (c *repChat) last(id string) string {
 // replica is one bot process: its own client, store, chat view and bot.
 type replica struct {
 	name  string
+	cut   *cuttable // its connection to the API server
 	store *kube.Store
 	chat  *repChat
 	bot   *bot.Bot
@@ -215,7 +217,11 @@ type replica struct {
 
 func startReplica(t *testing.T, cp *controlplane.ControlPlane, ns, name string, tg *repTarget, exec lifecycle.Executor, opts ...bot.Option) *replica {
 	t.Helper()
-	r := &replica{name: name, store: newKubeStore(t, botClient(t, cp), ns), chat: &repChat{}}
+	// The replica's API connection can be cut, as a kill -9 cuts it.
+	r := &replica{name: name, cut: &cuttable{}, chat: &repChat{}}
+	cfg := fast(cp.UserConfig("deploybot"))
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { r.cut.base = rt; return r.cut }
+	r.store = newKubeStore(t, botClientFor(t, cfg), ns)
 	r.bot = bot.New(tg.cfg, tg.set, tg.checker, r.store, exec, append([]bot.Option{
 		bot.WithPlatform(r.chat), bot.WithReplicaName(name),
 		bot.WithScheduleIdentity(scheduleUser, []string{"system:serviceaccounts"}),
@@ -246,6 +252,13 @@ func (r *replica) lead(t *testing.T) {
 			r.bot.Close()
 		})
 	}
+}
+
+// die kills the replica as kill -9 does: nothing it does reaches the API
+// server any more, then it stops.
+func (r *replica) die() {
+	r.cut.cut.Store(true)
+	r.stop()
 }
 
 func (r *replica) handle(t *testing.T, user string, text string, action *bot.Action) string {
@@ -413,7 +426,7 @@ func TestReplicaKilledMidRun(t *testing.T) {
 		return r.State == store.Executing && r.Executor == "pod-a" && len(r.Done) == 1, fmt.Sprintf("%s by %s, done %v", r.State, r.Executor, r.Done)
 	})
 	killed := time.Now()
-	a.stop() // pod-a dies: its context ends mid-import; it records nothing more
+	a.die() // pod-a dies mid-import (kill -9): it records nothing more
 
 	var r *store.Request
 	waitFor(ctx, t, "pod-b's report", func() (bool, string) {
