@@ -157,10 +157,24 @@ func (c EnvClient) executeImport(ctx context.Context, t plan.Target, _ func(plan
 	return r
 }
 
-// executePin points the tag at the Plan's digest reference (oc tag --source=docker).
+// executePin points the tag at the Plan's digest reference (oc tag
+// --source=docker), first making sure the tag still has the image the Plan
+// was approved to move it from, as imports re-check the registry: a tag
+// someone imported or pinned meanwhile is not overwritten unseen.
 func (c EnvClient) executePin(ctx context.Context, t plan.Target, _ func(plan.Progress)) plan.TargetResult {
 	if t.Stream == "" || t.Tag == "" || t.SpecFrom == "" {
 		return failed(t, "the plan names no image stream tag or source for %s", t.Service)
+	}
+	if t.From.Digest != "" {
+		is, err := c.Images.ImageStreams(c.Namespace).Get(ctx, t.Stream, metav1.GetOptions{})
+		if err != nil {
+			return failed(t, "reading image stream %s before pinning: %v", t.Stream, err)
+		}
+		st, _ := tagState(is, t.Tag)
+		if now := st.Current.Digest; now != t.From.Digest && now != t.To.Digest {
+			return failed(t, "%s:%s moved since the plan was approved: planned from %s, now %s; nothing was changed, plan it again",
+				t.Stream, t.Tag, plan.ShortDigest(t.From.Digest), plan.ShortDigest(now))
+		}
 	}
 	if err := c.setTag(ctx, t.Stream, t.Tag, t.SpecFrom, t.Scheduled); err != nil {
 		return failed(t, "%v", err)

@@ -337,6 +337,14 @@ func TestExecutePin(t *testing.T) {
 			opts:      []fakeopenshift.Option{fakeopenshift.WithoutImageStreamTags(metav1.StatusReasonNotFound)},
 			wantErr:   "not found",
 			wantCalls: []string{"update imagestreamtags", "create imagestreamtags"}},
+		{name: "the tag moved since the plan: refused, nothing changed",
+			// Someone imported #3 after the Plan (from #2) was approved.
+			stream:    imageStream(worker, true, 3, 2, 1),
+			wantErr:   "moved since the plan was approved: planned from " + plan.ShortDigest(dig(worker, 2)) + ", now " + plan.ShortDigest(dig(worker, 3)),
+			wantCalls: nil},
+		{name: "already at the pinned image: pinned again (idempotent)",
+			stream:    imageStream(worker, true, 1, 2),
+			wantCalls: []string{"update imagestreamtags"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -354,8 +362,11 @@ func TestExecutePin(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := verbs(f); !reflect.DeepEqual(got, tc.wantCalls) {
-				t.Errorf("calls = %v, want %v", got, tc.wantCalls)
+			// Every pin first reads the stream: is the tag still where the
+			// Plan found it?
+			want := append([]string{"get imagestreams"}, tc.wantCalls...)
+			if got := verbs(f); !reflect.DeepEqual(got, want) {
+				t.Errorf("calls = %v, want %v", got, want)
 			}
 			tr := res.Targets[0]
 			if tc.wantErr != "" {
