@@ -245,7 +245,9 @@ func New(h Handler, opts ...Option) (*Adapter, error) {
 		go a.work()
 	}
 	if a.inbox != nil {
-		a.commits = make(chan commit, cap(a.queue))
+		// Each ack waits for its commit, so the buffer needs only hold what
+		// arrives during one write, not the whole queue.
+		a.commits = make(chan commit, maxBatch)
 		go a.commitLoop()
 	}
 	return a, nil
