@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	slackgo "github.com/slack-go/slack"
+
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/store"
 )
@@ -211,6 +213,7 @@ func (a *Adapter) Replay(ctx context.Context) (int, error) {
 		if age := a.now().Sub(ev.Received); age > replayWindow {
 			a.log.Warn("slack: an event was received but not handled before a restart, and is too old to answer now",
 				"key", ev.Key, "user", in.team+"/"+in.user, "text", in.text, "received", ev.Received, "age", age.Round(time.Second))
+			a.tellNotHandled(ctx, in)
 			a.done(ev.Key, "expired: received but not handled before a restart")
 			continue
 		}
@@ -241,5 +244,23 @@ func (a *Adapter) enqueueReplay(ctx context.Context, in inbound) bool {
 		return false
 	case <-a.ctx.Done():
 		return false
+	}
+}
+
+// tellNotHandled tells the sender of an event too old to handle that it was
+// received and not acted on, where the Web API can still reach them (its
+// response_url has expired).
+func (a *Adapter) tellNotHandled(ctx context.Context, in inbound) {
+	if a.api == nil || in.channel == "" || in.user == "" {
+		return
+	}
+	what := "your button click"
+	if in.kind == kindCommand {
+		what = fmt.Sprintf("`/deploy %s`", in.text)
+	}
+	text := fmt.Sprintf("deploybot received %s at %s but restarted before it handled it, and it is too old to act on now. Nothing was done; send it again if you still need it.",
+		what, in.received.UTC().Format("15:04 MST"))
+	if _, err := a.api.PostEphemeralContext(ctx, in.channel, in.user, slackgo.MsgOptionText(text, false)); err != nil {
+		a.log.Warn("slack: telling a user their event was not handled", "user", in.team+"/"+in.user, "err", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -102,7 +103,8 @@ func TestInboxSurvivesACrash(t *testing.T) {
 }
 
 // TestInboxTooOldToAnswer: an event left in the inbox longer than its
-// response_url lives is marked done and logged, not handled.
+// response_url lives is marked done, logged and, where the Web API can
+// reach the sender, reported to them; it is not handled.
 func TestInboxTooOldToAnswer(t *testing.T) {
 	st := store.NewMemory()
 	in := inbound{kind: kindCommand, team: testTeam, user: "U0ALICE", channel: testChannel, text: "status prod",
@@ -115,13 +117,21 @@ func TestInboxTooOldToAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := newCountingHandler()
-	a, err := New(h, WithSigningSecret(testSecret), WithLogger(slog.New(slog.DiscardHandler)), WithInbox(st))
+	f := newFakeSlack(t)
+	a, err := New(h, WithSigningSecret(testSecret), WithLogger(slog.New(slog.DiscardHandler)), WithInbox(st),
+		WithBotToken("xoxb-test"), WithAPIURL(f.url()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
 	if queued, err := a.Replay(context.Background()); err != nil || queued != 0 {
 		t.Fatalf("Replay = %d, %v; want 0", queued, err)
+	}
+	// The sender is told, privately, that it was received and not acted on.
+	calls := f.all()
+	if len(calls) != 1 || calls[0].Method != "chat.postEphemeral" || calls[0].User != "U0ALICE" ||
+		!strings.Contains(calls[0].Text, "`/deploy status prod`") || !strings.Contains(calls[0].Text, "Nothing was done") {
+		t.Errorf("Web API calls %+v, want one chat.postEphemeral to U0ALICE saying `/deploy status prod` was not acted on", calls)
 	}
 	if rest, _ := st.Inbox(context.Background()); len(rest) != 0 {
 		t.Errorf("the old event is still in the inbox")
