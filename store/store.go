@@ -56,6 +56,11 @@ type MessageRef struct {
 	Platform string `json:"platform"`
 	Channel  string `json:"channel"`
 	ID       string `json:"id"`
+	// Hook is, for a message posted through a reply URL (Slack's
+	// response_url, with no bot token), that URL and when it was issued, so
+	// any replica can update the message, not only the one that posted it.
+	Hook   string    `json:"hook,omitempty"`
+	HookAt time.Time `json:"hookAt,omitzero"`
 }
 
 // Request is one mutating command on its way from Plan to outcome.

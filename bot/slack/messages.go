@@ -172,7 +172,9 @@ func (a *Adapter) Post(ctx context.Context, channel string, r bot.Reply) (store.
 	m.locate(channel, "")
 	m.addHook(h)
 	m.wrote(blocks, time.Now())
-	return store.MessageRef{Platform: Name, Channel: channel, ID: hookRefPrefix + r.RequestID}, nil
+	// The response_url goes into the stored ref, so that another replica
+	// (which never saw this command) can update the message through it.
+	return store.MessageRef{Platform: Name, Channel: channel, ID: hookRefPrefix + r.RequestID, Hook: in.responseURL, HookAt: in.received}, nil
 }
 
 // Bounds of retrying chat.postMessage while a request waits to be shown.
@@ -231,6 +233,12 @@ func (a *Adapter) Update(_ context.Context, ref store.MessageRef, r bot.Reply) e
 		ts = ""
 	}
 	m.locate(ref.Channel, ts)
+	if ref.Hook != "" {
+		// Posted through a response_url, perhaps by another replica: this
+		// one can update it too. The uses another replica made are not
+		// known here; a spent URL answers 404/410 and the next is tried.
+		m.addHook(a.hooks.get(ref.Hook, ref.HookAt))
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.pending = &r

@@ -2,6 +2,7 @@ package slack
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/commands"
 	"github.com/deploybot/deploybot/internal/poll"
+	"github.com/deploybot/deploybot/store"
 )
 
 // state is a request message in a given state.
@@ -318,5 +320,47 @@ func TestUserGroups(t *testing.T) {
 		if strings.Contains(m, "without include_users") {
 			t.Errorf("called %s", m)
 		}
+	}
+}
+
+// TestAnotherReplicaUpdates: without a bot token, the message one replica
+// posted through a command's response_url is updated by another replica
+// (the one that executed the request) through the ref stored with the
+// request, instead of staying "waiting for approval" on a finished deploy.
+func TestAnotherReplicaUpdates(t *testing.T) {
+	hooks := newHookServer(t)
+	newReplica := func() *Adapter {
+		a, err := New(newCountingHandler(), WithSigningSecret(testSecret), WithLogger(testLogger(t)), WithUpdateInterval(time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(a.Close)
+		return a
+	}
+	first, second := newReplica(), newReplica()
+	in := &inbound{kind: kindCommand, team: testTeam, user: "U0ALICE", channel: testChannel, responseURL: hooks.url(), received: time.Now()}
+	ref, err := first.Post(withInbound(context.Background(), in), testChannel, state("r1", "waiting for approval", false))
+	if err != nil {
+		t.Fatalf("Post: %v", err)
+	}
+	if ref.Hook != in.responseURL || !ref.HookAt.Equal(in.received) {
+		t.Fatalf("ref = %+v, want it to carry the response_url and when it was issued", ref)
+	}
+	// The ref as the store gives it back to the other replica.
+	raw, err := json.Marshal(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored store.MessageRef
+	if err := json.Unmarshal(raw, &stored); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Update(context.Background(), stored, state("r1", "succeeded", true)); err != nil {
+		t.Fatal(err)
+	}
+	second.Close()
+	posts := hooks.all()
+	if len(posts) != 2 || !posts[1].ReplaceOriginal || !strings.Contains(posts[1].Blocks, "#r1 succeeded") {
+		t.Errorf("response_url posts = %+v, want the post and then the other replica's final update replacing it", posts)
 	}
 }
