@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
@@ -26,7 +25,7 @@ type editor struct {
 	log      *slog.Logger
 	// retryBase is the first wait before an edit that failed transiently
 	// (5xx, timeout, broken connection) is tried again, doubling up to
-	// retryCap; maxRetries in a row, then it is given up.
+	// bot.RetryCap; maxRetries in a row, then it is given up.
 	retryBase time.Duration
 
 	mu   sync.Mutex
@@ -171,7 +170,7 @@ func (e *editor) run(m *edits) {
 		case err != nil && transient(err) && m.failures < e.retries():
 			// Not marked sent: the newest content goes out at the next try.
 			m.failures++
-			wait = backoff(e.retryBase, m.failures)
+			wait = bot.Backoff(e.retryBase, m.failures)
 			e.log.Warn("updating a Discord message failed, will retry", "message", m.ref.ID, "request", r.RequestID, "after", wait.Round(time.Millisecond), "err", err)
 			m.sending.Unlock()
 			if !e.sleep(wait) {
@@ -219,19 +218,6 @@ func (e *editor) retries() int {
 	default:
 		return maxRetries
 	}
-}
-
-// retryCap is the longest wait between retries of an edit.
-const retryCap = 2 * time.Minute
-
-// backoff is the wait before the try after the n-th failure in a row:
-// base·2^(n-1), at most retryCap, ±20% so that edits do not retry in step.
-func backoff(base time.Duration, n int) time.Duration {
-	d := retryCap
-	if n < 20 {
-		d = min(base<<(n-1), retryCap)
-	}
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
 // transient reports whether a failed Discord call may succeed if tried

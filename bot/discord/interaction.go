@@ -159,29 +159,9 @@ func plainText(s string, resolved *discordgo.ApplicationCommandInteractionDataRe
 	if !strings.Contains(s, "<") {
 		return s
 	}
-	var b strings.Builder
-	for {
-		open := strings.IndexByte(s, '<')
-		if open < 0 {
-			break
-		}
-		end := strings.IndexByte(s[open:], '>')
-		if end < 0 {
-			break
-		}
-		b.WriteString(s[:open])
-		text, ok := markupText(s[open+1:open+end], resolved)
-		if !ok {
-			// Not markup: the "<" is text, and markup may start after it.
-			b.WriteByte('<')
-			s = s[open+1:]
-			continue
-		}
-		b.WriteString(text)
-		s = s[open+end+1:]
-	}
-	b.WriteString(s)
-	return b.String()
+	return bot.ReplaceMarkup(s, func(t string) string { return t }, func(inner string) (string, bool) {
+		return markupText(inner, resolved)
+	})
 }
 
 // markupText is what one <...> of Discord's markup reads as, if it is markup.

@@ -110,29 +110,12 @@ func plainText(s string) string {
 	if !strings.ContainsAny(s, "<&") {
 		return s
 	}
-	var b strings.Builder
-	for {
-		open := strings.IndexByte(s, '<')
-		if open < 0 {
-			break
-		}
-		end := strings.IndexByte(s[open:], '>')
-		if end < 0 {
-			break
-		}
-		b.WriteString(unescape(s[:open]))
-		inner := s[open+1 : open+end]
+	return bot.ReplaceMarkup(s, unescape, func(inner string) (string, bool) {
 		if strings.Contains(inner, "<") {
-			// A "<" Slack did not escape (not from a Slack client) is text.
-			b.WriteByte('<')
-			s = s[open+1:]
-			continue
+			return "", false // a "<" Slack did not escape (not from a Slack client) is text
 		}
-		b.WriteString(unescape(markupText(inner)))
-		s = s[open+end+1:]
-	}
-	b.WriteString(unescape(s))
-	return b.String()
+		return unescape(markupText(inner)), true
+	})
 }
 
 // markupText is what one <...> of Slack's markup reads as.

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -200,7 +199,7 @@ func (a *Adapter) postMessage(ctx context.Context, channel string, blocks []slac
 		case errors.As(err, &rl):
 			wait = rl.RetryAfter
 		case transient(err):
-			wait = backoff(a.retryBase, attempt)
+			wait = bot.Backoff(a.retryBase, attempt)
 		default:
 			return "", "", err
 		}
@@ -307,7 +306,7 @@ func (a *Adapter) deliver(m *message) {
 			// still arrive, so try again, backing off.
 			m.mu.Lock()
 			m.failures++
-			wait := backoff(a.retryBase, m.failures)
+			wait := bot.Backoff(a.retryBase, m.failures)
 			m.mu.Unlock()
 			a.requeue(m, r, wait)
 			a.countError(Name, "update")
@@ -340,22 +339,9 @@ func (a *Adapter) requeue(m *message, r *bot.Reply, wait time.Duration) {
 	m.notBefore = time.Now().Add(wait)
 }
 
-// Backoff of retried writes: exponential from DefaultRetryBase, capped,
-// with jitter so that many messages do not retry in step.
-const (
-	DefaultRetryBase = time.Second
-	retryCap         = 2 * time.Minute
-)
-
-// backoff is how long to wait before the attempt after the n-th failure in
-// a row: base·2^(n-1), at most retryCap, ±20%.
-func backoff(base time.Duration, n int) time.Duration {
-	d := retryCap
-	if n < 20 {
-		d = min(base<<(n-1), retryCap)
-	}
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-}
+// DefaultRetryBase is the first wait before a failed write is tried again
+// (bot.Backoff doubles it up to bot.RetryCap).
+const DefaultRetryBase = time.Second
 
 // transient reports whether a failed Slack call may succeed if tried again:
 // a 5xx answer, Slack's own "try again" errors, a timeout or a broken
