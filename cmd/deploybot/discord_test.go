@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
@@ -15,8 +14,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"sigs.k8s.io/yaml"
 
 	"github.com/deploybot/deploybot/bot/discord"
 	"github.com/deploybot/deploybot/config"
@@ -93,37 +90,7 @@ func TestServeDiscordDemo(t *testing.T) {
 	}
 	cfg.Identities.Users = append(cfg.Identities.Users, config.UserMapping{Platform: "discord", ID: "100/201", User: "alice", Groups: []string{"packit-devs"}})
 	cfg.Discord = &config.Discord{Guilds: []string{"100"}}
-	raw, err := yaml.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "deploybot.yaml")
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	env := map[string]string{"DISCORD_PUBLIC_KEY": hex.EncodeToString(pub)}
-	go func() {
-		done <- serve(ctx, []string{"--demo", "--config", path, "--listen", "127.0.0.1:0", "--log-level", "warn"},
-			func(k string) string { return env[k] }, io.Discard, io.Discard, ready)
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not start")
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	addr := serveDemo(t, cfg, map[string]string{"DISCORD_PUBLIC_KEY": hex.EncodeToString(pub)}, nil)
 
 	post := func(body string, sign bool) (int, string) {
 		t.Helper()

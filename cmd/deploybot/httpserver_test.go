@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,15 +10,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"sigs.k8s.io/yaml"
 
 	"github.com/deploybot/deploybot/bot/slack"
 	"github.com/deploybot/deploybot/config"
@@ -55,38 +51,8 @@ func serveSlackWith(t *testing.T, limits config.HTTP) (string, *lockedBuffer) {
 	}
 	cfg.Slack = &config.Slack{Mode: "http"}
 	cfg.HTTP = limits
-	raw, err := yaml.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "deploybot.yaml")
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
 	logs := &lockedBuffer{}
-	env := map[string]string{"SLACK_SIGNING_SECRET": slackSecret}
-	go func() {
-		done <- serve(ctx, []string{"--demo", "--config", path, "--listen", "127.0.0.1:0", "--log-level", "warn"},
-			func(k string) string { return env[k] }, io.Discard, logs, ready)
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not start within 30s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return addr, logs
+	return serveDemo(t, cfg, map[string]string{"SLACK_SIGNING_SECRET": slackSecret}, logs), logs
 }
 
 // openFDs counts this process's open file descriptors: the server's and

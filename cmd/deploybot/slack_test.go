@@ -1,13 +1,11 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,8 +13,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"sigs.k8s.io/yaml"
 
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/bot/slack"
@@ -168,48 +164,11 @@ func TestServeSlackDemo(t *testing.T) {
 	cfg.Identities.Users = append(cfg.Identities.Users, config.UserMapping{Platform: "slack", ID: "T0PACKIT/U0ALICE", User: "alice", Groups: []string{"packit-devs"}})
 	cfg.Channels = append(cfg.Channels, config.Channel{Platform: "slack", ID: "C0DEPLOY", Env: "prod"})
 	cfg.Slack = &config.Slack{Mode: "http"}
-	raw, err := yaml.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "deploybot.yaml")
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	env := map[string]string{"SLACK_SIGNING_SECRET": slackSecret}
-	go func() {
-		done <- serve(ctx, []string{"--demo", "--config", path, "--listen", "127.0.0.1:0", "--demo-tick", "10ms", "--log-level", "warn"},
-			func(k string) string { return env[k] }, io.Discard, io.Discard, ready)
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not start")
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	addr := serveDemo(t, cfg, map[string]string{"SLACK_SIGNING_SECRET": slackSecret}, nil, "--demo-tick", "10ms")
 
 	hooks := newHookCatcher(t)
 	command := func(user, text, trigger string) int {
-		body := url.Values{"team_id": {"T0PACKIT"}, "user_id": {user}, "user_name": {strings.ToLower(user)}, "channel_id": {"C0DEPLOY"},
-			"command": {"/deploy"}, "text": {text}, "response_url": {hooks.srv.URL + "/" + trigger}, "trigger_id": {trigger}}.Encode()
-		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/slack/commands", strings.NewReader(body))
-		ts := time.Now().Unix()
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("X-Slack-Request-Timestamp", strconv.FormatInt(ts, 10))
-		req.Header.Set("X-Slack-Signature", slack.Sign(slackSecret, ts, []byte(body)))
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := http.DefaultClient.Do(slackCommandRequest(addr, user, text, hooks.srv.URL+"/"+trigger, trigger))
 		if err != nil {
 			t.Fatal(err)
 		}
