@@ -90,6 +90,17 @@ type Responder interface {
 	Respond(ctx context.Context, r Reply) error
 }
 
+// Inbox keeps inbound events between acknowledging and answering them, so
+// that a crash in between loses none: an adapter persists an event before
+// the platform is told it was accepted (after which the platform never sends
+// it again), marks it done once handled, and handles whatever is still there
+// at its next start. store.Store implements it.
+type Inbox interface {
+	Enqueue(ctx context.Context, events []store.InboxEvent) ([]bool, error)
+	Inbox(ctx context.Context) ([]store.InboxEvent, error)
+	InboxDone(ctx context.Context, key, outcome string) error
+}
+
 // Platform posts and updates request messages on one chat platform; the bot
 // keeps a request's messages up to date as it moves through its states and
 // its rollout progresses, long after the inbound request was answered.

@@ -92,6 +92,9 @@ type Adapter struct {
 	editInterval  time.Duration
 
 	edits *editor
+	// inbox, when set, keeps interactions acknowledged before they were
+	// handled (inbox.go).
+	inbox bot.Inbox
 	// observeAck and countError report to the handler's metrics, if any.
 	observeAck func(platform string, d time.Duration)
 	countError func(platform, op string)
@@ -315,19 +318,30 @@ func (a *Adapter) Routes(mux *http.ServeMux) {
 }
 
 // Run holds the gateway connection until ctx ends, then delivers the edits
-// still pending. Without a bot token there is no gateway and it returns at
-// once.
+// still pending. With an inbox it first handles what an earlier run
+// acknowledged and did not finish (Replay). Without a bot token there is no
+// gateway: it returns at once, or once the replay is done.
 func (a *Adapter) Run(ctx context.Context) error {
+	replayed := make(chan struct{})
+	go func() {
+		defer close(replayed)
+		if _, err := a.Replay(ctx); err != nil {
+			a.log.Error("discord: replaying the inbox", "err", err)
+		}
+	}()
 	if a.token == "" {
+		<-replayed
 		return nil
 	}
 	a.session.AddHandler(a.onReady)
 	a.session.AddHandler(a.onMessage)
 	a.session.AddHandler(a.onInteraction)
 	if err := a.session.Open(); err != nil {
+		<-replayed
 		return fmt.Errorf("connecting to the Discord gateway: %w", err)
 	}
 	<-ctx.Done()
+	<-replayed
 	flushCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	a.edits.flush(flushCtx)

@@ -23,6 +23,10 @@ type exchange struct {
 	i       *discordgo.Interaction
 	in      inbound
 	respond func(*discordgo.InteractionResponse) error
+	// received is when the interaction came; inboxKey is set once it is in
+	// the inbox (it was acknowledged before the bot was done with it).
+	received time.Time
+	inboxKey string
 
 	mu sync.Mutex
 	// acked: the initial response went out. deferred: the rest follows over
@@ -46,11 +50,16 @@ func exchangeFrom(ctx context.Context) *exchange {
 // time: with what the bot said if it was quick, else with what it said so
 // far or a deferred response, and the rest later.
 func (a *Adapter) exchange(i *discordgo.Interaction, in inbound, respond func(*discordgo.InteractionResponse) error) {
-	ex := &exchange{a: a, i: i, in: in, respond: respond}
+	a.run(&exchange{a: a, i: i, in: in, respond: respond, received: a.now()})
+}
+
+// run hands the exchange's request to the bot and completes the interaction
+// once the bot is done.
+func (a *Adapter) run(ex *exchange) {
 	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), exchangeKey{}, ex), a.handleTimeout)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- a.h.Handle(ctx, in.req, ex) }()
+	go func() { done <- a.h.Handle(ctx, ex.in.req, ex) }()
 	timer := time.NewTimer(a.ackWithin)
 	defer timer.Stop()
 	var err error
@@ -61,9 +70,16 @@ func (a *Adapter) exchange(i *discordgo.Interaction, in inbound, respond func(*d
 		err = <-done
 	}
 	if err != nil {
-		a.log.Error("handling a Discord interaction", "interaction", i.ID, "err", err)
+		a.log.Error("handling a Discord interaction", "interaction", ex.i.ID, "err", err)
 	}
 	ex.finish(ctx)
+	if ex.inboxKey != "" {
+		outcome := "answered"
+		if err != nil {
+			outcome = "failed: " + err.Error()
+		}
+		a.done(ex.inboxKey, outcome)
+	}
 }
 
 // Respond implements bot.Responder.
@@ -125,6 +141,9 @@ func (ex *exchange) answerInTime(ctx context.Context) {
 	if ex.acked {
 		return
 	}
+	// The bot is not done: this response acknowledges an interaction still
+	// being handled, so it goes into the inbox first.
+	ex.persist(ctx)
 	if ex.posted != nil || len(ex.replies) > 0 || ex.captured != nil {
 		ex.respondNow(ctx)
 		return

@@ -13,19 +13,9 @@ import (
 	"github.com/deploybot/deploybot/store"
 )
 
-// Inbox keeps events between acknowledging and answering them, so that a
-// crash in between loses none: an event is persisted before Slack gets its
-// 200 (after which Slack never sends it again), marked done once handled,
-// and whatever is still there at the next start is handled then.
-// store.Store implements it.
-type Inbox interface {
-	Enqueue(ctx context.Context, events []store.InboxEvent) ([]bool, error)
-	Inbox(ctx context.Context) ([]store.InboxEvent, error)
-	InboxDone(ctx context.Context, key, outcome string) error
-}
-
-// WithInbox persists every accepted event in ib before acknowledging it.
-func WithInbox(ib Inbox) Option { return func(a *Adapter) { a.inbox = ib } }
+// WithInbox persists every accepted event in ib before Slack gets its 200
+// (see bot.Inbox).
+func WithInbox(ib bot.Inbox) Option { return func(a *Adapter) { a.inbox = ib } }
 
 const (
 	// inboxTTL is how long a handled event's key stays a dedupe key.

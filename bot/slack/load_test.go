@@ -131,10 +131,10 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 func TestLoad2000(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		inbox func(t *testing.T) Inbox
+		inbox func(t *testing.T) bot.Inbox
 	}{
 		{name: "in memory"},
-		{name: "durable inbox on bbolt", inbox: func(t *testing.T) Inbox {
+		{name: "durable inbox on bbolt", inbox: func(t *testing.T) bot.Inbox {
 			st, err := bolt.Open(filepath.Join(t.TempDir(), "state.db"))
 			if err != nil {
 				t.Fatal(err)

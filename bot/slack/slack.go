@@ -90,7 +90,7 @@ type Adapter struct {
 	queue chan inbound
 	// inbox, when set, persists events before they are acknowledged;
 	// commits feeds its group commit (inbox.go).
-	inbox    Inbox
+	inbox    bot.Inbox
 	commits  chan commit
 	replays  *expiringSet // signatures seen (HTTP replay guard)
 	seen     *expiringSet // event dedupe keys

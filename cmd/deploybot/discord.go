@@ -49,6 +49,9 @@ func newDiscordAdapter(env adapterEnv) (adapter, error) {
 	if token != "" {
 		opts = append(opts, discord.WithBotToken(token))
 	}
+	if env.inbox != nil {
+		opts = append(opts, discord.WithInbox(env.inbox))
+	}
 	if c := env.cfg.Discord; c != nil {
 		opts = append(opts, discord.WithPrefix(c.Prefix), discord.WithGuilds(c.Guilds...), discord.WithChannels(c.Channels...), discord.WithAPIURL(c.APIURL))
 	}
