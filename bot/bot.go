@@ -148,7 +148,9 @@ func New(cfg *config.Config, cl commands.Cluster, access Access, st store.Store,
 		lopts = append(lopts, lifecycle.WithHeartbeat(s.heartbeat[0], s.heartbeat[1]))
 	}
 	b.life = lifecycle.New(lifecycle.Deps{Config: cfg, Store: st, Planner: planner{b.deps}, Access: access, Executor: exec, Messages: messages{b}}, lopts...)
-	sopts := []schedule.Option{schedule.WithClock(s.clock), schedule.WithLogger(s.log)}
+	// The cluster answers what the registry has, for the environments the
+	// scheduler polls (plain Kubernetes, scheduled: true).
+	sopts := []schedule.Option{schedule.WithClock(s.clock), schedule.WithLogger(s.log), schedule.WithRegistry(cl)}
 	if s.scheduleUser != "" {
 		sopts = append(sopts, schedule.WithIdentity(s.scheduleUser, s.scheduleGroups))
 	}

@@ -37,15 +37,22 @@ func (s *Set) Execute(ctx context.Context, p plan.Plan, report func(plan.Progres
 	if p.Namespace != c.Namespace {
 		return plan.Result{}, fmt.Errorf("executing %s plan: it names namespace %q but environment %s is namespace %q", p.Action, p.Namespace, p.Env, c.Namespace)
 	}
+	if p.Kubernetes() != (c.Kubernetes != nil) {
+		return plan.Result{}, fmt.Errorf("executing %s plan: it was made for a %s environment, but %s is %s now; plan it again", p.Action, platformName(p.Kubernetes()), p.Env, platformName(c.Kubernetes != nil))
+	}
 	var run func(context.Context, plan.Target, func(plan.Progress)) plan.TargetResult
-	switch p.Action {
-	case plan.ActionImport:
+	switch {
+	case p.Kubernetes() && p.Action != plan.ActionRollback:
+		run = func(ctx context.Context, t plan.Target, _ func(plan.Progress)) plan.TargetResult {
+			return c.executeKube(ctx, p.Action, t)
+		}
+	case p.Action == plan.ActionImport:
 		run = c.executeImport
-	case plan.ActionPin:
+	case p.Action == plan.ActionPin:
 		run = c.executePin
-	case plan.ActionTrack:
+	case p.Action == plan.ActionTrack:
 		run = c.executeTrack
-	case plan.ActionRollback:
+	case p.Action == plan.ActionRollback:
 		run = c.executeRollback
 	default:
 		return plan.Result{}, fmt.Errorf("executing plan: unknown action %q", p.Action)
@@ -86,6 +93,13 @@ func (s *Set) Execute(ctx context.Context, p plan.Plan, report func(plan.Progres
 	}
 	wg.Wait()
 	return res, nil
+}
+
+func platformName(kubernetes bool) string {
+	if kubernetes {
+		return "plain Kubernetes"
+	}
+	return "OpenShift"
 }
 
 // serialReporter makes report safe to call from parallel imports, so callers

@@ -28,6 +28,9 @@ func (s *Set) Tag(ctx context.Context, env, stream, tag string) (plan.TagState, 
 	if err != nil {
 		return plan.TagState{}, err
 	}
+	if c.Kubernetes != nil {
+		return c.kubeTag(ctx, env, stream, tag)
+	}
 	is, err := c.Images.ImageStreams(c.Namespace).Get(ctx, stream, metav1.GetOptions{})
 	if err != nil {
 		return plan.TagState{}, fmt.Errorf("reading image stream %s: %w", stream, err)
@@ -194,6 +197,9 @@ func (s *Set) RegistryImage(ctx context.Context, env, stream, tag string) (plan.
 	if err != nil {
 		return plan.Image{}, err
 	}
+	if c.Kubernetes != nil {
+		return c.kubeRegistryImage(ctx, stream, tag)
+	}
 	return c.registryImage(ctx, stream, tag)
 }
 
@@ -329,6 +335,13 @@ func (s *Set) LookupImage(ctx context.Context, env, stream, ref string) (plan.Im
 	c, err := s.Env(env)
 	if err != nil {
 		return plan.Image{}, err
+	}
+	if c.Kubernetes != nil {
+		svc, err := c.Kubernetes.service(stream)
+		if err != nil {
+			return plan.Image{}, err
+		}
+		return c.kubeLookup(ctx, svc, ref)
 	}
 	is, err := c.Images.ImageStreams(c.Namespace).Get(ctx, stream, metav1.GetOptions{})
 	if err != nil {

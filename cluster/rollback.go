@@ -51,7 +51,11 @@ func (s *Set) Revisions(ctx context.Context, env, kind, name string) ([]plan.Rev
 	if err != nil {
 		return nil, err
 	}
-	kind, err = plan.NormalizeKind(kind)
+	return c.revisions(ctx, kind, name)
+}
+
+func (c EnvClient) revisions(ctx context.Context, kind, name string) ([]plan.Revision, error) {
+	kind, err := plan.NormalizeKind(kind)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,9 @@ type EnvClient struct {
 	Kube      kubeclient.Interface
 	Images    kubeclient.ImageV1
 	Namespace string
+	// Kubernetes is set for a plain Kubernetes environment, which has no
+	// image API (Images is nil): the bot sets workload images itself.
+	Kubernetes *Kubernetes
 }
 
 // Set holds one EnvClient per environment name. It answers the reads commands
@@ -64,8 +67,13 @@ func (s *Set) Env(name string) (EnvClient, error) {
 		sort.Strings(names)
 		return EnvClient{}, fmt.Errorf("unknown environment %q (known: %s)", name, strings.Join(names, ", "))
 	}
-	if c.Kube == nil || c.Images == nil || c.Namespace == "" {
-		return EnvClient{}, fmt.Errorf("environment %q is not fully configured (needs Kubernetes and image clients and a namespace)", name)
+	switch {
+	case c.Kube == nil || c.Namespace == "":
+		return EnvClient{}, fmt.Errorf("environment %q is not fully configured (needs a Kubernetes client and a namespace)", name)
+	case c.Kubernetes == nil && c.Images == nil:
+		return EnvClient{}, fmt.Errorf("environment %q is not fully configured (an OpenShift environment needs the image API client)", name)
+	case c.Kubernetes != nil && c.Kubernetes.Registry == nil:
+		return EnvClient{}, fmt.Errorf("environment %q is plain Kubernetes but has no registry client", name)
 	}
 	return c, nil
 }

@@ -24,6 +24,9 @@ func (s *Set) TriggeredWorkloads(ctx context.Context, env, stream, tag string) (
 	if err != nil {
 		return nil, err
 	}
+	if c.Kubernetes != nil {
+		return nil, fmt.Errorf("environment %s is plain Kubernetes, which has no image triggers: list the service's workloads in the config", env)
+	}
 	var out []plan.Workload
 	deps, err := c.Kube.AppsV1().Deployments(c.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {

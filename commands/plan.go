@@ -37,12 +37,16 @@ func BuildPlan(ctx context.Context, d Deps, caller plan.Caller, c plan.Command) 
 
 // newPlan starts a Plan for env with the env's policy as it is now.
 func newPlan(action plan.Action, e *config.Environment) plan.Plan {
-	return plan.Plan{
+	p := plan.Plan{
 		Action:    action,
 		Env:       e.Name,
 		Namespace: e.Namespace,
 		Policy:    policyOf(e),
 	}
+	if e.Kubernetes() {
+		p.Platform = plan.PlatformKubernetes
+	}
+	return p
 }
 
 func policyOf(e *config.Environment) plan.Policy {

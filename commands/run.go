@@ -153,6 +153,13 @@ func serviceWorkloads(ctx context.Context, d Deps, e *config.Environment, s *con
 		if err != nil {
 			return nil, fmt.Errorf("reading %s %s in %s: %w", cw.Kind, cw.Name, e.Name, err)
 		}
+		if e.Kubernetes() {
+			// The bot sets these containers' images itself: say now, not at
+			// execution, when there are none.
+			if _, err := plan.Containers(w.Images, cw.Container, s.Repository); err != nil {
+				return nil, fmt.Errorf("%s %s in %s: %w", cw.Kind, cw.Name, e.Name, err)
+			}
+		}
 		ws = append(ws, w)
 	}
 	return ws, nil
@@ -174,7 +181,18 @@ func followingTrigger(w plan.Workload, e *config.Environment, s *config.Service)
 }
 
 func workloadRef(w plan.Workload, e *config.Environment, s *config.Service) plan.WorkloadRef {
-	return plan.WorkloadRef{Kind: w.Kind, Name: w.Name, Triggered: followsTag(w, e, s)}
+	if !e.Kubernetes() {
+		return plan.WorkloadRef{Kind: w.Kind, Name: w.Name, Triggered: followsTag(w, e, s)}
+	}
+	// No triggers: the Plan names the containers the bot sets.
+	ref := plan.WorkloadRef{Kind: w.Kind, Name: w.Name}
+	for _, cw := range s.Workloads {
+		if k, _ := plan.NormalizeKind(cw.Kind); k == w.Kind && cw.Name == w.Name {
+			names, _ := plan.Containers(w.Images, cw.Container, s.Repository) // checked by serviceWorkloads
+			ref.Containers = strings.Join(names, ",")
+		}
+	}
+	return ref
 }
 
 // forEach runs f for 0..n-1 concurrently: reading several image streams or

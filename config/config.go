@@ -32,6 +32,34 @@ type Config struct {
 	Discord *Discord `json:"discord,omitempty"`
 	// HTTP bounds the HTTP server of `deploybot serve` (http.go).
 	HTTP HTTP `json:"http,omitempty"`
+	// Registry configures how deploybot reads registries itself (plain
+	// Kubernetes environments): credentials and limits.
+	Registry Registry `json:"registry,omitempty"`
+}
+
+// The platforms an environment can run on.
+const (
+	// PlatformOpenShift environments deploy through ImageStreams and their
+	// image triggers (the default).
+	PlatformOpenShift = "openshift"
+	// PlatformKubernetes environments have no ImageStreams: the bot resolves
+	// tags in the registry and sets the workloads' images itself.
+	PlatformKubernetes = "kubernetes"
+)
+
+// DefaultPollInterval is how often a scheduled plain Kubernetes environment
+// asks the registry for its tags, as OpenShift's scheduled import does.
+const DefaultPollInterval = 15 * time.Minute
+
+// Registry is how the bot reaches registries.
+type Registry struct {
+	// DockerConfig is a Docker config JSON file with credentials per
+	// registry (the format of a kubernetes.io/dockerconfigjson pull secret,
+	// e.g. a mounted secret's .dockerconfigjson); anonymous without one.
+	DockerConfig string `json:"dockerConfig,omitempty"`
+	// Insecure lists registry hosts reached over plain HTTP (a loopback test
+	// registry); never needed for a public registry.
+	Insecure []string `json:"insecure,omitempty"`
 }
 
 // Slack is the Slack platform's configuration.
@@ -58,6 +86,9 @@ type Discord struct {
 // Environment is one deploy target: a namespace on a cluster.
 type Environment struct {
 	Name string `json:"name"`
+	// Platform is "openshift" (default: ImageStreams and image triggers) or
+	// "kubernetes" (the bot sets the listed workloads' images itself).
+	Platform string `json:"platform,omitempty"`
 	// Kubeconfig is the kubeconfig file; empty means in-cluster config, or
 	// $KUBECONFIG / ~/.kube/config when not running in a cluster.
 	Kubeconfig string `json:"kubeconfig,omitempty"`
@@ -67,8 +98,12 @@ type Environment struct {
 	// Tag is the registry and ImageStream tag of this environment; defaults to Name.
 	Tag string `json:"tag,omitempty"`
 	// Scheduled is the importPolicy.scheduled value the env's tags should have;
-	// track restores it.
+	// track restores it. On a plain Kubernetes environment the bot polls the
+	// registry itself every PollInterval and imports what changed.
 	Scheduled bool `json:"scheduled,omitempty"`
+	// PollInterval is how often a scheduled plain Kubernetes environment asks
+	// the registry; default 15m, as OpenShift's scheduled import.
+	PollInterval Duration `json:"pollInterval,omitempty"`
 	// Confirm makes the requester press Confirm before anything happens.
 	Confirm bool `json:"confirm,omitempty"`
 	// Approvals is how many other people must approve, and for how long a request waits.
@@ -121,6 +156,10 @@ type Service struct {
 type Workload struct {
 	Kind string `json:"kind"`
 	Name string `json:"name"`
+	// Container is the container whose image the bot sets in a plain
+	// Kubernetes environment; empty means every container whose image is
+	// from the service's repository.
+	Container string `json:"container,omitempty"`
 }
 
 // Identities map chat users and groups to Kubernetes users and groups.

@@ -199,6 +199,34 @@ func TestValidate(t *testing.T) {
 			},
 		},
 		{
+			name: "unknown platform, poll interval on OpenShift",
+			mutate: func(c *Config) {
+				c.Environments[0].Platform = "nomad"
+				c.Environments[1].PollInterval = Duration{time.Minute}
+			},
+			want: []string{
+				`environments[0].platform: "nomad" is not one of openshift, kubernetes`,
+				"environments[1].pollInterval: only a plain Kubernetes environment polls the registry; on OpenShift the image stream's scheduled import does (every 15 minutes, set in the cluster)",
+			},
+		},
+		{
+			name: "plain Kubernetes needs every service's workloads, polls at most every minute",
+			mutate: func(c *Config) {
+				c.Environments[0].Platform = PlatformKubernetes
+				c.Environments[0].PollInterval = Duration{time.Second}
+				c.Services[0].Workloads = nil
+				c.Services[1].Workloads = []Workload{{Kind: "Deployment", Name: "x", Container: "Bad_Name"}}
+				c.Registry.Insecure = []string{"https://registry.test"}
+			},
+			want: []string{
+				"environments[0].pollInterval: 1s is too often to ask a registry (Docker Hub and Quay rate-limit); at least 1m",
+				`services[1].workloads[0].container: "Bad_Name" is not a valid container name`,
+				`registry.insecure[0]: "https://registry.test" is not a registry host (host or host:port)`,
+				"services[0].workloads: required: environment stg is plain Kubernetes, which has no image triggers to find packit-service's workloads by; list them, e.g. {kind: Deployment, name: packit-service, container: packit-service}",
+				"services[2].workloads: required: environment stg is plain Kubernetes, which has no image triggers to find tokman's workloads by; list them, e.g. {kind: Deployment, name: tokman, container: tokman}",
+			},
+		},
+		{
 			name:   "duplicate env",
 			mutate: func(c *Config) { c.Environments[1].Name = "stg" },
 			want:   []string{`environments[1].name: "stg" is already the name of environments[0]`},

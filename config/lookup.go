@@ -92,3 +92,15 @@ func NotMapped(platform, chatID string) string {
 	return fmt.Sprintf("You are not mapped to a Kubernetes identity, so you may run only `help` and `whoami`. "+
 		"Ask an admin to add you to the config under identities.users with platform: %s, id: %q and your Kubernetes user.", platform, chatID)
 }
+
+// Kubernetes reports whether the environment is a plain Kubernetes one.
+func (e *Environment) Kubernetes() bool { return e.Platform == PlatformKubernetes }
+
+// Poll is how often a scheduled plain Kubernetes environment asks the
+// registry for its tags.
+func (e *Environment) Poll() time.Duration {
+	if e.PollInterval.Duration > 0 {
+		return e.PollInterval.Duration
+	}
+	return DefaultPollInterval
+}

@@ -93,6 +93,19 @@ func (c *Config) Validate() error {
 		case !dnsLabel.MatchString(e.Namespace) || len(e.Namespace) > 63:
 			ps.add(p+".namespace", "%q is not a valid namespace name", e.Namespace)
 		}
+		switch e.Platform {
+		case "", PlatformOpenShift, PlatformKubernetes:
+		default:
+			ps.add(p+".platform", "%q is not one of %s, %s", e.Platform, PlatformOpenShift, PlatformKubernetes)
+		}
+		if e.PollInterval.Duration != 0 {
+			switch {
+			case !e.Kubernetes():
+				ps.add(p+".pollInterval", "only a plain Kubernetes environment polls the registry; on OpenShift the image stream's scheduled import does (every 15 minutes, set in the cluster)")
+			case e.PollInterval.Duration < time.Minute:
+				ps.add(p+".pollInterval", "%s is too often to ask a registry (Docker Hub and Quay rate-limit); at least 1m", e.PollInterval.Duration)
+			}
+		}
 		if e.Tag != "" && !imageTag.MatchString(e.Tag) {
 			ps.add(p+".tag", "%q is not a valid image tag", e.Tag)
 		}
@@ -118,6 +131,7 @@ func (c *Config) Validate() error {
 	}
 
 	validateServices(&ps, c.Services, envIndex)
+	validateKubernetes(&ps, c)
 	validateIdentities(&ps, c.Identities)
 
 	seenChannel := map[string]int{}
@@ -262,11 +276,39 @@ func validateServices(ps *problems, services []Service, envIndex map[string]int)
 			} else if !streamName.MatchString(w.Name) {
 				ps.add(wp+".name", "%q is not a valid %s name", w.Name, w.Kind)
 			}
+			if w.Container != "" && !dnsLabel.MatchString(w.Container) {
+				ps.add(wp+".container", "%q is not a valid container name", w.Container)
+			}
 			if k, dup := seenWorkload[w]; dup {
 				ps.add(wp, "%s %s is already listed in workloads[%d]", w.Kind, w.Name, k)
 			} else {
 				seenWorkload[w] = j
 			}
+		}
+	}
+}
+
+// validateKubernetes: a plain Kubernetes environment has no image triggers
+// to find a service's workloads by, so every service names them.
+func validateKubernetes(ps *problems, c *Config) {
+	for i, host := range c.Registry.Insecure {
+		if host == "" || strings.ContainsAny(host, "/ \t@") {
+			ps.add(fmt.Sprintf("registry.insecure[%d]", i), "%q is not a registry host (host or host:port)", host)
+		}
+	}
+	var kube []string
+	for _, e := range c.Environments {
+		if e.Kubernetes() {
+			kube = append(kube, e.Name)
+		}
+	}
+	if len(kube) == 0 {
+		return
+	}
+	for i, s := range c.Services {
+		if len(s.Workloads) == 0 {
+			ps.add(fmt.Sprintf("services[%d].workloads", i), "required: environment %s is plain Kubernetes, which has no image triggers to find %s's workloads by; list them, e.g. {kind: Deployment, name: %s, container: %s}",
+				strings.Join(kube, ", "), s.Name, s.Name, s.Name)
 		}
 	}
 }

@@ -460,6 +460,36 @@ func TestChartRendering(t *testing.T) {
 				}
 			},
 		}},
+		{"registry pull secret", []string{"--set", "registryPullSecret=regcred"}, []check{
+			validConfig, passesRestricted,
+			func(t *testing.T, r rendered) {
+				cm := one[*corev1.ConfigMap](t, r)
+				cfg, err := config.Parse([]byte(cm.Data["config.yaml"]))
+				if err != nil {
+					t.Fatal(err)
+				}
+				const path = "/var/run/deploybot/registry/.dockerconfigjson"
+				if cfg.Registry.DockerConfig != path {
+					t.Errorf("config registry.dockerConfig %q, want %s", cfg.Registry.DockerConfig, path)
+				}
+				d := deployment(t, r)
+				var vol *corev1.Volume
+				for i, v := range d.Spec.Template.Spec.Volumes {
+					if v.Name == "registry-credentials" {
+						vol = &d.Spec.Template.Spec.Volumes[i]
+					}
+				}
+				if vol == nil || vol.Secret == nil || vol.Secret.SecretName != "regcred" || len(vol.Secret.Items) != 1 || vol.Secret.Items[0].Key != ".dockerconfigjson" {
+					t.Errorf("registry volume %+v, want the Secret regcred's .dockerconfigjson", vol)
+				}
+				c := container(t, r)
+				if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
+					return m.Name == "registry-credentials" && m.MountPath+"/.dockerconfigjson" == path && m.ReadOnly
+				}) {
+					t.Errorf("mounts %+v, want the registry credentials read-only at %s", c.VolumeMounts, path)
+				}
+			},
+		}},
 		{"openshift", []string{"-f", chartDir + "/ci/openshift-values.yaml"}, []check{
 			validConfig, passesRestricted,
 			func(t *testing.T, r rendered) {

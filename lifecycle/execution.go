@@ -70,6 +70,7 @@ func (l *Lifecycle) execute(ctx context.Context, id string) {
 	var followed time.Duration
 	if execErr == nil {
 		result, execErr = exec.Execute(execCtx, r.Plan, report)
+		l.recordImages(ctx, r, result)
 		start := time.Now()
 		result.Rollouts = exec.Follow(execCtx, r.Plan, result, l.rolloutDeadline, report)
 		followed = time.Since(start)
@@ -109,6 +110,28 @@ func (l *Lifecycle) execute(ctx context.Context, id string) {
 	l.mu.Lock()
 	delete(l.progress, id)
 	l.mu.Unlock()
+}
+
+// recordImages notes in the store the images a plain Kubernetes Plan set,
+// with who asked: that environment's only tag history (the registry keeps
+// none). A record that cannot be written is logged; the deploy happened.
+func (l *Lifecycle) recordImages(ctx context.Context, r *store.Request, res plan.Result) {
+	if !r.Plan.Kubernetes() {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	now := l.Now()
+	for _, t := range res.Targets {
+		if t.Outcome != plan.PhaseChanged || !plan.IsDigest(t.To.Digest) {
+			continue
+		}
+		rec := store.ImageRecord{Env: r.Plan.Env, Service: t.Service, Digest: t.To.Digest, Ref: t.To.Ref,
+			Seen: now, Imported: now, By: r.Requester.User, Request: r.ID}
+		if err := l.store.RecordImage(rctx, rec); err != nil {
+			l.log.Error("recording an image in the history", "request", r.ID, "service", t.Service, "digest", t.To.Digest, "err", err)
+		}
+	}
 }
 
 // recordTimeout bounds recording an execution's outcome after its context

@@ -28,6 +28,21 @@ func ExecuteAccess(plan Plan) []Access {
 		if t.Unchanged {
 			continue
 		}
+		if plan.Kubernetes() && plan.Action != ActionRollback {
+			// The bot is the image-trigger controller: it reads each
+			// workload and patches its containers' images.
+			for _, w := range t.Workloads {
+				if r := workloadResource(w.Kind); r != "" {
+					add("get", "apps", r, w.Name)
+					add("patch", "apps", r, w.Name)
+				}
+			}
+			for _, p := range t.DeletePods {
+				add("get", "", "pods", p)
+				add("delete", "", "pods", p)
+			}
+			continue
+		}
 		switch plan.Action {
 		case ActionImport:
 			// RegistryImage check (lookup import) and the import itself.
@@ -112,6 +127,17 @@ func FollowAccess(plan Plan) []Access {
 	return append(out,
 		Access{Verb: "list", Resource: "pods", Namespace: ns},
 		Access{Verb: "watch", Resource: "pods", Namespace: ns})
+}
+
+// workloadResource is the apps/v1 resource of a workload kind, or "".
+func workloadResource(kind string) string {
+	switch k, _ := NormalizeKind(kind); k {
+	case KindDeployment:
+		return "deployments"
+	case KindStatefulSet:
+		return "statefulsets"
+	}
+	return ""
 }
 
 func dedupeAccess(in []Access) []Access {

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -29,8 +30,12 @@ const (
 // authorized, stored, audited and executed. Nothing mutates a cluster except
 // executing a stored, approved Plan.
 type Plan struct {
-	Action    Action   `json:"action"`
-	Env       string   `json:"env"`
+	Action Action `json:"action"`
+	Env    string `json:"env"`
+	// Platform is PlatformKubernetes for a plain Kubernetes environment (the
+	// bot sets the workloads' images itself); empty is OpenShift (image
+	// streams and their triggers).
+	Platform  string   `json:"platform,omitempty"`
 	Namespace string   `json:"namespace"`
 	Targets   []Target `json:"targets"`
 	// Access lists every API call the Plan needs, checked for the requester.
@@ -39,6 +44,12 @@ type Plan struct {
 	// Notes are user-facing remarks, e.g. why an undo pins the stream tag.
 	Notes []string `json:"notes,omitempty"`
 }
+
+// PlatformKubernetes marks a Plan for a plain Kubernetes environment.
+const PlatformKubernetes = "kubernetes"
+
+// Kubernetes reports whether the Plan is for a plain Kubernetes environment.
+func (p Plan) Kubernetes() bool { return p.Platform == PlatformKubernetes }
 
 // Target is one image stream tag (or one untriggered workload) the Plan changes.
 type Target struct {
@@ -67,6 +78,11 @@ type Target struct {
 type Image struct {
 	Ref    string `json:"ref,omitempty"`
 	Digest string `json:"digest,omitempty"`
+	// Revision and Source are the image's org.opencontainers.image.revision
+	// and .source labels, when the registry was read for them: the commit
+	// and repository it was built from.
+	Revision string `json:"revision,omitempty"`
+	Source   string `json:"source,omitempty"`
 }
 
 // WorkloadRef names a workload in the Plan's namespace.
@@ -76,6 +92,18 @@ type WorkloadRef struct {
 	// Triggered is true when the workload follows the stream tag through
 	// image.openshift.io/triggers.
 	Triggered bool `json:"triggered,omitempty"`
+	// Containers names the containers whose image a plain Kubernetes Plan
+	// sets (import, revert, track), joined by commas (container names are
+	// DNS labels), so that a WorkloadRef stays comparable.
+	Containers string `json:"containers,omitempty"`
+}
+
+// ContainerNames splits Containers.
+func (w WorkloadRef) ContainerNames() []string {
+	if w.Containers == "" {
+		return nil
+	}
+	return strings.Split(w.Containers, ",")
 }
 
 // Access is one API call the Plan needs, as a SubjectAccessReview asks it.

@@ -1,6 +1,10 @@
 package plan
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"time"
+)
 
 // TagState is what deploybot knows of one ImageStream tag (oc describe is/NAME).
 type TagState struct {
@@ -78,4 +82,44 @@ type StuckPod struct {
 	Name     string `json:"name"`
 	Revision string `json:"revision"`
 	Reason   string `json:"reason"`
+}
+
+// ImageRecord is one image a service's tag has had in an environment.
+type ImageRecord struct {
+	Env     string `json:"env"`
+	Service string `json:"service"`
+	// Digest is sha256:<64 hex>: the index digest of a multi-arch image.
+	Digest string `json:"digest"`
+	// Ref is the reference the workloads were set to, REPO:TAG@DIGEST.
+	Ref string `json:"ref"`
+	// Seen is when the bot first saw the digest (in the registry or
+	// running).
+	Seen time.Time `json:"seen"`
+	// Imported is when a request of the bot last set the workloads to it;
+	// zero if it never did. By is who asked (a Kubernetes user, or the
+	// schedule's identity), Request the request ID.
+	Imported time.Time `json:"imported,omitzero"`
+	By       string    `json:"by,omitempty"`
+	Request  string    `json:"request,omitempty"`
+}
+
+// Latest is the record's newest time: its import, else when it was seen.
+func (r ImageRecord) Latest() time.Time {
+	if r.Imported.After(r.Seen) {
+		return r.Imported
+	}
+	return r.Seen
+}
+
+// Check refuses a record that could not have come from the bot.
+func (r ImageRecord) Check() error {
+	switch {
+	case r.Env == "" || r.Service == "":
+		return errors.New("an image record needs an environment and a service")
+	case !IsDigest(r.Digest):
+		return fmt.Errorf("image record %s/%s: %q is not a sha256 digest", r.Env, r.Service, r.Digest)
+	case r.Seen.IsZero():
+		return fmt.Errorf("image record %s/%s %s: no time seen", r.Env, r.Service, r.Digest)
+	}
+	return nil
 }

@@ -82,6 +82,9 @@ type Scheduler struct {
 	// identity is who scheduled imports are requested as: the bot's own
 	// Kubernetes identity, checked like anyone's.
 	identity store.Person
+	// registry, when set, is polled for plain Kubernetes environments with
+	// scheduled: true (poll.go).
+	registry Registry
 }
 
 // Option configures a Scheduler.
@@ -147,6 +150,18 @@ func lateLimit(c cron.Schedule, t time.Time) time.Duration {
 // then it sleeps (on the clock) until the next heads-up or run.
 func (s *Scheduler) Run(ctx context.Context) {
 	envs := s.scheduledEnvs()
+	if polled := s.polledEnvs(); len(polled) > 0 {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.pollLoop(ctx, polled)
+		}()
+		defer func() { <-done }()
+		if len(envs) == 0 {
+			<-ctx.Done()
+			return
+		}
+	}
 	if len(envs) == 0 {
 		return
 	}

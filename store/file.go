@@ -493,3 +493,30 @@ func (s *FileStore) InboxDone(ctx context.Context, key, outcome string) error {
 		return snap.inboxDone(key, outcome, s.opts.now())
 	})
 }
+
+// RecordImage implements Store: a write of the state file when the record
+// changes what is kept.
+func (s *FileStore) RecordImage(ctx context.Context, rec ImageRecord) error {
+	if err := rec.Check(); err != nil {
+		return fmt.Errorf("recording an image: %w", err)
+	}
+	err := s.mutate(ctx, func(snap *snapshot) (bool, error) {
+		return snap.recordImage(rec), nil
+	})
+	if err != nil {
+		return fmt.Errorf("recording image %s of %s/%s: %w", rec.Digest, rec.Env, rec.Service, err)
+	}
+	return nil
+}
+
+// Images implements Store.
+func (s *FileStore) Images(ctx context.Context, env, service string) ([]ImageRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	snap, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	return snap.images(env, service), nil
+}

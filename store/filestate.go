@@ -124,6 +124,13 @@ func decodeSnapshot(path string, b []byte) (*snapshot, []string, error) {
 			derr = decodeValue(path, b, d, field, &snap.Pauses)
 		case "inbox":
 			derr = decodeValue(path, b, d, field, &snap.Inbox)
+		case "images":
+			derr = decodeValue(path, b, d, field, &snap.Images)
+			if derr == nil {
+				if err := checkImages(snap.Images); err != nil {
+					return nil, nil, fileErrorAt(path, b, off, err)
+				}
+			}
 		default:
 			return nil, nil, fileErrorAt(path, b, off, fmt.Errorf("unknown field %q", key))
 		}
@@ -221,6 +228,26 @@ func checkRest(snap *snapshot) error {
 	return nil
 }
 
+// checkImages checks the image records of a decoded state: each plausible,
+// under its own environment and service, no digest twice. (More than
+// MaxImageRecords of a service are not damage: the next record trims them.)
+func checkImages(images map[string]map[string][]ImageRecord) error {
+	for env, services := range images {
+		if env == "" {
+			return errors.New("image records without an environment")
+		}
+		for svc, recs := range services {
+			if svc == "" {
+				return fmt.Errorf("image records of %s without a service", env)
+			}
+			if err := CheckImageRecords(recs, env, svc); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func describeToken(t json.Token) string {
 	switch v := t.(type) {
 	case nil:
@@ -314,6 +341,9 @@ type FileState struct {
 	Pauses map[string]Pause
 	Inbox  []InboxRecord // in enqueueing order
 	Audit  []AuditEvent  // oldest first
+	// Images are the image records by environment, service, then newest
+	// first.
+	Images []ImageRecord
 	// Notes are what the reader let pass but a person should hear of:
 	// records torn by a crash mid-append, requests in unknown states.
 	Notes []string
@@ -340,6 +370,7 @@ func ReadFileState(path string) (*FileState, error) {
 		fst.Format = snap.Format
 		fst.Requests = snap.list(ListOptions{})
 		fst.Once, fst.Inbox, fst.Notes = snap.Once, snap.Inbox, notes
+		fst.Images = snap.allImages()
 		if snap.Pauses != nil {
 			fst.Pauses = snap.Pauses
 		}

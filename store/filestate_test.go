@@ -50,6 +50,14 @@ func TestDecodeSnapshotRefusesImplausible(t *testing.T) {
 		{"trailing data", "{\"format\": 1, \"requests\": {}}\n{}", 1, "after the end"},
 		{"newer format", `{"format": 2, "requests": {}}`, 1, "newer than this deploybot"},
 		{"dedupe key without expiry", `{"format": 1, "requests": {}, "once": {"k": "0001-01-01T00:00:00Z"}}`, 1, "expiry"},
+		{"image record of another env", "{\"format\": 1, \"requests\": {},\n\"images\": {\"prod\": {\"web\": [" + imageJSON("stg", "web", digestA, `"2026-03-03T02:00:00Z"`) + "]}}}", 2, "stored as one of prod/web"},
+		{"image record of another service", "{\"format\": 1, \"requests\": {},\n\n\"images\": {\"prod\": {\"web\": [" + imageJSON("prod", "worker", digestA, `"2026-03-03T02:00:00Z"`) + "]}}}", 3, "stored as one of prod/web"},
+		{"image record with a tag for a digest", `{"format": 1, "requests": {}, "images": {"prod": {"web": [` + imageJSON("prod", "web", "latest", `"2026-03-03T02:00:00Z"`) + `]}}}`, 1, "not a sha256 digest"},
+		{"image record never seen", `{"format": 1, "requests": {}, "images": {"prod": {"web": [` + imageJSON("prod", "web", digestA, `"0001-01-01T00:00:00Z"`) + `]}}}`, 1, "no time seen"},
+		{"image record twice", `{"format": 1, "requests": {}, "images": {"prod": {"web": [` + imageJSON("prod", "web", digestA, `"2026-03-03T02:00:00Z"`) + `, ` + imageJSON("prod", "web", digestA, `"2026-03-03T03:00:00Z"`) + `]}}}`, 1, "appears twice"},
+		{"image record null", `{"format": 1, "requests": {}, "images": {"prod": {"web": [null]}}}`, 1, "an image record needs"},
+		{"image records without a service", `{"format": 1, "requests": {}, "images": {"prod": {"": []}}}`, 1, "without a service"},
+		{"image records not a list", "{\"format\": 1, \"requests\": {},\n\"images\": {\"prod\": {\"web\": {}}}}", 2, "images"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,6 +71,12 @@ func TestDecodeSnapshotRefusesImplausible(t *testing.T) {
 			}
 		})
 	}
+}
+
+var digestA = "sha256:" + strings.Repeat("a", 64)
+
+func imageJSON(env, service, digest, seen string) string {
+	return `{"env": "` + env + `", "service": "` + service + `", "digest": "` + digest + `", "ref": "quay.io/x/web:prod@` + digest + `", "seen": ` + seen + `}`
 }
 
 func TestDecodeSnapshotAcceptsWhatFileStoreWrites(t *testing.T) {

@@ -191,3 +191,27 @@ func (m *Memory) InboxDone(ctx context.Context, key, outcome string) error {
 	_, err := m.snap.inboxDone(key, outcome, m.opts.now())
 	return err
 }
+
+// RecordImage implements Store.
+func (m *Memory) RecordImage(ctx context.Context, rec ImageRecord) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := rec.Check(); err != nil {
+		return fmt.Errorf("recording an image: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.snap.recordImage(rec)
+	return nil
+}
+
+// Images implements Store.
+func (m *Memory) Images(ctx context.Context, env, service string) ([]ImageRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.snap.images(env, service), nil
+}

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -20,6 +21,9 @@ type snapshot struct {
 	// Inbox holds the inbound events in enqueueing order: those not done,
 	// and done ones until their dedupe key expires.
 	Inbox []InboxRecord `json:"inbox,omitempty"`
+	// Images are the image records by environment and service, each
+	// service's newest first (at most MaxImageRecords).
+	Images map[string]map[string][]ImageRecord `json:"images,omitempty"`
 }
 
 // InboxRecord is one event of the inbox and whether it was handled: the
@@ -245,6 +249,45 @@ func (s *snapshot) pauses() map[string]Pause {
 	out := make(map[string]Pause, len(s.Pauses))
 	for k, v := range s.Pauses {
 		out[k] = v
+	}
+	return out
+}
+
+// recordImage applies RecordImage(rec) and reports whether anything
+// changed; rec must have passed Check.
+func (s *snapshot) recordImage(rec ImageRecord) bool {
+	recs, changed := MergeImage(s.Images[rec.Env][rec.Service], rec)
+	if !changed {
+		return false
+	}
+	if s.Images == nil {
+		s.Images = map[string]map[string][]ImageRecord{}
+	}
+	if s.Images[rec.Env] == nil {
+		s.Images[rec.Env] = map[string][]ImageRecord{}
+	}
+	s.Images[rec.Env][rec.Service] = recs
+	return true
+}
+
+// images returns a copy of the records of env and service, newest first.
+func (s *snapshot) images(env, service string) []ImageRecord {
+	out := slices.Clone(s.Images[env][service])
+	if out == nil {
+		out = []ImageRecord{}
+	}
+	SortImages(out)
+	return out
+}
+
+// allImages returns every image record, by environment, service and then
+// newest first.
+func (s *snapshot) allImages() []ImageRecord {
+	var out []ImageRecord
+	for _, env := range slices.Sorted(maps.Keys(s.Images)) {
+		for _, svc := range slices.Sorted(maps.Keys(s.Images[env])) {
+			out = append(out, s.images(env, svc)...)
+		}
 	}
 	return out
 }

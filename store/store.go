@@ -236,7 +236,26 @@ type Store interface {
 	// Received+TTL, then is pruned. Marking a done event again changes
 	// nothing; an unknown key is ErrNoEvent.
 	InboxDone(ctx context.Context, key, outcome string) error
+
+	// RecordImage notes an image of a service in an environment whose
+	// platform keeps no tag history (plain Kubernetes: the registry keeps
+	// none either): first seen in the registry, or imported. Records are
+	// keyed by Env, Service and Digest; recording a known digest again keeps
+	// its first Seen and Ref and takes the newer import (Imported, By,
+	// Request) when rec has one. At most MaxImageRecords per Env and Service
+	// are kept, the oldest (by Latest) dropped first.
+	RecordImage(ctx context.Context, rec ImageRecord) error
+	// Images returns the records of a service in an environment, newest
+	// (by Latest) first; none is an empty list, not an error.
+	Images(ctx context.Context, env, service string) ([]ImageRecord, error)
 }
+
+// MaxImageRecords bounds the image records kept per environment and service.
+const MaxImageRecords = 50
+
+// ImageRecord is one image a service's tag has had in an environment (the
+// type lives in plan, as cluster reads it).
+type ImageRecord = plan.ImageRecord
 
 // Pause is a paused schedule: who paused it, when, and until when (zero:
 // until resumed).

@@ -160,6 +160,73 @@ func TestFileRestartKeepsPendingRequests(t *testing.T) {
 	}
 }
 
+// TestFileRestartKeepsImages: image records are in the state file, read
+// back by the next process as they were, and by ReadFileState for a
+// migration.
+func TestFileRestartKeepsImages(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	s1 := openFile(t, path)
+	at := time.Date(2026, 3, 3, 2, 0, 0, 0, time.UTC)
+	web := storetest.NewImage("prod", "web", "v1", at)
+	web.Imported, web.By, web.Request = at.Add(time.Minute), "alice", "abc1234567"
+	recs := []store.ImageRecord{web, storetest.NewImage("prod", "web", "v2", at.Add(time.Hour)), storetest.NewImage("stg", "worker", "v1", at)}
+	for _, r := range recs {
+		if err := s1.RecordImage(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s1.Close()
+
+	s2 := openFile(t, path)
+	for _, tt := range []struct {
+		env, service string
+		want         []store.ImageRecord
+	}{
+		{"prod", "web", []store.ImageRecord{recs[1], recs[0]}},
+		{"stg", "worker", []store.ImageRecord{recs[2]}},
+	} {
+		got, err := s2.Images(t.Context(), tt.env, tt.service)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(tt.want) {
+			t.Fatalf("after restart Images(%s, %s) = %+v, want %+v", tt.env, tt.service, got, tt.want)
+		}
+		for i := range got {
+			if !storetest.SameImage(got[i], tt.want[i]) {
+				t.Errorf("after restart Images(%s, %s)[%d] = %+v, want %+v", tt.env, tt.service, i, got[i], tt.want[i])
+			}
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"images":{"prod":{"web":[{"env":"prod","service":"web","digest":"`+recs[1].Digest) {
+		t.Errorf("the state file does not hold the records by environment and service, newest first:\n%s", b)
+	}
+	fst, err := store.ReadFileState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fst.Images) != 3 || !storetest.SameImage(fst.Images[0], recs[1]) || !storetest.SameImage(fst.Images[1], recs[0]) || !storetest.SameImage(fst.Images[2], recs[2]) {
+		t.Errorf("ReadFileState images = %+v, want prod/web newest first, then stg/worker", fst.Images)
+	}
+}
+
+// TestFileImplausibleImageRefusedAtOpen: a damaged image record is refused
+// at open, naming the file and the line of the records.
+func TestFileImplausibleImageRefusedAtOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	doc := "{\"format\": 1, \"requests\": {},\n\"images\": {\"prod\": {\"web\": [{\"env\": \"prod\", \"service\": \"web\", \"digest\": \"sha256:abc\", \"seen\": \"2026-03-03T02:00:00Z\"}]}}}"
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.OpenFile(path); err == nil || !strings.Contains(err.Error(), path+": line 2") || !strings.Contains(err.Error(), "not a sha256 digest") {
+		t.Errorf("OpenFile = %v, want an error naming %s line 2 and the digest", err, path)
+	}
+}
+
 func TestFileLayout(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "nested", "dir")
 	s := openFile(t, filepath.Join(dir, "state.json"))

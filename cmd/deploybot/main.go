@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,6 +29,7 @@ import (
 	"github.com/deploybot/deploybot/examples"
 	"github.com/deploybot/deploybot/kubeclient"
 	"github.com/deploybot/deploybot/lifecycle"
+	"github.com/deploybot/deploybot/registry"
 	"github.com/deploybot/deploybot/store"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
@@ -104,6 +106,9 @@ type setup struct {
 	// rest are the environments' client configs (not in demo mode), for
 	// execution: impersonate.
 	rest map[string]*rest.Config
+	// envs are the environments' clients; those of plain Kubernetes
+	// environments read their image history from the store, once it is open.
+	envs map[string]cluster.EnvClient
 }
 
 func build(ctx context.Context, configPath string, useDemo bool, statePath string, tick time.Duration, log *slog.Logger) (*setup, error) {
@@ -137,6 +142,10 @@ func build(ctx context.Context, configPath string, useDemo bool, statePath strin
 		}
 	} else {
 		s.rest = map[string]*rest.Config{}
+		reg, err := registryFor(s.cfg)
+		if err != nil {
+			return nil, err
+		}
 		for _, e := range s.cfg.Environments {
 			rc, err := cluster.RESTConfig(e.Kubeconfig, e.Context)
 			if err != nil {
@@ -147,9 +156,14 @@ func build(ctx context.Context, configPath string, useDemo bool, statePath strin
 			if err != nil {
 				return nil, fmt.Errorf("environment %s: %w", e.Name, err)
 			}
+			if e.Kubernetes() {
+				ec.Images = nil // no image API: the bot sets the images
+				ec.Kubernetes = &cluster.Kubernetes{Registry: reg, Services: cluster.KubernetesServices(s.cfg), Scheduled: e.Scheduled}
+			}
 			envs[e.Name] = ec
 		}
 	}
+	s.envs = envs
 	for name, ec := range envs {
 		kube[name] = ec.Kube
 	}
@@ -161,6 +175,7 @@ func build(ctx context.Context, configPath string, useDemo bool, statePath strin
 		return nil, err
 	} else if ks != nil {
 		s.store = ks
+		s.historyFromStore()
 		if s.replica, err = replicaName(os.Getenv, ""); err != nil {
 			return nil, err
 		}
@@ -197,7 +212,38 @@ func build(ctx context.Context, configPath string, useDemo bool, statePath strin
 	if err != nil {
 		return nil, fmt.Errorf("opening the state database: %w", err)
 	}
+	s.historyFromStore()
 	return &s, nil
+}
+
+// historyFromStore gives the plain Kubernetes environments the store as
+// their image history (the registry keeps none).
+func (s *setup) historyFromStore() {
+	for _, ec := range s.envs {
+		if ec.Kubernetes != nil {
+			ec.Kubernetes.History = s.store
+		}
+	}
+}
+
+// registryFor is the registry client plain Kubernetes environments read
+// tags with; nil when the config has none.
+func registryFor(cfg *config.Config) (cluster.Registry, error) {
+	if !slices.ContainsFunc(cfg.Environments, func(e config.Environment) bool { return e.Kubernetes() }) {
+		return nil, nil
+	}
+	var opts []registry.Option
+	if cfg.Registry.DockerConfig != "" {
+		opts = append(opts, registry.WithDockerConfig(cfg.Registry.DockerConfig))
+	}
+	if len(cfg.Registry.Insecure) > 0 {
+		opts = append(opts, registry.WithInsecure(cfg.Registry.Insecure...))
+	}
+	c, err := registry.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("building the registry client: %w", err)
+	}
+	return cluster.RegistryClient(c), nil
 }
 
 // botOptions are the options that follow from the configuration.
@@ -232,6 +278,9 @@ func (s *setup) impersonating() func(store.Person) (lifecycle.Executor, error) {
 			ec, err := cluster.ConnectAs(s.rest[e.Name], e.Namespace, p.User, p.Groups)
 			if err != nil {
 				return nil, fmt.Errorf("acting as %s in %s: %w", p.User, e.Name, err)
+			}
+			if k := s.envs[e.Name].Kubernetes; k != nil {
+				ec.Images, ec.Kubernetes = nil, k
 			}
 			envs[e.Name] = ec
 		}

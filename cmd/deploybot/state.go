@@ -109,7 +109,7 @@ func localStore(statePath string, cfg *config.Config, log *slog.Logger) (*bolt.S
 		log.Info("migrated the JSON state file into the state database: "+m.String(),
 			"database", dbPath, "from", m.From, "backup", m.Backup, "auditBackup", m.AuditBackup,
 			"requests", m.Requests, "open", m.Open, "audit", m.Audit, "dedupe", m.Once,
-			"pauses", m.Pauses, "inbox", m.Inbox, "resumed", m.Resumed)
+			"pauses", m.Pauses, "inbox", m.Inbox, "images", m.Images, "resumed", m.Resumed)
 		for _, n := range m.Notes {
 			log.Warn("migrating the JSON state file: "+n, "database", dbPath, "from", m.From)
 		}

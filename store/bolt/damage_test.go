@@ -52,6 +52,14 @@ func TestReadsRefuseDamage(t *testing.T) {
 			}, `inbox-keys/"k"`},
 		{"inbox key garbage, InboxDone", func(tx *bbolt.Tx) error { return tx.Bucket(bInboxKeys).Put([]byte("k"), []byte(`null`)) },
 			func(s *Store) error { return s.InboxDone(ctx, "k", "replied") }, `inbox-keys/"k"`},
+		{"image record garbage, Images", func(tx *bbolt.Tx) error {
+			return tx.Bucket(bImages).Put(imageKey("prod", "web", "sha256:"+strings.Repeat("a", 64)), []byte("{}"))
+		}, func(s *Store) error { _, err := s.Images(ctx, "prod", "web"); return err }, `images/"\x04prod\x03web`},
+		{"image record garbage, RecordImage", func(tx *bbolt.Tx) error {
+			return tx.Bucket(bImages).Put(imageKey("prod", "web", "sha256:"+strings.Repeat("a", 64)), []byte("null"))
+		}, func(s *Store) error {
+			return s.RecordImage(ctx, store.ImageRecord{Env: "prod", Service: "web", Digest: "sha256:" + strings.Repeat("b", 64), Seen: time.Now()})
+		}, "the image record is null"},
 		{"lock naming no request", func(tx *bbolt.Tx) error { return tx.Bucket(bLocks).Put([]byte("prod/x"), []byte("ghost")) },
 			func(s *Store) error {
 				return s.Create(ctx, &store.Request{State: store.Planned, Locks: []string{"prod/x"}})

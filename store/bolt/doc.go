@@ -16,6 +16,15 @@
 //	inbox-keys   key → JSON {pos, expires, done, doneAt, outcome}: the inbox's dedupe keys
 //	inbox-expiry time(Received+TTL) ‖ key → "": done inbox keys by expiry, for pruning
 //	pauses       env → the store.Pause as JSON
+//	images       len(env) ‖ env ‖ len(service) ‖ service ‖ digest → the store.ImageRecord as JSON
+//
+// len(s) is the length of s as a uvarint, so that the records of one
+// environment and service are the keys with one prefix, which no other
+// environment's or service's keys have (a cursor's Seek lists them), and
+// within it they are in digest order; Images sorts them by time. At most
+// store.MaxImageRecords are kept per prefix, so RecordImage reads a bounded
+// number. The images bucket came after the first databases of format 1:
+// Open adds it to a database that lacks it.
 //
 // time(t) is t's Unix nanoseconds as 8 big-endian bytes with the sign bit
 // flipped, so that byte order is time order.

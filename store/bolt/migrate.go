@@ -41,8 +41,8 @@ type Migration struct {
 	At     time.Time
 	// What was imported: requests (Open of them not finished), audit
 	// events, live dedupe keys (expired ones are left out), pauses, inbox
-	// events (pending and done).
-	Requests, Open, Audit, Once, Pauses, Inbox int
+	// events (pending and done), image records.
+	Requests, Open, Audit, Once, Pauses, Inbox, Images int
 	// Notes are what the reader let pass but a person should hear of.
 	Notes []string `json:",omitempty"`
 	// Resumed is a migration whose import a crash had already committed:
@@ -51,8 +51,8 @@ type Migration struct {
 }
 
 func (m *Migration) String() string {
-	s := fmt.Sprintf("%d requests (%d open), %d audit events, %d dedupe keys, %d schedule pauses, %d inbox events from %s",
-		m.Requests, m.Open, m.Audit, m.Once, m.Pauses, m.Inbox, m.From)
+	s := fmt.Sprintf("%d requests (%d open), %d audit events, %d dedupe keys, %d schedule pauses, %d inbox events, %d image records from %s",
+		m.Requests, m.Open, m.Audit, m.Once, m.Pauses, m.Inbox, m.Images, m.From)
 	if m.Resumed {
 		s += " (imported before a crash; finished now)"
 	}
@@ -209,7 +209,34 @@ func (s *Store) importState(tx *bbolt.Tx, fst *store.FileState, m *Migration) er
 		}
 		m.Pauses++
 	}
+	if err := s.importImages(tx, fst.Images, m); err != nil {
+		return err
+	}
 	return s.importInbox(tx, fst.Inbox, now, m)
+}
+
+// importImages writes the image records, which store.ReadFileState
+// checked, under their keys.
+func (s *Store) importImages(tx *bbolt.Tx, records []store.ImageRecord, m *Migration) error {
+	images := tx.Bucket(bImages)
+	for _, r := range records {
+		k := imageKey(r.Env, r.Service, r.Digest)
+		if len(k) > bbolt.MaxKeySize {
+			return fmt.Errorf("migrating the image record %s of %s/%s: the names are too long", r.Digest, r.Env, r.Service)
+		}
+		if images.Get(k) != nil {
+			return fmt.Errorf("migrating the image record %s of %s/%s: it appears twice", r.Digest, r.Env, r.Service)
+		}
+		v, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		if err := images.Put(k, v); err != nil {
+			return err
+		}
+		m.Images++
+	}
+	return nil
 }
 
 func (s *Store) importInbox(tx *bbolt.Tx, records []store.InboxRecord, now time.Time, m *Migration) error {

@@ -52,11 +52,27 @@ func fileState(t *testing.T, dir string) (string, *store.Request, *store.Request
 	if err := fs.InboxDone(ctx, "in/done", "replied"); err != nil {
 		t.Fatal(err)
 	}
+	for _, r := range migratedImages(open.ID) {
+		if err := fs.RecordImage(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// A writer killed mid-write left a temporary copy.
 	if err := os.WriteFile(path+".tmp-999", []byte("{"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path, open, done
+}
+
+// migratedImages are the image records fileState writes.
+func migratedImages(requestID string) []store.ImageRecord {
+	at := time.Date(2026, 3, 3, 2, 0, 0, 0, time.UTC)
+	v1 := storetest.NewImage("prod", "packit-worker", "v1", at)
+	v1.Imported, v1.By, v1.Request = at.Add(time.Minute), "alice", requestID
+	return []store.ImageRecord{v1,
+		storetest.NewImage("prod", "packit-worker", "v2", at.Add(time.Hour)),
+		storetest.NewImage("stg", "packit-worker", "v1", at),
+	}
 }
 
 // TestMigrateJSONState: the first open imports everything the JSON file
@@ -77,9 +93,9 @@ func TestMigrateJSONState(t *testing.T) {
 	if m == nil {
 		t.Fatal("no migration reported")
 	}
-	got := [...]int{m.Requests, m.Open, m.Audit, m.Once, m.Pauses, m.Inbox}
-	if want := [...]int{2, 1, 3, 1, 1, 2}; got != want {
-		t.Errorf("migrated requests, open, audit, once, pauses, inbox = %v, want %v (%s)", got, want, m)
+	got := [...]int{m.Requests, m.Open, m.Audit, m.Once, m.Pauses, m.Inbox, m.Images}
+	if want := [...]int{2, 1, 3, 1, 1, 2, 3}; got != want {
+		t.Errorf("migrated requests, open, audit, once, pauses, inbox, images = %v, want %v (%s)", got, want, m)
 	}
 	if !strings.HasPrefix(m.Backup, jsonPath+".migrated-") || !strings.HasPrefix(m.AuditBackup, filepath.Join(dir, "state.audit.jsonl.migrated-")) {
 		t.Errorf("backups %q, %q", m.Backup, m.AuditBackup)
@@ -125,6 +141,36 @@ func TestMigrateJSONState(t *testing.T) {
 	if fresh, _ := s.Enqueue(ctx, []store.InboxEvent{{Key: "in/done", TTL: time.Hour}}); fresh[0] {
 		t.Errorf("the done inbox event's key did not come along")
 	}
+	imgs := migratedImages(open.ID)
+	for _, tt := range []struct {
+		env  string
+		want []store.ImageRecord
+	}{
+		{"prod", []store.ImageRecord{imgs[1], imgs[0]}},
+		{"stg", []store.ImageRecord{imgs[2]}},
+	} {
+		got, err := s.Images(ctx, tt.env, "packit-worker")
+		if err != nil || len(got) != len(tt.want) {
+			t.Fatalf("images of %s after migrating = %+v, %v; want %+v", tt.env, got, err, tt.want)
+		}
+		for i := range got {
+			if !storetest.SameImage(got[i], tt.want[i]) {
+				t.Errorf("images of %s after migrating [%d] = %+v, want %+v", tt.env, i, got[i], tt.want[i])
+			}
+		}
+	}
+	// The migrated records go on as the store's own: a newer import is taken.
+	newer := imgs[1]
+	newer.Imported, newer.By = newer.Seen.Add(time.Hour), "bob"
+	if err := s.RecordImage(ctx, newer); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Images(ctx, "prod", "packit-worker"); len(got) != 2 || got[0].By != "bob" {
+		t.Errorf("after an import of a migrated record: %+v", got)
+	}
+	if err := s.Verify(ctx); err != nil {
+		t.Errorf("Verify after migrating: %v", err)
+	}
 	s.Close()
 
 	s2, m2, err := bolt.OpenMigrating(dbPath, jsonPath)
@@ -156,6 +202,7 @@ func TestMigrateRefusesImplausibleState(t *testing.T) {
 		{"bad audit line in the middle", `{"format": 1, "requests": {}}`, good + "{broken\n" + good, "state.audit.jsonl: line 2"},
 		{"audit of garbage", `{"format": 1, "requests": {}}`, "\x00\x01\x02\x03", "state.audit.jsonl: line 1"},
 		{"audit only, null record", "", "null\n", "state.audit.jsonl: line 1"},
+		{"implausible image record", "{\"format\": 1, \"requests\": {},\n\"images\": {\"prod\": {\"web\": [{\"env\": \"prod\", \"service\": \"web\", \"digest\": \"sha256:abc\", \"seen\": \"2026-03-03T02:00:00Z\"}]}}}", "", "state.json: line 2, column 9: image record prod/web: \"sha256:abc\" is not a sha256 digest"},
 		{"two open requests with one lock", `{"format": 1, "requests": {` + req("aaa", "AwaitingApproval") + `, ` + req("bbb", "Approved") + `}}`, "", "both open and hold the lock prod/x"},
 	}
 	for _, tt := range tests {

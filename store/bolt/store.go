@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -34,8 +35,13 @@ var (
 	bInboxKeys   = []byte("inbox-keys")
 	bInboxExpiry = []byte("inbox-expiry")
 	bPauses      = []byte("pauses")
+	bImages      = []byte("images")
 
-	allBuckets = [][]byte{bMeta, bRequests, bLocks, bFinished, bAudit, bOnce, bOnceExpiry, bInbox, bInboxKeys, bInboxExpiry, bPauses}
+	allBuckets = [][]byte{bMeta, bRequests, bLocks, bFinished, bAudit, bOnce, bOnceExpiry, bInbox, bInboxKeys, bInboxExpiry, bPauses, bImages}
+	// addedBuckets came after format 1 databases were first written: one
+	// an older deploybot created lacks them, and Open adds them. An older
+	// deploybot opening the database leaves them alone.
+	addedBuckets = [][]byte{bImages}
 
 	keyFormat   = []byte("format")
 	keyMigrated = []byte("migrated")
@@ -238,12 +244,23 @@ func (s *Store) init() error {
 		if f > Format {
 			return fmt.Errorf("opening state database %s: format %d is newer than this deploybot understands (%d)", s.path, f, Format)
 		}
+		added := false
 		for _, name := range allBuckets {
-			if tx.Bucket(name) == nil {
+			if tx.Bucket(name) != nil {
+				continue
+			}
+			if !slices.ContainsFunc(addedBuckets, func(b []byte) bool { return bytes.Equal(b, name) }) {
 				return s.corrupt("its buckets", fmt.Errorf("the bucket %s is missing", name))
 			}
+			if _, err := tx.CreateBucket(name); err != nil {
+				return fmt.Errorf("opening state database %s: adding the bucket %s: %w", s.path, name, err)
+			}
+			added = true
 		}
-		return errNothingToWrite
+		if !added {
+			return errNothingToWrite
+		}
+		return nil
 	})
 }
 

@@ -58,6 +58,15 @@ func TestRestartKeepsState(t *testing.T) {
 	if err := s1.InboxDone(ctx, "done", "replied"); err != nil {
 		t.Fatal(err)
 	}
+	at := time.Date(2026, 3, 3, 2, 0, 0, 0, time.UTC)
+	img := storetest.NewImage("prod", "web", "v1", at)
+	img.Imported, img.By, img.Request = at.Add(time.Minute), "alice", r.ID
+	images := []store.ImageRecord{img, storetest.NewImage("prod", "web", "v2", at.Add(time.Hour)), storetest.NewImage("prod", "web2", "v1", at)}
+	for _, rec := range images {
+		if err := s1.RecordImage(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := s1.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +94,43 @@ func TestRestartKeepsState(t *testing.T) {
 	}
 	if fresh, _ := s2.Enqueue(ctx, []store.InboxEvent{{Key: "pending", TTL: time.Hour}, {Key: "done", TTL: time.Hour}}); fresh[0] || fresh[1] {
 		t.Errorf("after restart Enqueue of kept keys = %v, want duplicates", fresh)
+	}
+	if got, err := s2.Images(ctx, "prod", "web"); err != nil || len(got) != 2 || !storetest.SameImage(got[0], images[1]) || !storetest.SameImage(got[1], images[0]) {
+		t.Errorf("after restart Images(prod, web) = %+v, %v; want v2 then v1 as recorded", got, err)
+	}
+	if got, err := s2.Images(ctx, "prod", "web2"); err != nil || len(got) != 1 || !storetest.SameImage(got[0], images[2]) {
+		t.Errorf("after restart Images(prod, web2) = %+v, %v", got, err)
+	}
+}
+
+// TestOpenAddsImagesBucket: a database an older deploybot wrote, without
+// the images bucket, opens, gains the bucket and keeps its state.
+func TestOpenAddsImagesBucket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := open(t, path)
+	r := storetest.NewRequest(store.AwaitingApproval, "prod/web")
+	if err := s.Create(t.Context(), r); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	rawUpdate(t, path, func(tx *bbolt.Tx) error { return tx.DeleteBucket([]byte("images")) })
+	if _, ok := bucketSizes(t, path)["images"]; ok {
+		t.Fatal("the images bucket is still there")
+	}
+	s = open(t, path)
+	if _, err := s.Get(t.Context(), r.ID); err != nil {
+		t.Errorf("the request is gone: %v", err)
+	}
+	rec := storetest.NewImage("prod", "web", "v1", time.Now())
+	if err := s.RecordImage(t.Context(), rec); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Images(t.Context(), "prod", "web"); err != nil || len(got) != 1 {
+		t.Errorf("Images = %+v, %v", got, err)
+	}
+	s.Close()
+	if n, ok := bucketSizes(t, path)["images"]; !ok || n != 1 {
+		t.Errorf("the images bucket holds %d records (there: %v), want 1", n, ok)
 	}
 }
 
@@ -269,6 +315,24 @@ func TestDamageRefusedAtOpen(t *testing.T) {
 		{"inbox key pointing nowhere", func(t *testing.T, path string, _ *store.Request) {
 			rawUpdate(t, path, put("inbox-keys", "k", `{"pos":"AAAAAAAAAAAAAAAAAAAAAA==","expires":"2026-03-03T02:00:00Z"}`))
 		}, "not there"},
+		{"image record garbage", func(t *testing.T, path string, _ *store.Request) {
+			rawUpdate(t, path, put("images", "\x04prod\x03web"+digestA, "{"))
+		}, `images/"\x04prod\x03web`},
+		{"image record null", func(t *testing.T, path string, _ *store.Request) {
+			rawUpdate(t, path, put("images", "\x04prod\x03web"+digestA, "null"))
+		}, "the image record is null"},
+		{"image record under another digest", func(t *testing.T, path string, _ *store.Request) {
+			rawUpdate(t, path, put("images", "\x04prod\x03web"+digestA, imageJSON("prod", "web", digestB)))
+		}, "stored under the digest"},
+		{"image record under another service", func(t *testing.T, path string, _ *store.Request) {
+			rawUpdate(t, path, put("images", "\x04prod\x03web"+digestA, imageJSON("prod", "worker", digestA)))
+		}, "stored as one of prod/web"},
+		{"image record with a bad digest", func(t *testing.T, path string, _ *store.Request) {
+			rawUpdate(t, path, put("images", "\x04prod\x03webv1", imageJSON("prod", "web", "v1")))
+		}, "not a sha256 digest"},
+		{"image key without a service", func(t *testing.T, path string, _ *store.Request) {
+			rawUpdate(t, path, put("images", "\x04prod\x7fweb"+digestA, imageJSON("prod", "web", digestA)))
+		}, "the key is not an environment, a service and a digest"},
 		{"a byte of a request's page flipped", func(t *testing.T, path string, r *store.Request) {
 			b := readFile(t, path)
 			i := strings.Index(string(b), `"command":"import prod worker"`)
@@ -302,6 +366,15 @@ func TestDamageRefusedAtOpen(t *testing.T) {
 			}
 		})
 	}
+}
+
+var (
+	digestA = "sha256:" + strings.Repeat("a", 64)
+	digestB = "sha256:" + strings.Repeat("b", 64)
+)
+
+func imageJSON(env, service, digest string) string {
+	return `{"env":"` + env + `","service":"` + service + `","digest":"` + digest + `","ref":"r","seen":"2026-03-03T02:00:00Z"}`
 }
 
 func TestPaths(t *testing.T) {

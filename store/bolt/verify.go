@@ -24,7 +24,9 @@ const maxCheckErrors = 5
 //   - each Once key has its expiry entry, and each entry its key;
 //   - each event in the inbox has its key pointing at it, not done; each
 //     key not done points at its event; each done key has its expiry entry;
-//   - the audit records decode, under sequence numbers.
+//   - the audit records decode, under sequence numbers;
+//   - the image records decode, plausible, each under its own environment,
+//     service and digest.
 //
 // The first violation is a *CorruptError naming the record.
 func (s *Store) Verify(ctx context.Context) error {
@@ -43,7 +45,7 @@ func (s *Store) Verify(ctx context.Context) error {
 				return s.corrupt("its buckets", fmt.Errorf("the bucket %s is missing", name))
 			}
 		}
-		for _, check := range []func(*bbolt.Tx) error{s.verifyRequests, s.verifyOnce, s.verifyInbox, s.verifyAudit, s.verifyPauses} {
+		for _, check := range []func(*bbolt.Tx) error{s.verifyRequests, s.verifyOnce, s.verifyInbox, s.verifyAudit, s.verifyPauses, s.verifyImages} {
 			if err := check(tx); err != nil {
 				return err
 			}

@@ -42,6 +42,16 @@
 //     annotations deploybot.dev/received, deploybot.dev/expires (received
 //     plus TTL) and deploybot.dev/order (the enqueueing clock and the index
 //     in the batch, the tiebreak of events received at once).
+//   - images: INSTANCE-images-ENV-SERVICE-HASH, one per environment and
+//     service that has image records (a readable part, cut to 60
+//     characters, and a hash of both names); data images.json, the
+//     store.ImageRecords as a JSON array newest first (at most
+//     store.MaxImageRecords, some 25 KiB); annotations deploybot.dev/env and
+//     deploybot.dev/service. RecordImage is a compare-and-swap on its
+//     resourceVersion, retried on conflict like SetPause; one object per
+//     service rather than per environment keeps an environment of many
+//     services clear of the 1 MiB limit, and keeps writes for different
+//     services from conflicting.
 //
 // # Exactly once
 //

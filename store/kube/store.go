@@ -44,6 +44,7 @@ const (
 	KindAudit   = "audit"
 	KindPauses  = "pauses"
 	KindInbox   = "inbox"
+	KindImages  = "images"
 )
 
 // Defaults of the options.

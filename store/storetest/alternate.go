@@ -63,3 +63,9 @@ func (a *alternating) Inbox(ctx context.Context) ([]store.InboxEvent, error) {
 func (a *alternating) InboxDone(ctx context.Context, key, outcome string) error {
 	return a.next().InboxDone(ctx, key, outcome)
 }
+func (a *alternating) RecordImage(ctx context.Context, rec store.ImageRecord) error {
+	return a.next().RecordImage(ctx, rec)
+}
+func (a *alternating) Images(ctx context.Context, env, service string) ([]store.ImageRecord, error) {
+	return a.next().Images(ctx, env, service)
+}

@@ -51,6 +51,13 @@ func Run(t *testing.T, newStore func() store.Store) {
 		{"InboxConcurrent", testInboxConcurrent},
 		{"InboxRefusesInvalid", testInboxRefusesInvalid},
 		{"InboxApartFromOnce", testInboxApartFromOnce},
+		{"ImagesFirstRecord", testImagesFirstRecord},
+		{"ImagesReRecord", testImagesReRecord},
+		{"ImagesOrder", testImagesOrder},
+		{"ImagesTrim", testImagesTrim},
+		{"ImagesSeparate", testImagesSeparate},
+		{"ImagesRefuseInvalid", testImagesRefuseInvalid},
+		{"ImagesConcurrent", testImagesConcurrent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore()) })
