@@ -250,6 +250,20 @@ type Store interface {
 	Images(ctx context.Context, env, service string) ([]ImageRecord, error)
 }
 
+// InboxOutcome is one event to mark done: its key and how it was handled.
+type InboxOutcome struct {
+	Key, Outcome string
+}
+
+// InboxBatcher is implemented by a store that can mark many inbox events
+// done in one write (one transaction, one fsync): an adapter marking every
+// handled event done one by one would otherwise spend a disk sync per event.
+// Unknown and already done keys are skipped, as InboxDone would refuse or
+// ignore them one by one.
+type InboxBatcher interface {
+	InboxDoneAll(ctx context.Context, done []InboxOutcome) error
+}
+
 // MaxImageRecords bounds the image records kept per environment and service.
 const MaxImageRecords = 50
 

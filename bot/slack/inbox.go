@@ -164,15 +164,77 @@ func (a *Adapter) commitBatch(batch []commit) {
 	}
 }
 
-// done marks an event handled in the inbox, if there is one.
+// done marks an event handled in the inbox, if there is one. The mark goes
+// to doneLoop, which writes whatever has gathered in one batch, so workers
+// do not wait for a disk sync per event; with the loop full or gone it is
+// written here. A crash between handling and the mark replays the event,
+// and the bot's own dedupe key keeps it from running twice.
 func (a *Adapter) done(key, outcome string) {
 	if a.inbox == nil {
 		return
 	}
+	a.donesMu.RLock()
+	if !a.donesClosed {
+		select {
+		case a.dones <- store.InboxOutcome{Key: key, Outcome: outcome}:
+			a.donesMu.RUnlock()
+			return
+		default:
+		}
+	}
+	a.donesMu.RUnlock()
+	a.markDone([]store.InboxOutcome{{Key: key, Outcome: outcome}})
+}
+
+// doneLoop writes done marks in batches, as commitLoop writes events.
+func (a *Adapter) doneLoop() {
+	defer close(a.donesDone)
+	for d := range a.dones {
+		batch := []store.InboxOutcome{d}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case d, ok := <-a.dones:
+				if !ok {
+					break more
+				}
+				batch = append(batch, d)
+			default:
+				break more
+			}
+		}
+		a.markDone(batch)
+	}
+}
+
+// closeDones stops doneLoop once the marks sent so far are written.
+func (a *Adapter) closeDones() {
+	if a.dones == nil {
+		return
+	}
+	a.donesMu.Lock()
+	if !a.donesClosed {
+		a.donesClosed = true
+		close(a.dones)
+	}
+	a.donesMu.Unlock()
+	<-a.donesDone
+}
+
+// markDone writes done marks: in one write where the store can.
+func (a *Adapter) markDone(batch []store.InboxOutcome) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(a.ctx), 10*time.Second)
 	defer cancel()
-	if err := a.inbox.InboxDone(ctx, key, outcome); err != nil && !errors.Is(err, store.ErrNoEvent) {
-		a.log.Error("slack: marking an event done in the inbox", "key", key, "err", err)
+	if b, ok := a.inbox.(store.InboxBatcher); ok && len(batch) > 1 {
+		if err := b.InboxDoneAll(ctx, batch); err != nil {
+			a.log.Error("slack: marking events done in the inbox", "events", len(batch), "err", err)
+		}
+		return
+	}
+	for _, d := range batch {
+		if err := a.inbox.InboxDone(ctx, d.Key, d.Outcome); err != nil && !errors.Is(err, store.ErrNoEvent) {
+			a.log.Error("slack: marking an event done in the inbox", "key", d.Key, "err", err)
+		}
 	}
 }
 
@@ -197,14 +259,14 @@ func (a *Adapter) Replay(ctx context.Context) (int, error) {
 		in, err := inboundOf(ev)
 		if err != nil {
 			a.log.Error("slack: an inbox event cannot be handled", "key", ev.Key, "err", err)
-			a.done(ev.Key, "dropped: "+err.Error())
+			a.markDone([]store.InboxOutcome{{Key: ev.Key, Outcome: "dropped: " + err.Error()}})
 			continue
 		}
 		if age := a.now().Sub(ev.Received); age > replayWindow {
 			a.log.Warn("slack: an event was received but not handled before a restart, and is too old to answer now",
 				"key", ev.Key, "user", in.team+"/"+in.user, "text", in.text, "received", ev.Received, "age", age.Round(time.Second))
 			a.tellNotHandled(ctx, in)
-			a.done(ev.Key, "expired: received but not handled before a restart")
+			a.markDone([]store.InboxOutcome{{Key: ev.Key, Outcome: "expired: received but not handled before a restart"}})
 			continue
 		}
 		if !a.enqueueReplay(ctx, in) {

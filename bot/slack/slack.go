@@ -15,6 +15,7 @@ import (
 	"github.com/slack-go/slack/socketmode"
 
 	"github.com/deploybot/deploybot/bot"
+	"github.com/deploybot/deploybot/store"
 )
 
 // Name is the platform name Slack identities are mapped under.
@@ -90,13 +91,19 @@ type Adapter struct {
 	queue chan inbound
 	// inbox, when set, persists events before they are acknowledged;
 	// commits feeds its group commit (inbox.go).
-	inbox    bot.Inbox
-	commits  chan commit
-	replays  *expiringSet // signatures seen (HTTP replay guard)
-	seen     *expiringSet // event dedupe keys
-	hooks    *hookBook
-	messages *messageBook
-	groups   *groupCache
+	inbox   bot.Inbox
+	commits chan commit
+	// dones feeds the batched marking of handled events (inbox.go);
+	// doneMu guards it against being closed while a mark is sent to it.
+	dones       chan store.InboxOutcome
+	donesMu     sync.RWMutex
+	donesClosed bool
+	donesDone   chan struct{}
+	replays     *expiringSet // signatures seen (HTTP replay guard)
+	seen        *expiringSet // event dedupe keys
+	hooks       *hookBook
+	messages    *messageBook
+	groups      *groupCache
 
 	ctx       context.Context // parent of workers and deliveries; cancelled by Close
 	cancel    context.CancelFunc
@@ -249,6 +256,8 @@ func New(h Handler, opts ...Option) (*Adapter, error) {
 		// arrives during one write, not the whole queue.
 		a.commits = make(chan commit, maxBatch)
 		go a.commitLoop()
+		a.dones, a.donesDone = make(chan store.InboxOutcome, 4*maxBatch), make(chan struct{})
+		go a.doneLoop()
 	}
 	return a, nil
 }
@@ -301,6 +310,7 @@ func (a *Adapter) Close() {
 		go func() {
 			a.workersWG.Wait()
 			a.messages.flush()
+			a.closeDones()
 			close(done)
 		}()
 		select {

@@ -253,34 +253,7 @@ func (s *Store) Inbox(ctx context.Context) ([]store.InboxEvent, error) {
 // InboxDone implements store.Store: the event leaves the inbox and its key
 // record says done, in one transaction; the key enters inbox-expiry.
 func (s *Store) InboxDone(ctx context.Context, key, outcome string) error {
-	err := s.update(ctx, func(tx *bbolt.Tx) error {
-		keys := tx.Bucket(bInboxKeys)
-		rec, err := s.inboxKey(keys, []byte(key))
-		switch {
-		case err != nil:
-			return err
-		case rec == nil:
-			return store.ErrNoEvent
-		case rec.Done:
-			return errNothingToWrite
-		}
-		inbox := tx.Bucket(bInbox)
-		if inbox.Get(rec.Pos) == nil {
-			return s.corrupt(fmt.Sprintf("inbox-keys/%q", key), fmt.Errorf("the event it points at (inbox/%x) is not there", rec.Pos))
-		}
-		if err := inbox.Delete(rec.Pos); err != nil {
-			return err
-		}
-		done := inboxKey{Expires: rec.Expires, Done: true, DoneAt: s.now(), Outcome: outcome}
-		kv, err := json.Marshal(done)
-		if err != nil {
-			return err
-		}
-		if err := keys.Put([]byte(key), kv); err != nil {
-			return err
-		}
-		return tx.Bucket(bInboxExpiry).Put(append(timeKey(rec.Expires), key...), nil)
-	})
+	err := s.update(ctx, func(tx *bbolt.Tx) error { return s.markDone(tx, key, outcome) })
 	if err != nil {
 		if errors.Is(err, store.ErrNoEvent) {
 			return fmt.Errorf("marking inbox event %q done: %w", key, store.ErrNoEvent)
@@ -288,4 +261,59 @@ func (s *Store) InboxDone(ctx context.Context, key, outcome string) error {
 		return fmt.Errorf("marking inbox event %q done: %w", key, err)
 	}
 	return nil
+}
+
+// InboxDoneAll implements store.InboxBatcher: every event in one
+// transaction; unknown and done keys are skipped.
+func (s *Store) InboxDoneAll(ctx context.Context, done []store.InboxOutcome) error {
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		wrote := false
+		for _, d := range done {
+			switch err := s.markDone(tx, d.Key, d.Outcome); {
+			case err == nil:
+				wrote = true
+			case errors.Is(err, store.ErrNoEvent), errors.Is(err, errNothingToWrite):
+			default:
+				return err
+			}
+		}
+		if !wrote {
+			return errNothingToWrite
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("marking %d inbox events done: %w", len(done), err)
+	}
+	return nil
+}
+
+// markDone takes the event with key out of the inbox, its key record saying
+// done, in tx; the key enters inbox-expiry.
+func (s *Store) markDone(tx *bbolt.Tx, key, outcome string) error {
+	keys := tx.Bucket(bInboxKeys)
+	rec, err := s.inboxKey(keys, []byte(key))
+	switch {
+	case err != nil:
+		return err
+	case rec == nil:
+		return store.ErrNoEvent
+	case rec.Done:
+		return errNothingToWrite
+	}
+	inbox := tx.Bucket(bInbox)
+	if inbox.Get(rec.Pos) == nil {
+		return s.corrupt(fmt.Sprintf("inbox-keys/%q", key), fmt.Errorf("the event it points at (inbox/%x) is not there", rec.Pos))
+	}
+	if err := inbox.Delete(rec.Pos); err != nil {
+		return err
+	}
+	kv, err := json.Marshal(inboxKey{Expires: rec.Expires, Done: true, DoneAt: s.now(), Outcome: outcome})
+	if err != nil {
+		return err
+	}
+	if err := keys.Put([]byte(key), kv); err != nil {
+		return err
+	}
+	return tx.Bucket(bInboxExpiry).Put(append(timeKey(rec.Expires), key...), nil)
 }

@@ -1,6 +1,7 @@
 package bolt_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -426,5 +427,37 @@ func truncate(t *testing.T, path string, n int64) {
 	t.Helper()
 	if err := os.Truncate(path, n); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestInboxDoneAll: many events marked done in one write; unknown and
+// already done keys are skipped, and every marked key stays a dedupe key.
+func TestInboxDoneAll(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "state.db"))
+	ctx := context.Background()
+	now := time.Now()
+	var evs []store.InboxEvent
+	for _, k := range []string{"a", "b", "c"} {
+		evs = append(evs, store.InboxEvent{Key: k, Platform: "slack", Received: now, TTL: time.Hour, Payload: []byte(`{}`)})
+	}
+	if _, err := s.Enqueue(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.InboxDone(ctx, "c", "replied"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.InboxDoneAll(ctx, []store.InboxOutcome{{Key: "a", Outcome: "handled"}, {Key: "nosuchkey", Outcome: "handled"}, {Key: "c", Outcome: "again"}}); err != nil {
+		t.Fatalf("InboxDoneAll: %v", err)
+	}
+	left, err := s.Inbox(ctx)
+	if err != nil || len(left) != 1 || left[0].Key != "b" {
+		t.Fatalf("inbox = %+v, %v; want only b", left, err)
+	}
+	fresh, err := s.Enqueue(ctx, evs)
+	if err != nil || fresh[0] || fresh[1] || fresh[2] {
+		t.Errorf("enqueueing the three again = %v, %v; want all duplicates", fresh, err)
+	}
+	if err := s.InboxDoneAll(ctx, []store.InboxOutcome{{Key: "a", Outcome: "x"}}); err != nil {
+		t.Errorf("InboxDoneAll of done keys only = %v, want nil", err)
 	}
 }
