@@ -5,7 +5,7 @@ STATICCHECK_VERSION := v0.8.2
 # How long each fuzz target runs inside `make test`; `make fuzz` runs longer.
 FUZZTIME  ?= 4s
 
-.PHONY: all build controlplane demo test unit lint fmt-check vet staticcheck fuzz fuzz-brief bench cluster e2e footprint clean
+.PHONY: all build controlplane registry-bin demo test unit lint fmt-check vet staticcheck fuzz fuzz-brief bench cluster registry e2e footprint faults clean
 
 all: build
 
@@ -26,8 +26,13 @@ controlplane:
 	@bash hack/controlplane/build.sh >/dev/null
 	@bash hack/helm.sh version >/dev/null
 
-unit: controlplane
-	DEPLOYBOT_CONTROLPLANE_BIN="$$(bash hack/controlplane/build.sh | tail -n1)" $(GO) test -count=1 -timeout 30m ./...
+# The registry tests run the CNCF Distribution registry, built once from its
+# pinned module (hack/tools/registry) into $${XDG_CACHE_HOME:-~/.cache}/deploybot/registry.
+registry-bin:
+	@bash hack/registry/build.sh >/dev/null
+
+unit: controlplane registry-bin
+	DEPLOYBOT_CONTROLPLANE_BIN="$$(bash hack/controlplane/build.sh | tail -n1)" DEPLOYBOT_REGISTRY_BIN="$$(bash hack/registry/build.sh | tail -n1)" $(GO) test -count=1 -timeout 30m ./...
 
 lint: fmt-check vet staticcheck
 
@@ -57,13 +62,21 @@ bench:
 cluster:
 	$(GO) run ./hack/controlplane/run
 
+## registry: start a Distribution registry for hand use and print REGISTRY=127.0.0.1:PORT
+registry: registry-bin
+	DEPLOYBOT_REGISTRY_BIN="$$(bash hack/registry/build.sh | tail -n1)" $(GO) run ./hack/registry/run
+
 ## e2e: only the real-control-plane tests, verbosely
-e2e: controlplane
-	DEPLOYBOT_CONTROLPLANE_BIN="$$(bash hack/controlplane/build.sh | tail -n1)" $(GO) test -count=1 -timeout 30m -v ./internal/controlplane/... ./e2e/...
+e2e: controlplane registry-bin
+	DEPLOYBOT_CONTROLPLANE_BIN="$$(bash hack/controlplane/build.sh | tail -n1)" DEPLOYBOT_REGISTRY_BIN="$$(bash hack/registry/build.sh | tail -n1)" $(GO) test -count=1 -timeout 30m -v ./internal/controlplane/... ./e2e/...
 
 ## footprint: binary size, start-up and RSS measured here, as a table (BASE=<rev> to compare; SKIP_CONTROLPLANE=1 for a quick run)
 footprint: $(if $(SKIP_CONTROLPLANE),,controlplane)
 	$(if $(SKIP_CONTROLPLANE),,DEPLOYBOT_CONTROLPLANE_BIN="$$(bash hack/controlplane/build.sh | tail -n1)") $(GO) run ./hack/footprint $(if $(BASE),-base '$(BASE)') $(if $(SKIP_CONTROLPLANE),-skip-controlplane) $(FOOTPRINT_FLAGS)
+
+## faults: the fault table of the reliability issue, re-measured on the real binary (about 7 minutes)
+faults:
+	$(GO) run ./hack/faults
 
 clean:
 	rm -rf bin bench.out

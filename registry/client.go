@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 )
 
@@ -39,6 +40,7 @@ type Client struct {
 	rate      rate.Limit
 	burst     int
 	cache     *labelCache
+	labelsFor singleflight.Group // one label read per digest at a time
 	now       func() time.Time
 	userAgent string
 
@@ -190,12 +192,11 @@ func (c *Client) Resolve(ctx context.Context, repo, tag string) (Image, error) {
 	if e, ok := c.cache.get(img.Digest); ok {
 		return img.withLabels(maps.Clone(e.labels)), nil
 	}
-	_, labels, err := c.readLabels(callCtx, rc, r, desc.Digest)
+	e, err := c.readLabels(callCtx, rc, r, desc.Digest)
 	if err != nil {
 		return img, c.fail(ctx, "reading the labels of "+t.String()+" ("+shortDigest(img.Digest)+")", c.target(r, img.Digest, true), err)
 	}
-	c.cache.put(cacheEntry{digest: img.Digest, mediaType: img.MediaType, labels: labels})
-	return img.withLabels(maps.Clone(labels)), nil
+	return img.withLabels(maps.Clone(e.labels)), nil
 }
 
 // Lookup reads what the registry has for repo@digest: its media type and
@@ -217,19 +218,33 @@ func (c *Client) Lookup(ctx context.Context, repo, digest string) (Image, error)
 	t := c.target(r, img.Digest, true)
 	callCtx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	mediaType, labels, err := c.readLabels(callCtx, c.registry(r.Registry), r, h)
+	e, err := c.readLabels(callCtx, c.registry(r.Registry), r, h)
 	if err != nil {
 		return Image{}, c.fail(ctx, "looking up "+t.String(), t, err)
 	}
-	img.MediaType = mediaType
-	c.cache.put(cacheEntry{digest: img.Digest, mediaType: mediaType, labels: labels})
-	return img.withLabels(maps.Clone(labels)), nil
+	img.MediaType = e.mediaType
+	return img.withLabels(maps.Clone(e.labels)), nil
 }
 
-// readLabels GETs the manifest of repo@digest and, through an index to the
+// readLabels reads and caches the labels of repo@digest. Concurrent calls for
+// one digest share one read (made under the first caller's context).
+func (c *Client) readLabels(ctx context.Context, rc *registryClient, r name.Repository, digest v1.Hash) (cacheEntry, error) {
+	v, err, _ := c.labelsFor.Do(digest.String(), func() (any, error) {
+		mediaType, labels, err := fetchLabels(ctx, rc, r, digest)
+		if err != nil {
+			return cacheEntry{}, err
+		}
+		e := cacheEntry{digest: digest.String(), mediaType: mediaType, labels: labels}
+		c.cache.put(e)
+		return e, nil
+	})
+	return v.(cacheEntry), err
+}
+
+// fetchLabels GETs the manifest of repo@digest and, through an index to the
 // image that stands for it, that image's config. It returns the manifest's
 // media type (not the child's) and the labels, never nil.
-func (c *Client) readLabels(ctx context.Context, rc *registryClient, r name.Repository, digest v1.Hash) (string, map[string]string, error) {
+func fetchLabels(ctx context.Context, rc *registryClient, r name.Repository, digest v1.Hash) (string, map[string]string, error) {
 	d, err := rc.puller.Get(ctx, r.Digest(digest.String()))
 	if err != nil {
 		return "", nil, err

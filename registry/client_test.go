@@ -527,7 +527,8 @@ func TestConcurrentResolve(t *testing.T) {
 	for _, r := range repos {
 		want[r] = push(t, r+":latest", labelled(t, map[string]string{registry.LabelRevision: r}))
 	}
-	c := newClient(t)
+	log := newRequestLog()
+	c := newClient(t, registry.WithTransport(log), registry.WithRate(1000, 1000))
 	var wg sync.WaitGroup
 	for i := range 16 {
 		wg.Go(func() {
@@ -540,6 +541,18 @@ func TestConcurrentResolve(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	gets := 0
+	for _, r := range log.take() {
+		if strings.HasPrefix(r, "GET /v2/shop/") {
+			gets++
+		}
+	}
+	// Two GETs per new digest (manifest, config), however many ask at once;
+	// a late caller may find the cache filled and the read done, never more.
+	if gets > 2*len(repos)*2 {
+		t.Errorf("16 concurrent Resolves of 2 new digests sent %d label GETs", gets)
+	}
+	t.Logf("16 concurrent Resolves of 2 new digests: %d label GETs", gets)
 	img, err := c.Resolve(context.Background(), repos[0], "latest")
 	if err != nil || img.Labels["mutated"] != "" {
 		t.Errorf("a caller's change to Labels reached the cache: %v, %v", img.Labels, err)
