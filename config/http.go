@@ -22,7 +22,8 @@ type HTTP struct {
 	// needs this long has failed anyway; the request's context ends then.
 	WriteTimeout Duration `json:"writeTimeout,omitempty"`
 	// IdleTimeout is how long a keep-alive connection may wait for its
-	// next request; default 60s.
+	// next request; default 15s: enough for a client sending requests back
+	// to back, short enough that idle connections do not pile up.
 	IdleTimeout Duration `json:"idleTimeout,omitempty"`
 	// MaxConnections is how many connections are served at once; default
 	// 512. Further clients wait in the kernel's listen backlog until one
@@ -40,7 +41,7 @@ const (
 	DefaultBodyTimeout       = 5 * time.Second
 	DefaultReadTimeout       = 10 * time.Second
 	DefaultWriteTimeout      = 15 * time.Second
-	DefaultIdleTimeout       = 60 * time.Second
+	DefaultIdleTimeout       = 15 * time.Second
 	DefaultMaxConnections    = 512
 	DefaultMaxHeaderBytes    = 64 << 10
 	// MaxHTTPTimeout bounds every http timeout: longer ones hand the

@@ -18,7 +18,7 @@ func TestHTTPDefaults(t *testing.T) {
 	}{
 		{name: "no http section", want: HTTP{
 			ReadHeaderTimeout: Duration{5 * time.Second}, BodyTimeout: Duration{5 * time.Second}, ReadTimeout: Duration{10 * time.Second},
-			WriteTimeout: Duration{15 * time.Second}, IdleTimeout: Duration{time.Minute}, MaxConnections: 512, MaxHeaderBytes: 65536,
+			WriteTimeout: Duration{15 * time.Second}, IdleTimeout: Duration{15 * time.Second}, MaxConnections: 512, MaxHeaderBytes: 65536,
 		}},
 		{name: "some fields set, the rest defaulted", section: "http: {bodyTimeout: 2s, idleTimeout: 90s, maxConnections: 64}\n", want: HTTP{
 			ReadHeaderTimeout: Duration{5 * time.Second}, BodyTimeout: Duration{2 * time.Second}, ReadTimeout: Duration{10 * time.Second},

@@ -202,7 +202,10 @@ func New(h Handler, opts ...Option) (*Adapter, error) {
 			return nil, fmt.Errorf("the Discord API URL %q is not an http(s) URL", a.apiURL)
 		}
 	}
-	s.Client = &http.Client{Timeout: 20 * time.Second, Transport: &apiTransport{base: base, next: http.DefaultTransport}}
+	// discordgo waits out a 429 and tries again by itself, so the transport
+	// is where a rate limit can be counted.
+	s.Client = &http.Client{Timeout: 20 * time.Second, Transport: &apiTransport{base: base, next: http.DefaultTransport,
+		limited: func() { a.countError(Name, "rate_limited") }}}
 	s.Identify.Intents = Intents
 	s.StateEnabled = false // nothing reads discordgo's cache; members come with each event
 	a.session = s
@@ -425,9 +428,19 @@ func (a *Adapter) guildAllowed(id string) bool {
 type apiTransport struct {
 	base *url.URL
 	next http.RoundTripper
+	// limited, if set, is called for every 429 Discord answers.
+	limited func()
 }
 
 func (t *apiTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	res, err := t.roundTrip(req)
+	if err == nil && res.StatusCode == http.StatusTooManyRequests && t.limited != nil {
+		t.limited()
+	}
+	return res, err
+}
+
+func (t *apiTransport) roundTrip(req *http.Request) (*http.Response, error) {
 	if t.base == nil || req.URL.Host != "discord.com" || !strings.HasPrefix(req.URL.Path, "/api/") {
 		return t.next.RoundTrip(req)
 	}

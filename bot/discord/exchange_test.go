@@ -275,3 +275,43 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("acks %q, errors %q; want one discord ack and %d failed updates", h.acks, h.errors, len(want))
 	}
 }
+
+// TestRateLimitsAreCounted: discordgo waits out a 429 and retries by itself,
+// so the adapter's transport counts it; the edit still arrives.
+func TestRateLimitsAreCounted(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		first := calls == 1
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if first {
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = io.WriteString(w, `{"message":"You are being rate limited.","retry_after":0.01,"global":false}`)
+			return
+		}
+		_, _ = io.WriteString(w, `{"id":"1001","channel_id":"`+channelID+`"}`)
+	}))
+	defer srv.Close()
+	h := &metricsHandler{}
+	a, err := New(h, WithBotToken("t"), WithAPIURL(srv.URL+"/api"), WithEditInterval(time.Millisecond), WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Update(context.Background(), store.MessageRef{Platform: Name, Channel: channelID, ID: "1001"}, publicReply("#abc executing")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a.Flush(ctx)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 2 || !slices.Equal(h.errors, []string{Name + " rate_limited"}) {
+		t.Errorf("%d calls, errors %q; want the 429 counted once and the edit delivered on the second call", calls, h.errors)
+	}
+}

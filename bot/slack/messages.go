@@ -309,10 +309,11 @@ func (a *Adapter) deliver(m *message) {
 			wait := bot.Backoff(a.retryBase, m.failures)
 			m.mu.Unlock()
 			a.requeue(m, r, wait)
-			a.countError(Name, "update")
 			a.log.Warn("slack: updating the request message failed, will retry", "request", m.requestID, "final", r.Final, "after", wait.Round(time.Millisecond), "err", err)
 		case err != nil:
-			a.countError(Name, "update")
+			// Not delivered for good (the message is gone, or no way to
+			// reach it is left): counted apart from the failed calls.
+			a.countError(Name, "undelivered")
 			a.log.Error("slack: giving up updating the request message", "request", m.requestID, "final", r.Final, "err", err)
 			if r.Final {
 				a.messages.forget(m)
@@ -396,6 +397,7 @@ func (a *Adapter) write(m *message, r bot.Reply) (time.Duration, error) {
 			m.wrote(blocks, time.Now())
 			return 0, nil
 		}
+		a.countError(Name, "update") // every failed call counts, a 429 too
 		var rl *slackgo.RateLimitedError
 		if errors.As(err, &rl) {
 			return rl.RetryAfter, err
@@ -418,6 +420,7 @@ func (a *Adapter) write(m *message, r bot.Reply) (time.Duration, error) {
 			m.wrote(blocks, time.Now())
 			return 0, nil
 		}
+		a.countError(Name, "response_url")
 		var rl *slackgo.RateLimitedError
 		if errors.As(err, &rl) {
 			return rl.RetryAfter, err

@@ -137,7 +137,10 @@ func build(ctx context.Context, configPath string, useDemo bool, statePath strin
 			return nil, fmt.Errorf("building the demo cluster: %w", err)
 		}
 		envs = s.demo.EnvClients()
-		if err := s.demo.Start(ctx); err != nil {
+		// The demo cluster lives until close, not until the signal: on
+		// SIGTERM its controllers must keep rolling out what the grace
+		// period lets finish.
+		if err := s.demo.Start(context.WithoutCancel(ctx)); err != nil {
 			return nil, fmt.Errorf("starting the demo cluster: %w", err)
 		}
 	} else {
