@@ -92,7 +92,7 @@ func serviceStatus(ctx context.Context, d Deps, now time.Time, e *config.Environ
 	}
 	for _, w := range ws {
 		line := fmt.Sprintf("%-*s  %d/%d ready  %s", width, strings.ToLower(w.Kind)+"/"+w.Name, w.Ready, w.Desired, rolloutText(w))
-		if !followsTag(w, e, s) {
+		if !e.Kubernetes() && !followsTag(w, e, s) { // on plain Kubernetes the bot itself keeps the listed workloads on the tag
 			line += "  (does not follow the tag)"
 		}
 		sec.Lines = append(sec.Lines, line)

@@ -20,6 +20,9 @@ type controllers struct {
 	images   kubeclient.ImageV1
 	registry *fakeopenshift.Registry
 	broken   func(digest string) bool
+	// pullable, when set, is the digest of an image the demo's OCI
+	// registry has (plain Kubernetes environments).
+	pullable func(image string) (string, bool)
 	now      func() time.Time
 
 	// ticks counts steps; the kubelet ages pods in ticks, not clock time,

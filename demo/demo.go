@@ -12,6 +12,7 @@ import (
 	"github.com/deploybot/deploybot/internal/fakeopenshift"
 	"github.com/deploybot/deploybot/internal/kubefake"
 	"github.com/deploybot/deploybot/internal/rbac"
+	"github.com/deploybot/deploybot/registry"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -33,6 +34,9 @@ type Cluster struct {
 	envs      map[string]*fakeCluster
 	broken    map[string]string // "service/env" → digest
 	brokenSet map[string]bool
+	// oci is the registry of the plain Kubernetes environments (oci.go);
+	// nil when the config has none.
+	oci *ociRegistry
 
 	mu      sync.Mutex
 	cancel  context.CancelFunc
@@ -105,7 +109,10 @@ func WithErrorHandler(f func(error)) Option { return func(o *options) { o.onErro
 // ImageStream whose tag has historyLen imported images (the newest
 // current) and one more pushed to the registry but not imported, the
 // workloads following it through image.openshift.io/triggers with their
-// rollout history, and RBAC for the demo users alice, bob and carol.
+// rollout history, and RBAC for the demo users alice, bob and carol. A
+// plain Kubernetes environment gets the same history in the demo's OCI
+// registry and workloads instead (kubernetes.go); that registry serves
+// while the cluster runs (Start to Stop).
 func New(cfg *config.Config, opts ...Option) (*Cluster, error) {
 	if cfg == nil || len(cfg.Environments) == 0 {
 		return nil, errors.New("building the demo cluster: the config has no environments")
@@ -130,6 +137,15 @@ func New(cfg *config.Config, opts ...Option) (*Cluster, error) {
 	c := &Cluster{
 		cfg: cfg, opts: o, registry: fakeopenshift.NewRegistry(),
 		envs: map[string]*fakeCluster{}, broken: map[string]string{}, brokenSet: map[string]bool{},
+	}
+	hosts, err := kubeHosts(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("building the demo cluster: %w", err)
+	}
+	if len(hosts) > 0 {
+		if c.oci, err = newOCIRegistry(hosts); err != nil {
+			return nil, fmt.Errorf("building the demo cluster: %w", err)
+		}
 	}
 	byKey := map[string]*fakeCluster{}
 	usedNS := map[string]string{}
@@ -156,7 +172,11 @@ func New(cfg *config.Config, opts ...Option) (*Cluster, error) {
 				return nil, fmt.Errorf("building the demo cluster: service %s: repository %q: %w", svc.Name, svc.Repository, err)
 			}
 		}
-		if err := c.seedEnv(fc, env); err != nil {
+		seed := c.seedEnv
+		if env.Kubernetes() {
+			seed = c.seedKubeEnv
+		}
+		if err := seed(fc, env); err != nil {
 			return nil, fmt.Errorf("building the demo cluster: environment %s: %w", env.Name, err)
 		}
 		c.envs[env.Name] = fc
@@ -180,17 +200,57 @@ func (c *Cluster) newFakeCluster() *fakeCluster {
 		broken:    func(d string) bool { return c.brokenSet[d] },
 		firstSeen: map[types.UID]int64{},
 	}
+	if c.oci != nil {
+		fc.ctrl.pullable = c.oci.pullable
+	}
 	return fc
 }
 
 // EnvClients returns the clients of every environment, for cluster.NewSet.
+// A plain Kubernetes environment has no image API; it reads the demo
+// registry with the registry client (reaching it needs Start), and its
+// image history is the caller's to set (the bot's store).
 func (c *Cluster) EnvClients() map[string]cluster.EnvClient {
 	out := map[string]cluster.EnvClient{}
 	for _, env := range c.cfg.Environments {
 		fc := c.envs[env.Name]
+		if env.Kubernetes() {
+			out[env.Name] = cluster.EnvClient{Kube: fc.kube, Namespace: env.Namespace, Kubernetes: &cluster.Kubernetes{
+				Registry:  cluster.RegistryClient(c.oci.client),
+				Services:  cluster.KubernetesServices(c.cfg),
+				Scheduled: env.Scheduled,
+			}}
+			continue
+		}
 		out[env.Name] = cluster.EnvClient{Kube: fc.kube, Images: fc.images, Namespace: env.Namespace}
 	}
 	return out
+}
+
+// RegistryClient returns the client that reads the registry of the plain
+// Kubernetes environments, or nil when the config has none. It reaches the
+// registry while the demo runs.
+func (c *Cluster) RegistryClient() *registry.Client {
+	if c.oci == nil {
+		return nil
+	}
+	return c.oci.client
+}
+
+// PushImage pushes the n-th demo image of service's repository to tag, as
+// CI would (plain Kubernetes environments; n above historyLen+1 is an image
+// nothing has seen yet), and returns its digest. It is deterministic like
+// the seeded ones.
+func (c *Cluster) PushImage(ctx context.Context, service, tag string, n int) (string, error) {
+	if c.oci == nil {
+		return "", errors.New("the demo has no plain Kubernetes environment, so no OCI registry")
+	}
+	for _, s := range c.cfg.Services {
+		if s.Name == service {
+			return c.oci.push(ctx, s.Repository, tag, n)
+		}
+	}
+	return "", fmt.Errorf("no service %q in the config", service)
 }
 
 // BrokenDigest returns the digest in service's history on env whose pods
@@ -233,6 +293,14 @@ func (c *Cluster) Start(ctx context.Context) error {
 		return errors.New("the demo cluster is already running")
 	}
 	ctx, cancel := context.WithCancel(ctx)
+	if c.oci != nil {
+		c.running.Add(1)
+		if err := c.oci.serve(ctx, c.running.Done); err != nil {
+			c.running.Done()
+			cancel()
+			return err
+		}
+	}
 	c.cancel = cancel
 	for _, fc := range c.clusters {
 		c.running.Add(2)
@@ -268,7 +336,8 @@ func (c *Cluster) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops the controllers and waits for them to return.
+// Stop stops the controllers and the registry's listener and waits for
+// them to return.
 func (c *Cluster) Stop() {
 	c.mu.Lock()
 	cancel := c.cancel

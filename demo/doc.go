@@ -8,4 +8,10 @@
 // StatefulSet controllers and garbage collector, and a kubelet — so that
 // imports, pins and rollbacks roll workloads over a few seconds, and a
 // broken image gets stuck the way it does on a real cluster.
+//
+// An environment with platform: kubernetes (examples/kubernetes.yaml) has
+// no ImageStreams: its images live in a real OCI registry served in-process
+// (go-containerregistry's pkg/registry on a loopback listener), which the
+// bot reads with its own registry client under the config's host names,
+// and its listed workloads run REPO:TAG@DIGEST with no image triggers.
 package demo

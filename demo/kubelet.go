@@ -165,6 +165,11 @@ func (k *controllers) resolveImage(ctx context.Context, ns, image string) (strin
 	if d, err := k.registry.Lookup(image); err == nil {
 		return d, true
 	}
+	if k.pullable != nil {
+		if d, ok := k.pullable(image); ok {
+			return d, true
+		}
+	}
 	repo, tag, _, err := fakeopenshift.ParseReference(image)
 	if err != nil || strings.Contains(repo, "/") || tag == "" {
 		return "", false

@@ -2,6 +2,7 @@ package demo
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/deploybot/deploybot/config"
@@ -100,24 +101,79 @@ func (c *Cluster) seedEnv(fc *fakeCluster, env config.Environment) error {
 			workloads = []config.Workload{{Kind: "Deployment", Name: svc.Name}}
 		}
 		for _, w := range workloads {
-			var objs []runtime.Object
-			switch w.Kind {
-			case "Deployment":
-				objs = seedDeployment(fc, env, stream, svc.Repository, w.Name, digests, now)
-			case "StatefulSet":
-				var err error
-				if objs, err = seedStatefulSet(fc, env, stream, svc.Repository, w.Name, digests, now); err != nil {
-					return err
-				}
-			default:
-				return fmt.Errorf("service %s: workload kind %q is not Deployment or StatefulSet", svc.Name, w.Kind)
+			objs, err := seedWorkload(fc, env, w, triggeredSeed(env, stream, svc.Repository, w.Name, digests), now)
+			if err != nil {
+				return fmt.Errorf("service %s: %w", svc.Name, err)
 			}
 			if err := add(true, objs...); err != nil {
 				return err
 			}
 		}
 	}
-	return add(true, seedRBAC(fc, env)...)
+	return add(true, c.rbacObjects(fc, env)...)
+}
+
+// rbacObjects are env's demo RBAC, and a deployer binding for the user
+// admin when the config maps someone to it (examples/kubernetes.yaml does,
+// as in the snippet).
+func (c *Cluster) rbacObjects(fc *fakeCluster, env config.Environment) []runtime.Object {
+	objs := seedRBAC(fc, env)
+	if slices.ContainsFunc(c.cfg.Identities.Users, func(u config.UserMapping) bool { return u.User == adminUser }) {
+		objs = append(objs, bind(fc, env.Namespace, adminUser, deployerRole))
+	}
+	return objs
+}
+
+// adminUser deploys everywhere, like alice.
+const adminUser = "admin"
+
+// workloadSeed is what a seeded workload ran in each revision of its
+// history and how each rollout was recorded.
+type workloadSeed struct {
+	repo    string
+	digests []string // digests[n] is what revision n runs, 1..historyLen
+	// image is the container image of revision n.
+	image func(n int) string
+	// cause is revision n's kubernetes.io/change-cause.
+	cause func(n int) string
+	// trigger is the image.openshift.io/triggers annotation; "" on plain
+	// Kubernetes, where nothing re-applies an image.
+	trigger string
+	// template is the pod template running image.
+	template func(image string) corev1.PodTemplateSpec
+	labels   map[string]string
+}
+
+// triggeredSeed is an OpenShift workload: it runs repo@digest, set by the
+// image trigger of stream:TAG.
+func triggeredSeed(env config.Environment, stream, repo, name string, digests []string) workloadSeed {
+	return workloadSeed{
+		repo: repo, digests: digests,
+		image:    func(n int) string { return repo + "@" + digests[n] },
+		cause:    func(n int) string { return changeCause(stream, env.Tag, digests[n]) },
+		trigger:  triggerAnnotation(stream, env.Tag, name),
+		template: func(image string) corev1.PodTemplateSpec { return podTemplateFor(name, image) },
+		labels:   workloadLabels(name),
+	}
+}
+
+// seedWorkload seeds one listed workload.
+func seedWorkload(fc *fakeCluster, env config.Environment, w config.Workload, seed workloadSeed, now time.Time) ([]runtime.Object, error) {
+	switch w.Kind {
+	case "Deployment":
+		return seedDeployment(fc, env, w.Name, seed, now), nil
+	case "StatefulSet":
+		return seedStatefulSet(fc, env, w.Name, seed, now)
+	}
+	return nil, fmt.Errorf("workload kind %q is not Deployment or StatefulSet", w.Kind)
+}
+
+// withTrigger adds the trigger annotation to m when the seed has one.
+func (s workloadSeed) withTrigger(m map[string]string) map[string]string {
+	if s.trigger != "" {
+		m[triggerKey] = s.trigger
+	}
+	return m
 }
 
 // seedStream is the ImageStream as packit has it: one spec tag following
@@ -191,29 +247,26 @@ func podTemplateFor(name, image string) corev1.PodTemplateSpec {
 // seedDeployment is a Deployment on digest historyLen with one ReplicaSet
 // per history entry (revisions 1..historyLen, each with a change-cause)
 // and the running pod of the current one.
-func seedDeployment(fc *fakeCluster, env config.Environment, stream, repo, name string, digests []string, now time.Time) []runtime.Object {
+func seedDeployment(fc *fakeCluster, env config.Environment, name string, seed workloadSeed, now time.Time) []runtime.Object {
 	replicas := int32(1)
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: name, Namespace: env.Namespace, UID: fc.api.nextUID(), Generation: historyLen,
 			CreationTimestamp: metav1.NewTime(now.Add(-30 * 24 * time.Hour)),
-			Labels:            workloadLabels(name),
-			Annotations: map[string]string{
-				triggerKey:         triggerAnnotation(stream, env.Tag, name),
-				revisionAnnotation: fmt.Sprint(historyLen),
-			},
+			Labels:            seed.labels,
+			Annotations:       seed.withTrigger(map[string]string{revisionAnnotation: fmt.Sprint(historyLen)}),
 		},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: workloadLabels(name)},
-			Template: podTemplateFor(name, repo+"@"+digests[historyLen]),
+			Selector: &metav1.LabelSelector{MatchLabels: seed.labels},
+			Template: seed.template(seed.image(historyLen)),
 		},
 	}
 	defaultDeployment(d)
 	objs := []runtime.Object{d}
 	var current *appsv1.ReplicaSet
 	for n := 1; n <= historyLen; n++ {
-		t := podTemplateFor(name, repo+"@"+digests[n])
+		t := seed.template(seed.image(n))
 		hash := podTemplateHash(&t, nil)
 		t.Labels = withLabel(t.Labels, appsv1.DefaultDeploymentUniqueLabelKey, hash)
 		rsReplicas := int32(0)
@@ -225,13 +278,12 @@ func seedDeployment(fc *fakeCluster, env config.Environment, stream, repo, name 
 			ObjectMeta: metav1.ObjectMeta{
 				Name: name + "-" + hash, Namespace: env.Namespace, UID: fc.api.nextUID(), ResourceVersion: fc.api.nextRV(),
 				Generation: 2, CreationTimestamp: created, Labels: t.Labels,
-				Annotations: map[string]string{
+				Annotations: seed.withTrigger(map[string]string{
 					revisionAnnotation:        fmt.Sprint(n),
 					desiredReplicasAnnotation: fmt.Sprint(replicas),
 					maxReplicasAnnotation:     fmt.Sprint(replicas + maxSurge(d)),
-					changeCauseAnnotation:     changeCause(stream, env.Tag, digests[n]),
-					triggerKey:                d.Annotations[triggerKey],
-				},
+					changeCauseAnnotation:     seed.cause(n),
+				}),
 				OwnerReferences: []metav1.OwnerReference{controllerRef(name, d.UID, "Deployment")},
 			},
 			Spec: appsv1.ReplicaSetSpec{
@@ -245,7 +297,7 @@ func seedDeployment(fc *fakeCluster, env config.Environment, stream, repo, name 
 		current = rs
 	}
 	objs = append(objs, runningPod(fc, current.Name+"-"+podSuffix(current.Name), env.Namespace, current.Spec.Template,
-		controllerRef(current.Name, current.UID, "ReplicaSet"), repo, digests[historyLen], now.Add(-importedAgo[historyLen-1])))
+		controllerRef(current.Name, current.UID, "ReplicaSet"), seed.repo, seed.digests[historyLen], now.Add(-importedAgo[historyLen-1])))
 
 	transition := metav1.NewTime(now.Add(-importedAgo[historyLen-1]))
 	d.ResourceVersion = fc.api.nextRV()
@@ -261,21 +313,21 @@ func seedDeployment(fc *fakeCluster, env config.Environment, stream, repo, name 
 
 // seedStatefulSet is an OrderedReady StatefulSet with two pods on digest
 // historyLen and one ControllerRevision per history entry.
-func seedStatefulSet(fc *fakeCluster, env config.Environment, stream, repo, name string, digests []string, now time.Time) ([]runtime.Object, error) {
+func seedStatefulSet(fc *fakeCluster, env config.Environment, name string, seed workloadSeed, now time.Time) ([]runtime.Object, error) {
 	replicas := int32(2)
 	s := &appsv1.StatefulSet{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: name, Namespace: env.Namespace, UID: fc.api.nextUID(), Generation: historyLen,
 			CreationTimestamp: metav1.NewTime(now.Add(-30 * 24 * time.Hour)),
-			Labels:            workloadLabels(name),
-			Annotations:       map[string]string{triggerKey: triggerAnnotation(stream, env.Tag, name)},
+			Labels:            seed.labels,
+			Annotations:       seed.withTrigger(map[string]string{}),
 		},
 		Spec: appsv1.StatefulSetSpec{
 			Replicas:            &replicas,
-			Selector:            &metav1.LabelSelector{MatchLabels: workloadLabels(name)},
+			Selector:            &metav1.LabelSelector{MatchLabels: seed.labels},
 			ServiceName:         name,
 			PodManagementPolicy: appsv1.OrderedReadyPodManagement,
-			Template:            podTemplateFor(name, repo+"@"+digests[historyLen]),
+			Template:            seed.template(seed.image(historyLen)),
 		},
 	}
 	defaultStatefulSet(s)
@@ -284,8 +336,8 @@ func seedStatefulSet(fc *fakeCluster, env config.Environment, stream, repo, name
 	zero := int32(0)
 	for n := 1; n <= historyLen; n++ {
 		at := s.DeepCopy()
-		at.Spec.Template = podTemplateFor(name, repo+"@"+digests[n])
-		at.Annotations = map[string]string{triggerKey: s.Annotations[triggerKey], changeCauseAnnotation: changeCause(stream, env.Tag, digests[n])}
+		at.Spec.Template = seed.template(seed.image(n))
+		at.Annotations = seed.withTrigger(map[string]string{changeCauseAnnotation: seed.cause(n)})
 		cr, err := newControllerRevision(at, int64(n), &zero)
 		if err != nil {
 			return nil, fmt.Errorf("seeding %s/%s: %w", env.Namespace, name, err)
@@ -298,7 +350,7 @@ func seedStatefulSet(fc *fakeCluster, env config.Environment, stream, repo, name
 	for ord := 0; ord < int(replicas); ord++ {
 		p := newStatefulSetPod(s, ord, current.Name)
 		objs = append(objs, runningPod(fc, p.Name, p.Namespace, corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec},
-			controllerRef(name, s.UID, "StatefulSet"), repo, digests[historyLen], now.Add(-importedAgo[historyLen-1])))
+			controllerRef(name, s.UID, "StatefulSet"), seed.repo, seed.digests[historyLen], now.Add(-importedAgo[historyLen-1])))
 	}
 	s.ResourceVersion = fc.api.nextRV()
 	s.Status = appsv1.StatefulSetStatus{
@@ -363,13 +415,6 @@ func seedRBAC(fc *fakeCluster, env config.Environment) []runtime.Object {
 	role := func(name string, rs []rbacv1.PolicyRule) *rbacv1.Role {
 		return &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, UID: fc.api.nextUID(), ResourceVersion: fc.api.nextRV()}, Rules: rs}
 	}
-	bind := func(user, roleName string) *rbacv1.RoleBinding {
-		return &rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: user + "-" + roleName, Namespace: ns, UID: fc.api.nextUID(), ResourceVersion: fc.api.nextRV()},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: roleName},
-		}
-	}
 	bobRole := viewerRole
 	if env.Approvals.Count > 0 {
 		bobRole = deployerRole
@@ -378,10 +423,19 @@ func seedRBAC(fc *fakeCluster, env config.Environment) []runtime.Object {
 		role(deployerRole, rules(all, []string{"get", "list", "watch", "delete"})),
 		role(viewerRole, rules(view, view)),
 		role(botRole, botRules()),
-		bind("alice", deployerRole),
-		bind("bob", bobRole),
-		bind("carol", viewerRole),
-		bind(BotUser, botRole),
+		bind(fc, ns, "alice", deployerRole),
+		bind(fc, ns, "bob", bobRole),
+		bind(fc, ns, "carol", viewerRole),
+		bind(fc, ns, BotUser, botRole),
+	}
+}
+
+// bind binds user to the Role roleName in ns.
+func bind(fc *fakeCluster, ns, user, roleName string) *rbacv1.RoleBinding {
+	return &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: user + "-" + roleName, Namespace: ns, UID: fc.api.nextUID(), ResourceVersion: fc.api.nextRV()},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: roleName},
 	}
 }
 

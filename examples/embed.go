@@ -8,3 +8,9 @@ import _ "embed"
 //
 //go:embed packit.yaml
 var Packit []byte
+
+// Kubernetes is examples/kubernetes.yaml: a small shop on plain Kubernetes
+// (no ImageStreams), for `deploybot chat --demo --config examples/kubernetes.yaml`.
+//
+//go:embed kubernetes.yaml
+var Kubernetes []byte
