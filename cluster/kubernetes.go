@@ -249,13 +249,17 @@ func (c EnvClient) setImages(ctx context.Context, t plan.Target, ref string, pin
 			containers = append(containers, map[string]string{"name": n, "image": ref})
 		}
 		patch := map[string]any{"spec": map[string]any{"template": map[string]any{"spec": map[string]any{"containers": containers}}}}
+		// The change cause reaches the Deployment's new ReplicaSet, so
+		// `history` and `kubectl rollout history` say what set the image.
+		annotations := map[string]any{ChangeCauseAnnotation: "deploybot set " + ref}
 		if !keep {
 			var v any // null removes the annotation
 			if pin != "" {
 				v = pin
 			}
-			patch["metadata"] = map[string]any{"annotations": map[string]any{PinnedAnnotation: v}}
+			annotations[PinnedAnnotation] = v
 		}
+		patch["metadata"] = map[string]any{"annotations": annotations}
 		body, err := json.Marshal(patch)
 		if err != nil {
 			return fmt.Errorf("encoding the patch of %s %s: %w", w.Kind, w.Name, err)

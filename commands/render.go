@@ -20,6 +20,9 @@ func RenderPlan(p plan.Plan) Output {
 		if p.Action != plan.ActionRollback && !t.Unchanged && len(t.Workloads) > 0 {
 			lines = append(lines, "  rolls: "+workloadList(t.Workloads))
 		}
+		if b := builtFrom(t.To); b != "" && !t.Unchanged {
+			lines = append(lines, "  "+b)
+		}
 		if len(t.DeletePods) > 0 {
 			lines = append(lines, "  deletes stuck pods: "+strings.Join(t.DeletePods, ", "))
 		}
@@ -33,6 +36,22 @@ func RenderPlan(p plan.Plan) Output {
 	}
 	out.Sections = append(out.Sections, Section{Lines: []string{policyText(p.Policy)}})
 	return out
+}
+
+// builtFrom says where an image comes from, from its revision and source
+// labels: "built from packit-service@3f2a9c1", or "" without a revision.
+func builtFrom(img plan.Image) string {
+	if img.Revision == "" {
+		return ""
+	}
+	rev := img.Revision
+	if len(rev) > 7 && isHex(rev) {
+		rev = rev[:7]
+	}
+	if src := strings.TrimSuffix(strings.TrimSuffix(img.Source, "/"), ".git"); src != "" {
+		return "built from " + src[strings.LastIndex(src, "/")+1:] + "@" + rev
+	}
+	return "built from revision " + rev
 }
 
 func targetLine(action plan.Action, t plan.Target) string {

@@ -126,3 +126,20 @@ func TestAge(t *testing.T) {
 		})
 	}
 }
+
+func TestBuiltFrom(t *testing.T) {
+	for _, tt := range []struct {
+		img  plan.Image
+		want string
+	}{
+		{plan.Image{}, ""},
+		{plan.Image{Revision: "3f2a9c1d0e9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f", Source: "https://github.com/packit/packit-service"}, "built from packit-service@3f2a9c1"},
+		{plan.Image{Revision: "3f2a9c1d0e9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f", Source: "https://gitlab.com/org/web.git/"}, "built from web@3f2a9c1"},
+		{plan.Image{Revision: "v1.2.3"}, "built from revision v1.2.3"},
+		{plan.Image{Source: "https://github.com/packit/ogr"}, ""},
+	} {
+		if got := builtFrom(tt.img); got != tt.want {
+			t.Errorf("builtFrom(%+v) = %q, want %q", tt.img, got, tt.want)
+		}
+	}
+}

@@ -23,8 +23,11 @@ const (
 	DefaultTimeout = 20 * time.Second
 	// DefaultRate and DefaultBurst are each registry's request budget: far
 	// above what a bot needs, low enough that a bug cannot flood a registry.
-	DefaultRate  = 5.0 // requests per second
-	DefaultBurst = 10
+	// The first look at a repository costs about five requests (the
+	// registry's ping over HTTPS and HTTP, HEAD, manifest, config), so the
+	// burst covers a cold five-service import without waiting.
+	DefaultRate  = 10.0 // requests per second
+	DefaultBurst = 50
 	// DefaultCacheSize is how many digests' labels are remembered.
 	DefaultCacheSize = 1024
 )

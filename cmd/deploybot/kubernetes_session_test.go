@@ -32,7 +32,7 @@ func TestKubernetesSession(t *testing.T) {
 
 	s.send("import prod")
 	id := s.expect(`#([a-z2-7]{10}) import prod: waiting for the requester to confirm`)[1]
-	p := s.expect(`(?s)web: ` + webOld + ` → ([0-9a-f]{12})\s+rolls: deployment/web\s+worker: ([0-9a-f]{12}) → ([0-9a-f]{12})\s+rolls: statefulset/worker.*expires in 1h`)
+	p := s.expect(`(?s)web: ` + webOld + ` → ([0-9a-f]{12})\s+rolls: deployment/web\s+built from web@[0-9a-f]{7}\s+worker: ([0-9a-f]{12}) → ([0-9a-f]{12})\s+rolls: statefulset/worker\s+built from worker@[0-9a-f]{7}.*expires in 1h`)
 	webNew, workerOld, workerNew := p[1], p[2], p[3]
 	s.send("confirm #" + id)
 	s.expect(`#` + id + ` import prod: waiting for approval`)
