@@ -426,5 +426,5 @@ func (r registryClient) Lookup(ctx context.Context, repo, digest string) (plan.I
 }
 
 func imageOf(img registry.Image) plan.Image {
-	return plan.Image{Ref: img.Pinned(), Digest: img.Digest, Revision: img.Revision, Source: img.Source}
+	return plan.Image{Ref: img.Pinned(), Digest: img.Digest, Revision: img.Revision, Source: img.Source, Created: img.Created}
 }

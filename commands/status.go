@@ -78,6 +78,9 @@ func serviceStatus(ctx context.Context, d Deps, now time.Time, e *config.Environ
 	if ts.ImportError != "" {
 		sec.Lines = append(sec.Lines, "error    last import failed: "+ts.ImportError)
 	}
+	if e.Kubernetes() {
+		sec.Lines = append(sec.Lines, registryStatus(ctx, d, now, e, s, ts)...)
+	}
 	ws, err := serviceWorkloads(ctx, d, e, s)
 	if err != nil {
 		sec.Lines = append(sec.Lines, "error    "+err.Error())
@@ -98,6 +101,40 @@ func serviceStatus(ctx context.Context, d Deps, now time.Time, e *config.Environ
 		sec.Lines = append(sec.Lines, line)
 	}
 	return sec
+}
+
+// registryStatus is what a plain Kubernetes environment's status adds from
+// the registry (read-only, labels cached by digest): what the running image
+// was built from, and whether the tag has a newer image than the one
+// running. On OpenShift the same question is an ImageStreamImport, which
+// `import --dry-run` asks.
+func registryStatus(ctx context.Context, d Deps, now time.Time, e *config.Environment, s *config.Service, ts plan.TagState) []string {
+	var lines []string
+	if lookup, ok := d.Cluster.(ImageLookup); ok && ts.Current.Digest != "" {
+		if cur, err := lookup.LookupImage(ctx, e.Name, streamOf(s), s.Repository+"@"+ts.Current.Digest); err == nil {
+			if b := builtFrom(cur); b != "" {
+				lines = append(lines, "build    "+b)
+			}
+		}
+	}
+	if ts.Pinned() {
+		return lines
+	}
+	reg, err := d.Cluster.RegistryImage(ctx, e.Name, streamOf(s), tagOf(e))
+	switch {
+	case err != nil:
+		lines = append(lines, "registry "+err.Error())
+	case reg.Digest != "" && reg.Digest != ts.Current.Digest:
+		line := "registry has " + plan.ShortDigest(reg.Digest)
+		if !reg.Created.IsZero() {
+			line += ", built " + age(now, reg.Created)
+		}
+		if b := builtFrom(reg); b != "" {
+			line += " (" + b + ")"
+		}
+		lines = append(lines, line+fmt.Sprintf(": `import %s %s`", e.Name, s.Name))
+	}
+	return lines
 }
 
 // statusOverview is `status` without an environment: one short section per

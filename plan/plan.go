@@ -83,6 +83,8 @@ type Image struct {
 	// and repository it was built from.
 	Revision string `json:"revision,omitempty"`
 	Source   string `json:"source,omitempty"`
+	// Created is the image's org.opencontainers.image.created label.
+	Created time.Time `json:"created,omitzero"`
 }
 
 // WorkloadRef names a workload in the Plan's namespace.

@@ -27,6 +27,10 @@ func TestKubernetesSession(t *testing.T) {
 	m := s.expect(`(?s)source: tracking registry.demo.local/shop/web:prod\s+DIGEST\s+IMPORTED\s+\* ([0-9a-f]{12}) .*?current\s+([0-9a-f]{12}) `)
 	webOld, webPrevious := m[1], m[2]
 
+	// The registry has newer images than prod runs, and says what they were built from.
+	s.send("status prod")
+	s.expect("(?s)web:\\s+image\\s+" + webOld + ".*?build\\s+built from web@[0-9a-f]{7}\\s+registry has [0-9a-f]{12}, built [^(]*\\(built from web@[0-9a-f]{7}\\): `import prod web`")
+
 	s.send("@carol import prod")
 	s.expect(`carol may not do this in prod; the cluster's RBAC refuses`)
 
@@ -42,7 +46,7 @@ func TestKubernetesSession(t *testing.T) {
 	s.expect(`#` + id + ` import prod: succeeded`)
 	s.expect(`Done: .*2/2 workloads settled; approved by bob\.`)
 	s.send("status prod")
-	s.expect(`(?s)web:\s+image\s+` + webNew + `\s+imported [^\n]*\s+source\s+tracking registry.demo.local/shop/web:prod\s+import\s+scheduled off\s+deployment/web\s+1/1 ready\s+settled\n`)
+	s.expect(`(?s)web:\s+image\s+` + webNew + `\s+imported [^\n]*\s+source\s+tracking registry.demo.local/shop/web:prod\s+import\s+scheduled off\s+build\s+built from web@[0-9a-f]{7}\s+deployment/web\s+1/1 ready\s+settled\n`)
 	s.expect(`(?s)worker:\s+image\s+` + workerNew + `.*?statefulset/worker\s+2/2 ready\s+settled\n`)
 
 	// The bot sets what it resolved in the registry, pinned by digest.
