@@ -153,7 +153,7 @@ func (p *probe) slowClients(ctx context.Context) ([]row, error) {
 			previous: "previous: all still open after 30 s; fds 11 → 353. Goal: cut within seconds (http.bodyTimeout 5s, readTimeout 10s by default)"},
 		{n: "5", scenario: fmt.Sprintf("%d keep-alive connections idle after one GET /healthz (at the same time)", nIdle),
 			now:      fmt.Sprintf("%s, from the end of their response; %s", idle, health),
-			previous: "previous: all still open after 30 s. Default http.idleTimeout 60s"},
+			previous: "previous: all still open after 30 s. Goal: cut within seconds (http.idleTimeout 15s by default)"},
 	}, nil
 }
 
