@@ -149,8 +149,9 @@ func New(cfg *config.Config, cl commands.Cluster, access Access, st store.Store,
 	}
 	b.life = lifecycle.New(lifecycle.Deps{Config: cfg, Store: st, Planner: planner{b.deps}, Access: access, Executor: exec, Messages: messages{b}}, lopts...)
 	// The cluster answers what the registry has, for the environments the
-	// scheduler polls (plain Kubernetes, scheduled: true).
-	sopts := []schedule.Option{schedule.WithClock(s.clock), schedule.WithLogger(s.log), schedule.WithRegistry(cl)}
+	// scheduler polls (plain Kubernetes, scheduled: true), and what a tag
+	// has now, for registry webhooks (Pushed).
+	sopts := []schedule.Option{schedule.WithClock(s.clock), schedule.WithLogger(s.log), schedule.WithRegistry(cl), schedule.WithTags(cl)}
 	if s.scheduleUser != "" {
 		sopts = append(sopts, schedule.WithIdentity(s.scheduleUser, s.scheduleGroups))
 	}

@@ -35,6 +35,9 @@ type Config struct {
 	// Registry configures how deploybot reads registries itself (plain
 	// Kubernetes environments): credentials and limits.
 	Registry Registry `json:"registry,omitempty"`
+	// Webhooks names registry hosts for the registry webhooks of `deploybot
+	// serve` (webhooks.go); their secrets come from the environment.
+	Webhooks *Webhooks `json:"webhooks,omitempty"`
 }
 
 // The platforms an environment can run on.

@@ -169,6 +169,7 @@ func (c *Config) Validate() error {
 	validateDiscord(&ps, c)
 	validateSlack(&ps, c)
 	validateHTTP(&ps, c.HTTP)
+	validateWebhooks(&ps, c.Webhooks)
 
 	if len(ps) == 0 {
 		return nil

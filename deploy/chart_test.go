@@ -501,7 +501,7 @@ func TestChartRendering(t *testing.T) {
 						t.Errorf("route %s: %+v, want edge TLS to the Service", rt.Name, rt.Spec)
 					}
 				}
-				if !slices.Equal(paths, []string{"/slack/", "/discord/"}) {
+				if !slices.Equal(paths, []string{"/slack/", "/discord/", "/registry/webhooks/"}) {
 					t.Errorf("routes for %v, want only the webhook paths", paths)
 				}
 				crs := all[*rbacv1.ClusterRole](r)
@@ -539,7 +539,7 @@ func TestChartRendering(t *testing.T) {
 				for _, p := range ing.Spec.Rules[0].HTTP.Paths {
 					paths = append(paths, p.Path)
 				}
-				if !slices.Equal(paths, []string{"/slack/", "/discord/"}) || len(ing.Spec.TLS) != 1 {
+				if !slices.Equal(paths, []string{"/slack/", "/discord/", "/registry/webhooks/"}) || len(ing.Spec.TLS) != 1 {
 					t.Errorf("ingress paths %v tls %v, want only the webhook paths, with TLS", paths, ing.Spec.TLS)
 				}
 			},

@@ -83,8 +83,10 @@ type Scheduler struct {
 	// Kubernetes identity, checked like anyone's.
 	identity store.Person
 	// registry, when set, is polled for plain Kubernetes environments with
-	// scheduled: true (poll.go).
+	// scheduled: true (poll.go), and re-resolves registry webhooks' pushes.
 	registry Registry
+	// tags, when set, tells registry webhooks what an env has now (push.go).
+	tags Tags
 }
 
 // Option configures a Scheduler.

@@ -16,6 +16,7 @@ import (
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/lifecycle"
 	"github.com/deploybot/deploybot/store"
+	"github.com/deploybot/deploybot/webhook"
 )
 
 // adapter is a chat platform as `serve` runs it: a bot.Platform that may
@@ -56,7 +57,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	common := addCommonFlags(fs, "info")
-	listen := fs.String("listen", ":8080", "address of the HTTP endpoints (Slack, Discord, health)")
+	listen := fs.String("listen", ":8080", "address of the HTTP endpoints (Slack, Discord, registry webhooks, health)")
 	grace := fs.Duration("shutdown-grace", lifecycle.DefaultShutdownGrace, "on SIGTERM, how long running executions may finish before they are stopped and recorded as interrupted (keep it below the pod's terminationGracePeriodSeconds)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -97,6 +98,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	if len(running) == 0 {
 		return errors.New("no chat platform is configured: set SLACK_SIGNING_SECRET (Slack) or DISCORD_PUBLIC_KEY / DISCORD_BOT_TOKEN (Discord); see README")
+	}
+	hooks, err := newWebhooks(s.cfg, getenv, b, s.store, logger) // webhook.go
+	if err != nil {
+		return fmt.Errorf("setting up registry webhooks: %w", err)
+	}
+	if hooks != nil {
+		mux.Handle("POST "+webhook.Path+"{source}", hooks)
+	} else {
+		logger.Info("registry webhooks not configured (no DEPLOYBOT_WEBHOOK_SECRET_*)")
 	}
 
 	ln, err := net.Listen("tcp", *listen)
@@ -141,6 +151,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// interrupted; then the adapters handle what they acknowledged and
 	// deliver the last message updates.
 	shutdown(srv)
+	if hooks != nil {
+		stopWebhooks(hooks)
+	}
 	stopDuties()
 	if n := b.Shutdown(*grace); n > 0 {
 		logger.Warn("stopped executions still running after the grace period; each is recorded as interrupted", "executions", n, "grace", *grace)
