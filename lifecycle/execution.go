@@ -77,8 +77,13 @@ func (l *Lifecycle) execute(ctx context.Context, id string) {
 	}
 	// The outcome is recorded even when ctx has ended (shutdown): on a
 	// context of its own, bounded, so the request never stays Executing
-	// with no word of what happened.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	// with no word of what happened. Outside a shutdown a slow store (an
+	// API server under load) gets longer than the shutdown's bound.
+	timeout := recordTimeout
+	if ctx.Err() == nil {
+		timeout = recordTimeoutLive
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	interrupted := ctx.Err() != nil && !l.taken(execCtx)
 	final, reason := store.Succeeded, ""
@@ -137,6 +142,9 @@ func (l *Lifecycle) recordImages(ctx context.Context, r *store.Request, res plan
 // recordTimeout bounds recording an execution's outcome after its context
 // has ended.
 const recordTimeout = 10 * time.Second
+
+// recordTimeoutLive bounds recording an outcome while the process runs on.
+const recordTimeoutLive = 2 * time.Minute
 
 // taken reports whether execCtx ended because another replica reported this
 // execution dead (the heartbeat's cancel), not because of shutdown.
