@@ -390,15 +390,11 @@ func changedResult(t plan.Target, from, to plan.Image) plan.TargetResult {
 func KubernetesServices(cfg *config.Config) map[string]Service {
 	out := make(map[string]Service, len(cfg.Services))
 	for _, s := range cfg.Services {
-		stream := s.ImageStream
-		if stream == "" {
-			stream = s.Name
-		}
 		svc := Service{Name: s.Name, Repository: s.Repository}
 		for _, w := range s.Workloads {
 			svc.Workloads = append(svc.Workloads, ServiceWorkload{Kind: w.Kind, Name: w.Name, Container: w.Container})
 		}
-		out[stream] = svc
+		out[s.Stream()] = svc
 	}
 	return out
 }

@@ -69,7 +69,7 @@ func runHistory(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (Out
 	}
 	out := Output{Title: fmt.Sprintf("history %s (namespace %s)", s.Name, e.Namespace)}
 	if len(ws) == 0 {
-		out.Sections = []Section{{Lines: []string{fmt.Sprintf("No workloads follow %s:%s in %s.", streamOf(s), tagOf(e), e.Name)}}}
+		out.Sections = []Section{{Lines: []string{fmt.Sprintf("No workloads follow %s:%s in %s.", s.Stream(), e.ImageTag(), e.Name)}}}
 		return out, nil
 	}
 	revs := make([][]plan.Revision, len(ws))

@@ -79,7 +79,7 @@ func runImages(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (Outp
 	if c.Digest != "" {
 		return oneImage(ts, e, s, c.Digest, d)
 	}
-	out := Output{Title: fmt.Sprintf("images %s:%s (namespace %s)", streamOf(s), tagOf(e), e.Namespace)}
+	out := Output{Title: fmt.Sprintf("images %s:%s (namespace %s)", s.Stream(), e.ImageTag(), e.Namespace)}
 	out.Sections = append(out.Sections, Section{Lines: []string{"source: " + sourceText(ts, e, s)}})
 	if len(ts.History) == 0 {
 		out.Sections = append(out.Sections, Section{Lines: []string{"Nothing has been imported into this tag yet."}})
@@ -112,7 +112,7 @@ func oneImage(ts plan.TagState, e *config.Environment, s *config.Service, digest
 	}
 	now := d.now()
 	return Output{
-		Title: fmt.Sprintf("image %s of %s:%s (namespace %s)", plan.ShortDigest(ev.Digest), streamOf(s), tagOf(e), e.Namespace),
+		Title: fmt.Sprintf("image %s of %s:%s (namespace %s)", plan.ShortDigest(ev.Digest), s.Stream(), e.ImageTag(), e.Namespace),
 		Sections: []Section{
 			{Heading: "Digest", Lines: []string{ev.Digest}, Pre: true},
 			{Heading: "Image", Lines: []string{ref}, Pre: true},

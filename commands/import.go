@@ -62,7 +62,7 @@ func planImport(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (pla
 }
 
 func importTarget(ctx context.Context, d Deps, e *config.Environment, s *config.Service) (plan.Target, []string, error) {
-	t := plan.Target{Service: s.Name, Stream: streamOf(s), Tag: tagOf(e)}
+	t := plan.Target{Service: s.Name, Stream: s.Stream(), Tag: e.ImageTag()}
 	ts, err := readTag(ctx, d, e, s)
 	if err != nil {
 		return t, nil, err

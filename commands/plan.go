@@ -64,9 +64,9 @@ func currentImage(ts plan.TagState) plan.Image {
 
 // readTag reads the service's tag in env, wrapping the error with what was read.
 func readTag(ctx context.Context, d Deps, e *config.Environment, s *config.Service) (plan.TagState, error) {
-	ts, err := d.Cluster.Tag(ctx, e.Name, streamOf(s), tagOf(e))
+	ts, err := d.Cluster.Tag(ctx, e.Name, s.Stream(), e.ImageTag())
 	if err != nil {
-		return plan.TagState{}, fmt.Errorf("reading %s:%s in %s: %w", streamOf(s), tagOf(e), e.Name, err)
+		return plan.TagState{}, fmt.Errorf("reading %s:%s in %s: %w", s.Stream(), e.ImageTag(), e.Name, err)
 	}
 	return ts, nil
 }

@@ -92,8 +92,8 @@ func pinTarget(ts plan.TagState, e *config.Environment, s *config.Service, diges
 	ref := s.Repository + "@" + digest
 	return plan.Target{
 		Service:   s.Name,
-		Stream:    streamOf(s),
-		Tag:       tagOf(e),
+		Stream:    s.Stream(),
+		Tag:       e.ImageTag(),
 		From:      currentImage(ts),
 		To:        plan.Image{Ref: ref, Digest: digest},
 		SpecFrom:  ref,

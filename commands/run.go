@@ -122,28 +122,14 @@ func servicesOf(cfg *config.Config, names []string) ([]*config.Service, error) {
 
 // streamOf and tagOf apply the config defaults, so a Config built in code
 // without SetDefaults behaves the same.
-func streamOf(s *config.Service) string {
-	if s.ImageStream != "" {
-		return s.ImageStream
-	}
-	return s.Name
-}
-
-func tagOf(e *config.Environment) string {
-	if e.Tag != "" {
-		return e.Tag
-	}
-	return e.Name
-}
-
 // serviceWorkloads are the workloads that follow the service's tag in env:
 // the config's list when it has one (read for their state and triggers),
 // otherwise those whose image.openshift.io/triggers name the tag.
 func serviceWorkloads(ctx context.Context, d Deps, e *config.Environment, s *config.Service) ([]plan.Workload, error) {
 	if len(s.Workloads) == 0 {
-		ws, err := d.Cluster.TriggeredWorkloads(ctx, e.Name, streamOf(s), tagOf(e))
+		ws, err := d.Cluster.TriggeredWorkloads(ctx, e.Name, s.Stream(), e.ImageTag())
 		if err != nil {
-			return nil, fmt.Errorf("finding the workloads of %s:%s in %s: %w", streamOf(s), tagOf(e), e.Name, err)
+			return nil, fmt.Errorf("finding the workloads of %s:%s in %s: %w", s.Stream(), e.ImageTag(), e.Name, err)
 		}
 		return ws, nil
 	}
@@ -173,7 +159,7 @@ func followsTag(w plan.Workload, e *config.Environment, s *config.Service) bool 
 
 func followingTrigger(w plan.Workload, e *config.Environment, s *config.Service) *plan.Trigger {
 	for i, t := range w.Triggers {
-		if !t.Paused && t.Follows(e.Namespace, streamOf(s), tagOf(e)) {
+		if !t.Paused && t.Follows(e.Namespace, s.Stream(), e.ImageTag()) {
 			return &w.Triggers[i]
 		}
 	}

@@ -87,7 +87,7 @@ func serviceStatus(ctx context.Context, d Deps, now time.Time, e *config.Environ
 		return sec
 	}
 	if len(ws) == 0 {
-		sec.Lines = append(sec.Lines, "no workloads follow "+streamOf(s)+":"+tagOf(e))
+		sec.Lines = append(sec.Lines, "no workloads follow "+s.Stream()+":"+e.ImageTag())
 	}
 	width := 0
 	for _, w := range ws {
@@ -111,7 +111,7 @@ func serviceStatus(ctx context.Context, d Deps, now time.Time, e *config.Environ
 func registryStatus(ctx context.Context, d Deps, now time.Time, e *config.Environment, s *config.Service, ts plan.TagState) []string {
 	var lines []string
 	if lookup, ok := d.Cluster.(ImageLookup); ok && ts.Current.Digest != "" {
-		if cur, err := lookup.LookupImage(ctx, e.Name, streamOf(s), s.Repository+"@"+ts.Current.Digest); err == nil {
+		if cur, err := lookup.LookupImage(ctx, e.Name, s.Stream(), s.Repository+"@"+ts.Current.Digest); err == nil {
 			if b := builtFrom(cur); b != "" {
 				lines = append(lines, "build    "+b)
 			}
@@ -120,7 +120,7 @@ func registryStatus(ctx context.Context, d Deps, now time.Time, e *config.Enviro
 	if ts.Pinned() {
 		return lines
 	}
-	reg, err := d.Cluster.RegistryImage(ctx, e.Name, streamOf(s), tagOf(e))
+	reg, err := d.Cluster.RegistryImage(ctx, e.Name, s.Stream(), e.ImageTag())
 	switch {
 	case err != nil:
 		lines = append(lines, "registry "+err.Error())
@@ -232,8 +232,8 @@ func sourceText(ts plan.TagState, e *config.Environment, s *config.Service) stri
 		return fmt.Sprintf("%s %s", ts.SpecFromKind, ts.SpecFrom)
 	case ts.Pinned():
 		return fmt.Sprintf("pinned %s (`track %s %s` follows the registry again)", ts.SpecFrom, s.Name, e.Name)
-	case ts.SpecFrom != s.Repository+":"+tagOf(e):
-		return fmt.Sprintf("tracking %s (not the configured %s:%s)", ts.SpecFrom, s.Repository, tagOf(e))
+	case ts.SpecFrom != s.Repository+":"+e.ImageTag():
+		return fmt.Sprintf("tracking %s (not the configured %s:%s)", ts.SpecFrom, s.Repository, e.ImageTag())
 	}
 	return "tracking " + ts.SpecFrom
 }

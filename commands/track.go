@@ -36,11 +36,11 @@ func planTrack(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (plan
 	if err != nil {
 		return plan.Plan{}, err
 	}
-	spec := s.Repository + ":" + tagOf(e)
+	spec := s.Repository + ":" + e.ImageTag()
 	t := plan.Target{
 		Service:   s.Name,
-		Stream:    streamOf(s),
-		Tag:       tagOf(e),
+		Stream:    s.Stream(),
+		Tag:       e.ImageTag(),
 		From:      currentImage(ts),
 		SpecFrom:  spec,
 		Scheduled: e.Scheduled,

@@ -69,7 +69,7 @@ func planUndo(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (plan.
 		return plan.Plan{}, err
 	}
 	if len(ws) == 0 {
-		return plan.Plan{}, userFail("No workloads follow %s:%s in %s, so there is nothing to undo.", streamOf(s), tagOf(e), e.Name)
+		return plan.Plan{}, userFail("No workloads follow %s:%s in %s, so there is nothing to undo.", s.Stream(), e.ImageTag(), e.Name)
 	}
 	u := undoState{e: e, s: s, stuck: map[string][]plan.StuckPod{}, command: c}
 	for _, w := range ws {

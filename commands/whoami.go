@@ -61,7 +61,7 @@ func envAccess(ctx context.Context, d Deps, caller plan.Caller, e *config.Enviro
 	follows := make([]bool, len(svcs))
 	var notes []string
 	for i, s := range svcs {
-		targets[i] = plan.Target{Service: s.Name, Stream: streamOf(s), Tag: tagOf(e)}
+		targets[i] = plan.Target{Service: s.Name, Stream: s.Stream(), Tag: e.ImageTag()}
 	}
 	errs := make([]error, len(svcs))
 	forEach(len(svcs), func(i int) {
@@ -130,7 +130,7 @@ func verdict(denied []plan.Denial, err error, svcs []*config.Service, e *config.
 	for _, dn := range denied {
 		svc := ""
 		for _, s := range svcs {
-			if n := dn.Access.Name; n != "" && (n == streamOf(s) || n == streamOf(s)+":"+tagOf(e)) {
+			if n := dn.Access.Name; n != "" && (n == s.Stream() || n == s.Stream()+":"+e.ImageTag()) {
 				svc = s.Name
 			}
 		}

@@ -104,3 +104,21 @@ func (e *Environment) Poll() time.Duration {
 	}
 	return DefaultPollInterval
 }
+
+// ImageTag is the environment's registry and ImageStream tag: Tag, default
+// the environment's name.
+func (e *Environment) ImageTag() string {
+	if e.Tag != "" {
+		return e.Tag
+	}
+	return e.Name
+}
+
+// Stream is the name the service's tag is known by: its ImageStream
+// (default the service's name), also on a plain Kubernetes environment.
+func (s *Service) Stream() string {
+	if s.ImageStream != "" {
+		return s.ImageStream
+	}
+	return s.Name
+}

@@ -76,10 +76,7 @@ func (c *Cluster) seedEnv(fc *fakeCluster, env config.Environment) error {
 		return err
 	}
 	for _, svc := range c.cfg.Services {
-		stream := svc.ImageStream
-		if stream == "" {
-			stream = svc.Name
-		}
+		stream := svc.Stream()
 		digests := make([]string, historyLen+2)
 		for n := 1; n <= historyLen+1; n++ {
 			digests[n] = fakeopenshift.Digest(svc.Repository, env.Tag, n)

@@ -167,8 +167,19 @@ func (s *Scheduler) scheduledEnv(env, verb string) (*config.Environment, error) 
 // imports happen.
 func (s *Scheduler) authorize(ctx context.Context, by store.Person, env *config.Environment, format string, args ...any) error {
 	imp := plan.Plan{Action: plan.ActionImport, Env: env.Name, Namespace: env.Namespace}
-	for _, svc := range s.cfg.Services {
-		imp.Targets = append(imp.Targets, plan.Target{Service: svc.Name, Stream: svc.ImageStream, Tag: env.Tag})
+	if env.Kubernetes() {
+		imp.Platform = plan.PlatformKubernetes
+	}
+	for i := range s.cfg.Services {
+		svc := &s.cfg.Services[i]
+		t := plan.Target{Service: svc.Name, Stream: svc.Stream(), Tag: env.ImageTag()}
+		if env.Kubernetes() {
+			// There the import is patching the listed workloads.
+			for _, w := range svc.Workloads {
+				t.Workloads = append(t.Workloads, plan.WorkloadRef{Kind: w.Kind, Name: w.Name})
+			}
+		}
+		imp.Targets = append(imp.Targets, t)
 	}
 	err := s.life.Authorize(ctx, by, env.Name, plan.ExecuteAccess(imp))
 	if rf, ok := err.(*lifecycle.Refusal); ok && rf.Kind == lifecycle.RefusedAccess {

@@ -79,15 +79,7 @@ func (s *Scheduler) poll(ctx context.Context, env *config.Environment, now time.
 	var seen []store.ImageRecord
 	for i := range s.cfg.Services {
 		svc := &s.cfg.Services[i]
-		stream := svc.ImageStream
-		if stream == "" {
-			stream = svc.Name
-		}
-		tag := env.Tag
-		if tag == "" {
-			tag = env.Name
-		}
-		img, err := s.registry.RegistryImage(ctx, env.Name, stream, tag)
+		img, err := s.registry.RegistryImage(ctx, env.Name, svc.Stream(), env.ImageTag())
 		if err != nil {
 			s.log.Warn("polling the registry", "env", env.Name, "service", svc.Name, "err", err)
 			continue

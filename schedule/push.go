@@ -94,24 +94,10 @@ func (s *Scheduler) Pushed(ctx context.Context, pushes []webhook.Push) ([]PushOu
 	return outs, nil
 }
 
-func envTag(env *config.Environment) string {
-	if env.Tag != "" {
-		return env.Tag
-	}
-	return env.Name
-}
-
-func streamOf(svc *config.Service) string {
-	if svc.ImageStream != "" {
-		return svc.ImageStream
-	}
-	return svc.Name
-}
-
 // pushedServices re-resolves each service of env that a push names and
 // returns those whose registry image the env does not have.
 func (s *Scheduler) pushedServices(ctx context.Context, env *config.Environment, pushes []webhook.Push) ([]pushChange, []PushOutcome) {
-	tag := envTag(env)
+	tag := env.ImageTag()
 	var changes []pushChange
 	var outs []PushOutcome
 	for i := range s.cfg.Services {
@@ -120,7 +106,7 @@ func (s *Scheduler) pushedServices(ctx context.Context, env *config.Environment,
 			continue
 		}
 		out := PushOutcome{Env: env.Name, Service: svc.Name}
-		to, err := s.registry.RegistryImage(ctx, env.Name, streamOf(svc), tag)
+		to, err := s.registry.RegistryImage(ctx, env.Name, svc.Stream(), tag)
 		if err == nil && !plan.IsDigest(to.Digest) {
 			err = fmt.Errorf("the registry named no digest for %s:%s", svc.Repository, tag)
 		}
@@ -132,7 +118,7 @@ func (s *Scheduler) pushedServices(ctx context.Context, env *config.Environment,
 		out.To = to.Digest
 		var from plan.Image
 		if s.tags != nil {
-			st, err := s.tags.Tag(ctx, env.Name, streamOf(svc), tag)
+			st, err := s.tags.Tag(ctx, env.Name, svc.Stream(), tag)
 			if err != nil {
 				// A tag not imported yet has nothing: the push is news.
 				s.log.Warn("reading the tag a push names", "env", env.Name, "service", svc.Name, "err", err)
