@@ -81,6 +81,13 @@ func planRevert(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (pla
 	}
 	p := newPlan(plan.ActionPin, e)
 	p.Targets = []plan.Target{pinTarget(ts, e, s, ev.Digest, workloadRefs(ws, e, s))}
+	if lookup, ok := d.Cluster.(ImageLookup); ok && e.Kubernetes() {
+		// What the image was built from, read-only from the registry (on
+		// OpenShift the lookup would be an ImageStreamImport).
+		if img, err := lookup.LookupImage(ctx, e.Name, s.Stream(), p.Targets[0].To.Ref); err == nil && img.Digest == ev.Digest {
+			p.Targets[0].To.Revision, p.Targets[0].To.Source, p.Targets[0].To.Created = img.Revision, img.Source, img.Created
+		}
+	}
 	p.Notes = pinNotes(p.Targets[0], ts, e, s)
 	p.Access = planAccess(p)
 	return p, nil
