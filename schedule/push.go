@@ -128,6 +128,14 @@ func (s *Scheduler) pushedServices(ctx context.Context, env *config.Environment,
 		}
 		out.From = from.Digest
 		if from.Digest == to.Digest {
+			// A registry may notify before the tag points at what was
+			// pushed (Distribution sends the event when the manifest is
+			// stored, then moves the tag: distribution/distribution#2625),
+			// so "nothing new" is looked at again a few times first.
+			to = s.lookAgain(ctx, env, svc, tag, from.Digest, to)
+			out.To = to.Digest
+		}
+		if from.Digest == to.Digest {
 			out.Did = PushUnchanged
 			outs = append(outs, out)
 			continue
@@ -135,6 +143,32 @@ func (s *Scheduler) pushedServices(ctx context.Context, env *config.Environment,
 		changes = append(changes, pushChange{svc: svc, from: from, to: to})
 	}
 	return changes, outs
+}
+
+// pushRechecks are the waits before each second look at a pushed tag that
+// still names the image the environment has.
+var pushRechecks = []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second}
+
+// lookAgain asks the registry again, after each of pushRechecks, until the
+// tag names something other than have; it returns the last answer.
+func (s *Scheduler) lookAgain(ctx context.Context, env *config.Environment, svc *config.Service, tag, have string, last plan.Image) plan.Image {
+	for _, wait := range pushRechecks {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return last
+		case <-t.C:
+		}
+		img, err := s.registry.RegistryImage(ctx, env.Name, svc.Stream(), tag)
+		if err != nil || !plan.IsDigest(img.Digest) {
+			continue
+		}
+		if last = img; img.Digest != have {
+			return img
+		}
+	}
+	return last
 }
 
 // actOnPush imports env's changes right away or announces them.

@@ -37,6 +37,9 @@ type fakeRegistry struct {
 	current map[string]string // env/stream → digest the env has
 	fail    error
 	asked   int
+	// late is what a tag names from the second look on (env/stream →
+	// digest): a registry that notified before it moved the tag.
+	late map[string]string
 }
 
 func (r *fakeRegistry) RegistryImage(_ context.Context, env, stream, tag string) (plan.Image, error) {
@@ -46,7 +49,11 @@ func (r *fakeRegistry) RegistryImage(_ context.Context, env, stream, tag string)
 	if r.fail != nil {
 		return plan.Image{}, r.fail
 	}
-	return plan.Image{Ref: stream + "@" + r.images[env+"/"+stream], Digest: r.images[env+"/"+stream]}, nil
+	d := r.images[env+"/"+stream]
+	if late, ok := r.late[env+"/"+stream]; ok && r.asked > 1 {
+		d = late
+	}
+	return plan.Image{Ref: stream + "@" + d, Digest: d}, nil
 }
 
 func (r *fakeRegistry) Tag(_ context.Context, env, stream, tag string) (plan.TagState, error) {
@@ -151,6 +158,7 @@ func summary(outs []schedule.PushOutcome) string {
 // when the env has the registry's image; an import at once where the env
 // imports by itself, else a heads-up naming the command; each once.
 func TestPushed(t *testing.T) {
+	defer schedule.SetPushRechecks(time.Millisecond, time.Millisecond, time.Millisecond)()
 	web := func(tag string) webhook.Push { return webhook.Push{Repository: "quay.io/shop/web", Tag: tag} }
 	tests := []struct {
 		name   string
@@ -167,8 +175,11 @@ func TestPushed(t *testing.T) {
 			notices: []string{"prod-deploys: New image for prod / web aaaaaaaaaaaa → bbbbbbbbbbbb; `import prod web` imports it. / Pushed to the registry at 10:42 UTC."}, asked: 1},
 		{name: "redelivered: the heads-up is posted once", pushes: []webhook.Push{web("prod")}, twice: true,
 			want: "prod/web duplicate", notices: []string{"New image for prod"}, asked: 2},
-		{name: "the env has the registry's image: nothing", pushes: []webhook.Push{{Repository: "docker.io/shop/worker", Tag: "prod"}},
-			want: "prod/worker unchanged", asked: 1},
+		{name: "the env has the registry's image: nothing, after looking again", pushes: []webhook.Push{{Repository: "docker.io/shop/worker", Tag: "prod"}},
+			want: "prod/worker unchanged", asked: 4},
+		{name: "the registry notified before it moved the tag: the second look sees the push", pushes: []webhook.Push{{Repository: "docker.io/shop/worker", Tag: "prod"}},
+			setup: func(w *pushWorld) { w.registry.late = map[string]string{"prod/worker": digest('e')} },
+			want:  "prod/worker heads-up", notices: []string{"worker cccccccccccc → eeeeeeeeeeee; `import prod worker`"}, asked: 2},
 		{name: "another tag or repository: the registry is not asked", pushes: []webhook.Push{web("latest"), {Repository: "quay.io/shop/api", Tag: "prod"}},
 			want: "", asked: 0},
 		{name: "the repository is compared canonically", pushes: []webhook.Push{{Repository: "index.docker.io/shop/worker", Tag: "prod"}},
