@@ -75,10 +75,15 @@ func validateScheduling(ps *problems, c *Config) {
 			for _, f := range []struct {
 				name string
 				set  bool
-			}{{"scheduleHeadsUp", lead != 0}, {"autoApproveScheduled", e.AutoApproveScheduled}, {"catchUp", e.CatchUp}} {
+			}{{"scheduleHeadsUp", lead != 0}, {"catchUp", e.CatchUp}} {
 				if f.set {
 					ps.add(p+"."+f.name, "has no effect without a schedule")
 				}
+			}
+			// The schedule also opens the imports of registry pushes and
+			// polls, on an env with scheduled: true.
+			if e.AutoApproveScheduled && !e.Scheduled {
+				ps.add(p+".autoApproveScheduled", "has no effect without a schedule or scheduled: true")
 			}
 			continue
 		}

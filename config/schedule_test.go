@@ -82,8 +82,12 @@ func TestValidateScheduling(t *testing.T) {
 			e.AutoApproveScheduled, e.CatchUp = true, true
 		}, want: []string{
 			"environments[0].scheduleHeadsUp: has no effect without a schedule",
-			"environments[0].autoApproveScheduled: has no effect without a schedule",
 			"environments[0].catchUp: has no effect without a schedule",
+			"environments[0].autoApproveScheduled: has no effect without a schedule or scheduled: true",
+		}},
+		{name: "auto-approval of the imports of pushes and polls, without a cron", mutate: func(c *Config) {
+			e := &c.Environments[0]
+			e.Scheduled, e.AutoApproveScheduled = true, true
 		}},
 		{name: "heads-up without a channel", mutate: func(c *Config) { sched(c).ScheduleHeadsUp.Duration = time.Minute },
 			want: []string{"environments[1].scheduleHeadsUp: needs environments[1].channel to post the heads-up to"}},
