@@ -399,6 +399,24 @@ func KubernetesServices(cfg *config.Config) map[string]Service {
 	return out
 }
 
+// NewRegistry builds the registry client a config's registry section
+// describes (credentials, plain-HTTP hosts), as plain Kubernetes
+// environments ask it.
+func NewRegistry(c config.Registry) (Registry, error) {
+	var opts []registry.Option
+	if c.DockerConfig != "" {
+		opts = append(opts, registry.WithDockerConfig(c.DockerConfig))
+	}
+	if len(c.Insecure) > 0 {
+		opts = append(opts, registry.WithInsecure(c.Insecure...))
+	}
+	client, err := registry.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("building the registry client: %w", err)
+	}
+	return RegistryClient(client), nil
+}
+
 // RegistryClient is the registry client as a plain Kubernetes environment
 // asks it.
 func RegistryClient(c *registry.Client) Registry { return registryClient{c} }

@@ -29,7 +29,6 @@ import (
 	"github.com/deploybot/deploybot/internal/registrytest"
 	"github.com/deploybot/deploybot/kubeclient"
 	"github.com/deploybot/deploybot/plan"
-	"github.com/deploybot/deploybot/registry"
 	"github.com/deploybot/deploybot/store"
 )
 
@@ -589,16 +588,9 @@ type shopBot struct {
 
 func newShopBot(t *testing.T, cp *controlplane.ControlPlane, cfg *config.Config, opts ...bot.Option) *shopBot {
 	t.Helper()
-	var ropts []registry.Option
-	if cfg.Registry.DockerConfig != "" {
-		ropts = append(ropts, registry.WithDockerConfig(cfg.Registry.DockerConfig))
-	}
-	if len(cfg.Registry.Insecure) > 0 {
-		ropts = append(ropts, registry.WithInsecure(cfg.Registry.Insecure...))
-	}
-	rc, err := registry.New(ropts...)
+	rc, err := cluster.NewRegistry(cfg.Registry) // as serve builds it
 	if err != nil {
-		t.Fatalf("building the registry client: %v", err)
+		t.Fatal(err)
 	}
 	sb := &shopBot{chat: &kubeChat{}, store: store.NewMemory(), logs: &syncBuffer{}}
 	envs := map[string]cluster.EnvClient{}
@@ -610,7 +602,7 @@ func newShopBot(t *testing.T, cp *controlplane.ControlPlane, cfg *config.Config,
 		}
 		if e.Kubernetes() {
 			ec.Images = nil
-			ec.Kubernetes = &cluster.Kubernetes{Registry: cluster.RegistryClient(rc), History: sb.store, Services: cluster.KubernetesServices(cfg), Scheduled: e.Scheduled}
+			ec.Kubernetes = &cluster.Kubernetes{Registry: rc, History: sb.store, Services: cluster.KubernetesServices(cfg), Scheduled: e.Scheduled}
 		}
 		envs[e.Name] = ec
 		kube[e.Name] = ec.Kube

@@ -29,7 +29,6 @@ import (
 	"github.com/deploybot/deploybot/examples"
 	"github.com/deploybot/deploybot/kubeclient"
 	"github.com/deploybot/deploybot/lifecycle"
-	"github.com/deploybot/deploybot/registry"
 	"github.com/deploybot/deploybot/store"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
@@ -235,18 +234,7 @@ func registryFor(cfg *config.Config) (cluster.Registry, error) {
 	if !slices.ContainsFunc(cfg.Environments, func(e config.Environment) bool { return e.Kubernetes() }) {
 		return nil, nil
 	}
-	var opts []registry.Option
-	if cfg.Registry.DockerConfig != "" {
-		opts = append(opts, registry.WithDockerConfig(cfg.Registry.DockerConfig))
-	}
-	if len(cfg.Registry.Insecure) > 0 {
-		opts = append(opts, registry.WithInsecure(cfg.Registry.Insecure...))
-	}
-	c, err := registry.New(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("building the registry client: %w", err)
-	}
-	return cluster.RegistryClient(c), nil
+	return cluster.NewRegistry(cfg.Registry)
 }
 
 // botOptions are the options that follow from the configuration.
