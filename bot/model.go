@@ -49,6 +49,9 @@ const (
 	// ActionSkip skips the next run of a scheduled import; its RequestID is
 	// the ID that run's request will have.
 	ActionSkip ActionKind = "skip"
+	// ActionImport opens an import request; its RequestID is no request's
+	// but an ImportOffer (offer.go): the env and services to import.
+	ActionImport ActionKind = "import"
 )
 
 // Action is a button press.

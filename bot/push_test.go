@@ -15,6 +15,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/bot/terminal"
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/internal/poll"
@@ -107,6 +108,44 @@ func TestRegistryWebhook(t *testing.T) {
 	if got := h.tagCurrent("prod", "packit-worker"); got != demoWorker {
 		t.Errorf("prod's packit-worker is %s after a heads-up, want it unchanged (%s)", got, demoWorker)
 	}
+	// The heads-up's Import button opens the same request as the command,
+	// for whoever clicks it, under prod's policy; a made-up one changes nothing.
+	var headsUp bot.Reply
+	for i := 0; ; i++ {
+		p, ok := h.platform.post(i)
+		if !ok {
+			t.Fatal("no heads-up among the posts")
+		}
+		if p.RequestID == "" && p.Title == "New image for prod" {
+			headsUp = p
+			break
+		}
+	}
+	if len(headsUp.Buttons) != 1 || headsUp.Buttons[0].Action != bot.ActionImport || headsUp.Buttons[0].RequestID != "prod+packit-worker" || headsUp.Buttons[0].Label != "Import" {
+		t.Fatalf("heads-up buttons = %+v, want one Import of prod+packit-worker", headsUp.Buttons)
+	}
+	for _, tc := range []struct{ user, offer, want string }{
+		{"dave", "prod+packit-worker", "You are not mapped to a Kubernetes identity"},
+		{"alice", "prod+packit-nothing", "The Import button asks for `import prod packit-nothing`, which this deploybot does not know now"},
+		{"alice", "prod import+x", "That Import button is not one deploybot makes"},
+	} {
+		if got := h.click(b, tc.user, bot.ActionImport, tc.offer); !strings.Contains(got, tc.want) {
+			t.Errorf("%s clicking Import %q: %q, want %q", tc.user, tc.offer, got, tc.want)
+		}
+	}
+	if rs, _ := h.store.List(context.Background(), store.ListOptions{}); len(rs) != 0 {
+		t.Fatalf("refused Import clicks left %d requests", len(rs))
+	}
+	h.click(b, "alice", bot.ActionImport, headsUp.Buttons[0].RequestID)
+	rs, _ := h.store.List(context.Background(), store.ListOptions{})
+	if len(rs) != 1 || rs[0].Command != "import prod packit-worker" || rs[0].State != store.AwaitingConfirm || rs[0].Requester.Name != "alice" {
+		t.Fatalf("after alice's Import click: %+v, want one import prod packit-worker by alice awaiting confirmation", rs)
+	}
+	if tg := rs[0].Plan.Targets; len(tg) != 1 || !strings.HasPrefix(tg[0].To.Digest, "sha256:4b63ce22b768") {
+		t.Errorf("the Import click's Plan = %+v, want packit-worker to the registry's 4b63ce22b768", tg)
+	}
+	h.click(b, "alice", bot.ActionCancel, rs[0].ID)
+
 	// Redelivered: answered, not acted on again.
 	if code, answer := send(prodPush, hookToken); code != 200 || answer != "already seen" {
 		t.Fatalf("redelivery: %d %q", code, answer)

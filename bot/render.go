@@ -149,7 +149,15 @@ func (m messages) Announce(ctx context.Context, platform, channel string, n sche
 	}
 	reply := Reply{Output: n.Output}
 	if n.SkipRun != "" {
-		reply.Buttons = []Button{{Action: ActionSkip, RequestID: n.SkipRun, Label: "Skip this run", Confirm: n.SkipConfirm}}
+		reply.Buttons = append(reply.Buttons, Button{Action: ActionSkip, RequestID: n.SkipRun, Label: "Skip this run", Confirm: n.SkipConfirm})
+	}
+	if n.ImportEnv != "" {
+		offer := ImportOffer(n.ImportEnv, n.ImportServices)
+		label := "Import"
+		if _, services, _ := ParseImportOffer(offer); len(services) == 0 {
+			label = "Import all of " + n.ImportEnv
+		}
+		reply.Buttons = append(reply.Buttons, Button{Action: ActionImport, RequestID: offer, Label: label})
 	}
 	if _, err := p.Post(ctx, channel, reply); err != nil {
 		m.b.metrics.PlatformError(platform, "post")

@@ -265,7 +265,7 @@ func (s *Scheduler) pushHeadsUp(ctx context.Context, env *config.Environment, ch
 	if len(fresh) > 1 {
 		title = "New images for " + env.Name
 	}
-	var lines, audit []string
+	var lines, audit, services []string
 	if why != "" {
 		lines = append(lines, why)
 	}
@@ -276,15 +276,17 @@ func (s *Scheduler) pushHeadsUp(ctx context.Context, env *config.Environment, ch
 		}
 		lines = append(lines, fmt.Sprintf("%s %s → %s; `import %s %s` imports it.", c.svc.Name, from, plan.ShortDigest(c.to.Digest), env.Name, c.svc.Name))
 		audit = append(audit, c.svc.Name+" "+plan.ShortDigest(c.to.Digest))
+		services = append(services, c.svc.Name)
 		outs = append(outs, PushOutcome{Env: env.Name, Service: c.svc.Name, From: c.from.Digest, To: c.to.Digest, Did: PushHeadsUp, Reason: why})
 	}
 	if len(fresh) > 1 {
 		lines = append(lines, fmt.Sprintf("`import %s` imports them all.", env.Name))
 	}
 	lines = append(lines, fmt.Sprintf("Pushed to the registry at %s.", clockTime(env, now)))
-	// A button would need a new kind on every platform; the command is
-	// what the heads-up offers.
-	s.notify(ctx, env, Notice{Output: commands.Output{Title: title, Sections: []commands.Section{{Lines: lines}}}})
+	// The Import button opens the same request as the command, for the
+	// person who clicks it.
+	s.notify(ctx, env, Notice{Output: commands.Output{Title: title, Sections: []commands.Section{{Lines: lines}}},
+		ImportEnv: env.Name, ImportServices: services})
 	s.life.Audit(ctx, store.AuditEvent{Time: now, Actor: "registry", Action: "push-heads-up", Env: env.Name, Outcome: strings.Join(audit, ", ")})
 	return outs, nil
 }

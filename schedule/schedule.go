@@ -64,6 +64,10 @@ type Notice struct {
 	// SkipRun, when set, is the ID of the run a Skip button skips, and
 	// SkipConfirm the question the button asks first.
 	SkipRun, SkipConfirm string
+	// ImportEnv, when set, is the env an Import button opens an import
+	// request for, of ImportServices (all of its services when empty).
+	ImportEnv      string
+	ImportServices []string
 }
 
 // Announcer posts notices; the bot implements it.

@@ -51,10 +51,14 @@ func parseCustomID(s string) (action bot.ActionKind, requestID string, ask, ok b
 	name, ask := strings.CutSuffix(parts[1], "?")
 	switch action = bot.ActionKind(name); action {
 	case bot.ActionConfirm, bot.ActionCancel, bot.ActionApprove, bot.ActionDeny, bot.ActionSkip:
+		if !validRequestID(parts[2]) {
+			return "", "", false, false
+		}
+	case bot.ActionImport:
+		if _, _, ok := bot.ParseImportOffer(parts[2]); !ok {
+			return "", "", false, false
+		}
 	default:
-		return "", "", false, false
-	}
-	if !validRequestID(parts[2]) {
 		return "", "", false, false
 	}
 	return action, parts[2], ask, true

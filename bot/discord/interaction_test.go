@@ -30,6 +30,10 @@ func TestCustomID(t *testing.T) {
 		{"deny asks first", "deploybot/deny?/abc123", bot.ActionDeny, "abc123", true, true},
 		{"confirm", "deploybot/confirm/x1", bot.ActionConfirm, "x1", false, true},
 		{"cancel", "deploybot/cancel/x1", bot.ActionCancel, "x1", false, true},
+		{"import", "deploybot/import/prod+packit-service", bot.ActionImport, "prod+packit-service", false, true},
+		{"import of an env", "deploybot/import/stg", bot.ActionImport, "stg", false, true},
+		{"import of text", "deploybot/import/prod now", "", "", false, false},
+		{"import of nothing", "deploybot/import/prod++web", "", "", false, false},
 		{"unknown action", "deploybot/execute/abc123", "", "", false, false},
 		{"another app's button", "other/approve/abc123", "", "", false, false},
 		{"no request", "deploybot/approve/", "", "", false, false},
@@ -332,7 +336,10 @@ func FuzzInteraction(f *testing.F) {
 				t.Fatalf("command request without user or text: %+v", in.req)
 			}
 		case inButton:
-			if in.req.User.ID == "" || in.req.Action == nil || !validRequestID(in.req.Action.RequestID) {
+			if in.req.User.ID == "" || in.req.Action == nil {
+				t.Fatalf("button request without user or action: %+v", in.req)
+			}
+			if _, _, offer := bot.ParseImportOffer(in.req.Action.RequestID); !validRequestID(in.req.Action.RequestID) && !(in.req.Action.Kind == bot.ActionImport && offer) {
 				t.Fatalf("button request without user or valid action: %+v", in.req)
 			}
 		case inAutocomplete:

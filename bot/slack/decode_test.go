@@ -111,6 +111,15 @@ func TestDecodeInteraction(t *testing.T) {
 				action: &bot.Action{Kind: bot.ActionApprove, RequestID: "k3xq9v2m1p"}, responseURL: "https://hooks.slack.com/actions/T0/1/y",
 				messageTS: "1700000000.000001", dedupeKey: "action/trig-9"},
 		},
+		{
+			name: "import click",
+			body: click(bot.ActionImport, "prod+packit-service+packit-worker"),
+			want: inbound{kind: kindAction, team: "T0PACKIT", user: "U0BOB", userName: "bob", channel: "C0DEPLOY",
+				action: &bot.Action{Kind: bot.ActionImport, RequestID: "prod+packit-service+packit-worker"}, responseURL: "https://hooks.slack.com/actions/T0/1/y",
+				messageTS: "1700000000.000001", dedupeKey: "action/trig-9"},
+		},
+		{name: "import of text is refused", body: click(bot.ActionImport, "prod *now*"), errText: "is not an import deploybot offers"},
+		{name: "import with a request ID's '#'", body: click(bot.ActionImport, "#prod"), errText: "is not an import deploybot offers"},
 		{name: "unknown action is not ours", body: click("launch", "k3xq9v2m1p"), wantErr: errNotAButton},
 		{name: "shortcut is not a button", body: "payload=" + url.QueryEscape(`{"type":"shortcut","callback_id":"x"}`), wantErr: errNotAButton},
 		{name: "request ID with a path", body: click(bot.ActionApprove, "../../etc"), errText: "not one deploybot issues"},
@@ -188,16 +197,25 @@ func FuzzDecodeInteraction(f *testing.F) {
 	f.Add([]byte("payload=" + url.QueryEscape(`{"type":"block_actions","team":{"id":"T1"},"user":{"id":"U1"},"channel":{"id":"C1"},"actions":[null]}`)))
 	f.Add([]byte("payload=" + url.QueryEscape(`{"type":"block_actions","state":{"values":{"a":{"b":{"type":"x"}}}},"actions":[{"action_id":"confirm","value":"x"}]}`)))
 	f.Add([]byte("payload=%7B"))
+	f.Add(clickBody("T1", "U1", "", "C1", "", bot.ActionImport, "prod+web", "", ""))
+	f.Add(clickBody("T1", "U1", "", "C1", "", bot.ActionSkip, "run-prod-20261124t0200", "", ""))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		in, err := decodeInteraction(body)
 		if err != nil {
 			return
 		}
-		if in.kind != kindAction || in.action == nil || !validRequestID(in.action.RequestID) || in.dedupeKey == "" {
+		if in.kind != kindAction || in.action == nil || in.dedupeKey == "" {
 			t.Fatalf("decoded an incomplete click: %+v", in)
 		}
 		switch in.action.Kind {
-		case bot.ActionConfirm, bot.ActionCancel, bot.ActionApprove, bot.ActionDeny:
+		case bot.ActionConfirm, bot.ActionCancel, bot.ActionApprove, bot.ActionDeny, bot.ActionSkip:
+			if !validRequestID(in.action.RequestID) {
+				t.Fatalf("decoded a click with request ID %q", in.action.RequestID)
+			}
+		case bot.ActionImport:
+			if _, _, ok := bot.ParseImportOffer(in.action.RequestID); !ok {
+				t.Fatalf("decoded an Import click offering %q", in.action.RequestID)
+			}
 		default:
 			t.Fatalf("decoded a click on a button deploybot does not have: %q", in.action.Kind)
 		}
