@@ -38,6 +38,10 @@ type Config struct {
 	// Webhooks names registry hosts for the registry webhooks of `deploybot
 	// serve` (webhooks.go); their secrets come from the environment.
 	Webhooks *Webhooks `json:"webhooks,omitempty"`
+	// Repositories are the git repositories `release` moves the stable
+	// branch of (repositories.go), and Release what follows a release.
+	Repositories []Repository `json:"repositories,omitempty"`
+	Release      *Release     `json:"release,omitempty"`
 }
 
 // The platforms an environment can run on.

@@ -170,6 +170,7 @@ func (c *Config) Validate() error {
 	validateSlack(&ps, c)
 	validateHTTP(&ps, c.HTTP)
 	validateWebhooks(&ps, c.Webhooks)
+	c.validateRepositories(&ps)
 
 	if len(ps) == 0 {
 		return nil

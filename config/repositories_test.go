@@ -1,0 +1,78 @@
+package config
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestValidateRepositories pins the checks of the repositories and release
+// sections: each case is a snippet appended to the minimal config and the
+// exact problems it must report.
+func TestValidateRepositories(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{name: "none"},
+		{name: "https with a token from the environment", yaml: `repositories:
+  - {name: packit-service, url: https://github.com/packit/packit-service.git, services: [packit-service, packit-worker], env: prod, tokenEnv: GITHUB_TOKEN}
+release: {afterBuild: import, buildTimeout: 30m}`},
+		{name: "ssh with a key file", yaml: `repositories:
+  - {name: ogr, url: "git@github.com:packit/ogr.git", env: prod, sshKeyFile: /etc/deploybot/git/id_ed25519}`},
+		{name: "everything wrong", yaml: `repositories:
+  - {name: Ogr, url: "ftp://x/y", env: qa, services: [nope], branch: main, stable: main}
+  - {name: ogr2, url: "https://bot:tok@github.com/packit/ogr.git", env: prod, tokenEnv: A, tokenFile: /b}
+  - {name: ogr3, url: "https://github.com/packit/ogr.git", env: prod, sshKeyFile: /k}
+release: {afterBuild: deploy}`, want: []string{
+			`repositories[0].name: "Ogr" is not a valid name (lowercase letters, digits, '-' and '.')`,
+			`repositories[0].url: "ftp://x/y" is neither an HTTPS URL nor an SSH one (ssh://git@host/path or git@host:path)`,
+			`repositories[0].stable: the stable branch must differ from the rolling branch "main"`,
+			`repositories[0].env: "qa" is not an environment (one of stg, prod)`,
+			`repositories[0].services[0]: "nope" is not a service`,
+			"repositories[1].url: must not carry credentials; use tokenEnv or tokenFile",
+			"repositories[1]: name one of tokenEnv, tokenFile and sshKeyFile",
+			"repositories[2].sshKeyFile: an SSH key needs an SSH URL",
+			`release.afterBuild: "deploy" is not one of offer, import`,
+		}},
+		{name: "a token in the config is not read", yaml: "repositories:\n  - {name: x, url: https://h/x.git, env: prod, token: abc}", want: []string{"parse error"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(minimal + tt.yaml + "\n"))
+			var got []string
+			var ve *ValidationError
+			switch {
+			case err == nil:
+			case errors.As(err, &ve):
+				for _, p := range ve.Problems {
+					got = append(got, p.String())
+				}
+			case strings.Contains(err.Error(), "unknown field"):
+				got = []string{"parse error"}
+			default:
+				t.Fatalf("Parse: %v", err)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("problems:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(tt.want, "\n  "))
+			}
+		})
+	}
+}
+
+func TestCompareURL(t *testing.T) {
+	for _, tc := range []struct{ url, want string }{
+		{"https://github.com/packit/ogr.git", "https://github.com/packit/ogr/compare/a...b"},
+		{"git@github.com:packit/ogr.git", "https://github.com/packit/ogr/compare/a...b"},
+		{"ssh://git@github.com/packit/ogr.git", "https://github.com/packit/ogr/compare/a...b"},
+		{"https://gitlab.com/redhat/centos-stream/src/kernel.git", "https://gitlab.com/redhat/centos-stream/src/kernel/-/compare/a...b"},
+		{"https://git.example.com/x.git", ""},
+	} {
+		r := Repository{URL: tc.url}
+		if got := r.CompareURL("a", "b"); got != tc.want {
+			t.Errorf("CompareURL(%s) = %q, want %q", tc.url, got, tc.want)
+		}
+	}
+}

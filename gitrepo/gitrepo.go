@@ -1,0 +1,420 @@
+// Package gitrepo is deploybot's git client, in pure Go (go-git; the image
+// has no git binary): it reads the rolling and stable branches of a
+// configured repository, lists the commits a release would bring, and
+// moves the stable branch by fast-forward only, guarded by the SHA it was
+// planned from (compare-and-swap on the remote ref), so a branch someone
+// else moved in the meantime is refused, never overwritten.
+//
+// Each repository is kept in memory between calls (go-git's memory
+// storage); a call fetches only what is new. Calls on one repository are
+// serialised; different repositories proceed in parallel.
+package gitrepo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	gitconfig "github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage/memory"
+)
+
+// Remote is one repository: its URL and how to authenticate (nil for
+// anonymous), as go-git's transport takes it (http.BasicAuth for a token,
+// ssh.PublicKeys for a key).
+type Remote struct {
+	URL  string
+	Auth transport.AuthMethod
+}
+
+// Commit is one commit of a release.
+type Commit struct {
+	SHA     string
+	Subject string
+	Author  string
+	When    time.Time
+}
+
+// Short is the commit's abbreviated SHA.
+func (c Commit) Short() string { return Short(c.SHA) }
+
+// Short abbreviates a SHA to 7 characters, as git log --oneline does.
+func Short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
+
+// Comparison is what moving the stable branch to Target would bring.
+type Comparison struct {
+	// Stable is the stable branch's SHA now, Target what it would move to
+	// (the rolling branch's head unless asked otherwise).
+	Stable, Target string
+	// Commits are those on Target and not on Stable, newest first.
+	Commits []Commit
+}
+
+// Even reports whether stable already has everything of Target.
+func (c Comparison) Even() bool { return len(c.Commits) == 0 }
+
+// Refusal is a release that cannot be made as asked: a --to commit that
+// is not on the rolling branch, or a move that would not fast-forward.
+type Refusal struct{ Msg string }
+
+func (r *Refusal) Error() string { return r.Msg }
+
+// Errors of talking to a remote, for errors.Is.
+var (
+	// ErrDenied: the remote refused the credentials (or there were none).
+	ErrDenied = errors.New("the git server refused deploybot's credentials")
+	// ErrUnreachable: the remote did not answer.
+	ErrUnreachable = errors.New("the git server could not be reached")
+	// ErrNotFound: no such repository or branch.
+	ErrNotFound = errors.New("no such repository or branch")
+)
+
+// MovedError is a push refused because the stable branch is no longer at
+// the SHA the release was planned (and approved) from.
+type MovedError struct {
+	Branch   string
+	Expected string
+	Actual   string
+}
+
+func (e *MovedError) Error() string {
+	return fmt.Sprintf("%s was moved to %s by someone else after the release was planned from %s; nothing was pushed",
+		e.Branch, Short(e.Actual), Short(e.Expected))
+}
+
+// Client reads and pushes repositories.
+type Client struct {
+	mu    sync.Mutex
+	repos map[string]*repo // by URL
+	// timeout bounds one fetch or push.
+	timeout time.Duration
+}
+
+type repo struct {
+	mu sync.Mutex
+	r  *git.Repository
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithTimeout bounds each fetch and push (default 2 minutes).
+func WithTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = d } }
+
+// New returns a client with nothing fetched yet.
+func New(opts ...Option) *Client {
+	c := &Client{repos: map[string]*repo{}, timeout: 2 * time.Minute}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// repo returns the in-memory copy of rem, made on first use.
+func (c *Client) repo(rem Remote) (*repo, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.repos[rem.URL]; ok {
+		return r, nil
+	}
+	g, err := git.Init(memory.NewStorage(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("making an in-memory repository: %w", err)
+	}
+	if _, err := g.CreateRemote(&gitconfig.RemoteConfig{Name: "origin", URLs: []string{rem.URL}}); err != nil {
+		return nil, fmt.Errorf("adding the remote %s: %w", rem.URL, err)
+	}
+	r := &repo{r: g}
+	c.repos[rem.URL] = r
+	return r, nil
+}
+
+// remoteRef is where a fetched branch is kept.
+func remoteRef(branch string) plumbing.ReferenceName {
+	return plumbing.NewRemoteReferenceName("origin", branch)
+}
+
+// fetch brings branches up to date from the remote; r.mu is held.
+func (c *Client) fetch(ctx context.Context, r *repo, rem Remote, branches ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var specs []gitconfig.RefSpec
+	for _, b := range branches {
+		specs = append(specs, gitconfig.RefSpec("+"+plumbing.NewBranchReferenceName(b).String()+":"+remoteRef(b).String()))
+	}
+	err := r.r.FetchContext(ctx, &git.FetchOptions{RemoteName: "origin", RemoteURL: rem.URL, RefSpecs: specs, Auth: rem.Auth, Tags: git.NoTags, Force: true})
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return classify(fmt.Sprintf("fetching %s from %s", strings.Join(branches, " and "), rem.URL), err)
+	}
+	return nil
+}
+
+// classify wraps a go-git error as one of this package's.
+func classify(doing string, err error) error {
+	var noMatch git.NoMatchingRefSpecError
+	switch {
+	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed):
+		return fmt.Errorf("%s: %w (%v)", doing, ErrDenied, err)
+	case errors.Is(err, transport.ErrRepositoryNotFound), errors.As(err, &noMatch):
+		return fmt.Errorf("%s: %w (%v)", doing, ErrNotFound, err)
+	case errors.Is(err, context.DeadlineExceeded), isNetError(err):
+		return fmt.Errorf("%s: %w (%v)", doing, ErrUnreachable, err)
+	}
+	return fmt.Errorf("%s: %w", doing, err)
+}
+
+// isNetError reports a connection that failed below git: refused, reset,
+// no route, no such host.
+func isNetError(err error) bool {
+	s := err.Error()
+	for _, m := range []string{"connection refused", "connection reset", "no such host", "no route to host", "i/o timeout", "EOF"} {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// head is the SHA a fetched branch points at.
+func head(r *repo, branch string) (plumbing.Hash, error) {
+	ref, err := r.r.Reference(remoteRef(branch), true)
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("branch %s: %w", branch, ErrNotFound)
+	}
+	return ref.Hash(), nil
+}
+
+// Compare fetches rolling and stable and returns what moving stable to to
+// (a full or abbreviated SHA on rolling; rolling's head when empty) brings.
+// A to that is not on rolling, or a stable that is not an ancestor of it
+// (the move would not fast-forward), is a *Refusal saying which.
+func (c *Client) Compare(ctx context.Context, rem Remote, rolling, stable, to string) (Comparison, error) {
+	r, err := c.repo(rem)
+	if err != nil {
+		return Comparison{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := c.fetch(ctx, r, rem, rolling, stable); err != nil {
+		return Comparison{}, err
+	}
+	rollHead, err := head(r, rolling)
+	if err != nil {
+		return Comparison{}, err
+	}
+	stableHead, err := head(r, stable)
+	if err != nil {
+		return Comparison{}, err
+	}
+	rollCommit, err := r.r.CommitObject(rollHead)
+	if err != nil {
+		return Comparison{}, fmt.Errorf("reading %s's head: %w", rolling, err)
+	}
+	onRolling, err := ancestors(rollCommit)
+	if err != nil {
+		return Comparison{}, fmt.Errorf("reading %s's history: %w", rolling, err)
+	}
+	target := rollHead
+	if to != "" {
+		if target, err = resolveOn(onRolling, to, rolling); err != nil {
+			return Comparison{}, err
+		}
+	}
+	if _, ok := onRolling[stableHead]; !ok && stableHead != target {
+		// stable has commits rolling has not: moving it would drop them.
+		return Comparison{}, &Refusal{Msg: fmt.Sprintf("%s (%s) is not on %s: moving it would not be a fast-forward, so deploybot will not move it; someone has to merge %s into %s first",
+			stable, Short(stableHead.String()), rolling, stable, rolling)}
+	}
+	targetCommit, err := r.r.CommitObject(target)
+	if err != nil {
+		return Comparison{}, fmt.Errorf("reading %s: %w", Short(target.String()), err)
+	}
+	stableCommit, err := r.r.CommitObject(stableHead)
+	if err != nil {
+		return Comparison{}, fmt.Errorf("reading %s's head: %w", stable, err)
+	}
+	inStable, err := ancestors(stableCommit)
+	if err != nil {
+		return Comparison{}, fmt.Errorf("reading %s's history: %w", stable, err)
+	}
+	if _, ok := inStable[target]; ok {
+		if target == stableHead {
+			return Comparison{Stable: stableHead.String(), Target: target.String()}, nil
+		}
+		return Comparison{}, &Refusal{Msg: fmt.Sprintf("%s is already on %s (at %s): moving %s back to it would not be a fast-forward",
+			Short(target.String()), stable, Short(stableHead.String()), stable)}
+	}
+	if target != rollHead {
+		onTarget, err := ancestors(targetCommit)
+		if err != nil {
+			return Comparison{}, fmt.Errorf("reading the history of %s: %w", Short(target.String()), err)
+		}
+		if _, ok := onTarget[stableHead]; !ok {
+			return Comparison{}, &Refusal{Msg: fmt.Sprintf("%s (%s) is not an ancestor of %s: moving it there would not be a fast-forward",
+				stable, Short(stableHead.String()), Short(target.String()))}
+		}
+	}
+	out := Comparison{Stable: stableHead.String(), Target: target.String()}
+	// git log stable..target: reachable from target, not from stable,
+	// newest first.
+	iter := object.NewCommitIterCTime(targetCommit, nil, nil)
+	err = iter.ForEach(func(cm *object.Commit) error {
+		if _, ok := inStable[cm.Hash]; ok {
+			return nil
+		}
+		out.Commits = append(out.Commits, Commit{SHA: cm.Hash.String(), Subject: subject(cm.Message), Author: cm.Author.Name, When: cm.Author.When})
+		return nil
+	})
+	if err != nil {
+		return Comparison{}, fmt.Errorf("listing the commits between %s and %s: %w", stable, Short(target.String()), err)
+	}
+	return out, nil
+}
+
+// Log returns the commits on to and not on from (git log from..to), newest
+// first, fetching branch first so both are known; ok is false when either
+// commit is not in the branch's history (a build from elsewhere).
+func (c *Client) Log(ctx context.Context, rem Remote, branch, from, to string) (commits []Commit, ok bool, err error) {
+	r, err := c.repo(rem)
+	if err != nil {
+		return nil, false, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fromHash, toHash := plumbing.NewHash(from), plumbing.NewHash(to)
+	if !known(r, fromHash) || !known(r, toHash) {
+		if err := c.fetch(ctx, r, rem, branch); err != nil {
+			return nil, false, err
+		}
+	}
+	fromCommit, err1 := r.r.CommitObject(fromHash)
+	toCommit, err2 := r.r.CommitObject(toHash)
+	if err1 != nil || err2 != nil {
+		return nil, false, nil
+	}
+	seen, err := ancestors(fromCommit)
+	if err != nil {
+		return nil, false, fmt.Errorf("reading the history of %s: %w", Short(from), err)
+	}
+	err = object.NewCommitIterCTime(toCommit, nil, nil).ForEach(func(cm *object.Commit) error {
+		if _, ok := seen[cm.Hash]; !ok {
+			commits = append(commits, Commit{SHA: cm.Hash.String(), Subject: subject(cm.Message), Author: cm.Author.Name, When: cm.Author.When})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("listing the commits between %s and %s: %w", Short(from), Short(to), err)
+	}
+	return commits, true, nil
+}
+
+// known reports whether the repository has commit h.
+func known(r *repo, h plumbing.Hash) bool {
+	_, err := r.r.CommitObject(h)
+	return err == nil
+}
+
+// Push moves branch from old to new on the remote: fast-forward only, and
+// only while the remote's branch is still old (a *MovedError otherwise,
+// nothing pushed). new must have been fetched by Compare.
+func (c *Client) Push(ctx context.Context, rem Remote, branch, old, new string) error {
+	r, err := c.repo(rem)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	dst := plumbing.NewBranchReferenceName(branch).String()
+	err = r.r.PushContext(ctx, &git.PushOptions{
+		RemoteName:        "origin",
+		RemoteURL:         rem.URL,
+		Auth:              rem.Auth,
+		RefSpecs:          []gitconfig.RefSpec{gitconfig.RefSpec(new + ":" + dst)},
+		RequireRemoteRefs: []gitconfig.RefSpec{gitconfig.RefSpec(old + ":" + dst)},
+	})
+	if err == nil || errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return nil
+	}
+	if strings.Contains(err.Error(), "required to be") || strings.Contains(err.Error(), "non-fast-forward") {
+		// Where is it now? Ask, to say so.
+		if actual, lerr := c.remoteHead(ctx, r, rem, branch); lerr == nil && actual != old {
+			return &MovedError{Branch: branch, Expected: old, Actual: actual}
+		}
+	}
+	return classify(fmt.Sprintf("pushing %s to %s", Short(new), branch), err)
+}
+
+// remoteHead asks the remote where branch is now.
+func (c *Client) remoteHead(ctx context.Context, r *repo, rem Remote, branch string) (string, error) {
+	remote, err := r.r.Remote("origin")
+	if err != nil {
+		return "", err
+	}
+	refs, err := remote.ListContext(ctx, &git.ListOptions{Auth: rem.Auth})
+	if err != nil {
+		return "", classify("listing the branches of "+rem.URL, err)
+	}
+	name := plumbing.NewBranchReferenceName(branch)
+	for _, ref := range refs {
+		if ref.Name() == name {
+			return ref.Hash().String(), nil
+		}
+	}
+	return "", fmt.Errorf("branch %s: %w", branch, ErrNotFound)
+}
+
+// ancestors is every commit reachable from c, c included.
+func ancestors(c *object.Commit) (map[plumbing.Hash]struct{}, error) {
+	seen := map[plumbing.Hash]struct{}{}
+	err := object.NewCommitPreorderIter(c, nil, nil).ForEach(func(cm *object.Commit) error {
+		seen[cm.Hash] = struct{}{}
+		return nil
+	})
+	if errors.Is(err, storer.ErrStop) {
+		err = nil
+	}
+	return seen, err
+}
+
+// resolveOn finds the commit of rolling's history that sha (4 to 40 hex
+// digits) names.
+func resolveOn(history map[plumbing.Hash]struct{}, sha, rolling string) (plumbing.Hash, error) {
+	sha = strings.ToLower(strings.TrimSpace(sha))
+	if len(sha) < 4 || len(sha) > 40 || strings.Trim(sha, "0123456789abcdef") != "" {
+		return plumbing.ZeroHash, &Refusal{Msg: fmt.Sprintf("%q is not a commit SHA (4 to 40 hex digits)", sha)}
+	}
+	var found []plumbing.Hash
+	for h := range history {
+		if strings.HasPrefix(h.String(), sha) {
+			found = append(found, h)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return plumbing.ZeroHash, &Refusal{Msg: fmt.Sprintf("%s is not a commit on %s", sha, rolling)}
+	case 1:
+		return found[0], nil
+	}
+	return plumbing.ZeroHash, &Refusal{Msg: fmt.Sprintf("%s names %d commits on %s; give more digits", sha, len(found), rolling)}
+}
+
+// subject is a commit message's first line.
+func subject(msg string) string {
+	s, _, _ := strings.Cut(strings.TrimSpace(msg), "\n")
+	return strings.TrimSpace(s)
+}
