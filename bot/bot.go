@@ -62,10 +62,15 @@ type settings struct {
 	sweepEvery      time.Duration
 	scheduleUser    string
 	scheduleGroups  []string
+	git             commands.GitLog
 }
 
 // Option configures a Bot.
 type Option func(*settings)
+
+// WithGit lets import Plans list the commits between the running image's
+// revision and the new one's, from the repository that builds the service.
+func WithGit(g commands.GitLog) Option { return func(s *settings) { s.git = g } }
 
 // WithLogger sets the structured logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.log = l } }
@@ -123,7 +128,7 @@ func New(cfg *config.Config, cl commands.Cluster, access Access, st store.Store,
 	}
 	b := &Bot{
 		cfg:        cfg,
-		deps:       commands.Deps{Config: cfg, Cluster: cl, Access: access, Now: s.clock.Now},
+		deps:       commands.Deps{Config: cfg, Cluster: cl, Access: access, Now: s.clock.Now, Git: s.git},
 		store:      st,
 		clock:      s.clock,
 		log:        s.log,

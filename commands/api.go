@@ -53,6 +53,17 @@ type Deps struct {
 	Cluster Cluster
 	Access  Access
 	Now     func() time.Time
+	// Git, when set, lists the commits between two images' revisions for
+	// import Plans (what changed).
+	Git GitLog
+}
+
+// GitLog lists the commits of a configured repository between two
+// revisions (git log from..to, newest first); ok is false when either is
+// not on the repository's rolling branch. A gitrepo.Client behind the
+// repository's credentials implements it.
+type GitLog interface {
+	Log(ctx context.Context, repo *config.Repository, from, to string) (commits []plan.Commit, ok bool, err error)
 }
 
 // Output is a reply's content, independent of the chat platform: a title and

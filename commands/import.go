@@ -86,5 +86,54 @@ func importTarget(ctx context.Context, d Deps, e *config.Environment, s *config.
 	}
 	t.To = img
 	t.Unchanged = img.Digest != "" && img.Digest == ts.Current.Digest
+	if !t.Unchanged {
+		var note string
+		t.Changes, note = whatChanged(ctx, d, e, s, &t)
+		if note != "" {
+			notes = append(notes, note)
+		}
+	}
 	return t, notes, nil
+}
+
+// whatChanged lists the commits between the running image's revision and
+// the new one's, from the repository that builds s for e. Without a
+// repository, or revision labels on both images, there is nothing to
+// list; a repository that cannot be read is a note, not a failure.
+func whatChanged(ctx context.Context, d Deps, e *config.Environment, s *config.Service, t *plan.Target) (*plan.Changes, string) {
+	repo, ok := d.Config.RepositoryOf(s.Name, e.Name)
+	if d.Git == nil || !ok || t.To.Revision == "" {
+		return nil, ""
+	}
+	if t.From.Revision == "" && t.From.Digest != "" {
+		if lookup, ok := d.Cluster.(ImageLookup); ok {
+			if cur, err := lookup.LookupImage(ctx, e.Name, s.Stream(), s.Repository+"@"+t.From.Digest); err == nil {
+				t.From.Revision, t.From.Source = cur.Revision, cur.Source
+			}
+		}
+	}
+	if t.From.Revision == "" || t.From.Revision == t.To.Revision {
+		return nil, ""
+	}
+	commits, ok, err := d.Git.Log(ctx, repo, t.From.Revision, t.To.Revision)
+	switch {
+	case err != nil:
+		return nil, fmt.Sprintf("%s: the commits between %s and %s could not be listed: %v", s.Name, shortSHA(t.From.Revision), shortSHA(t.To.Revision), err)
+	case !ok:
+		return nil, fmt.Sprintf("%s: %s or %s is not on %s's %s, so its commits are not listed.", s.Name, shortSHA(t.From.Revision), shortSHA(t.To.Revision), repo.Name, repo.RollingBranch())
+	}
+	ch := &plan.Changes{Repository: repo.Name, From: t.From.Revision, To: t.To.Revision, Commits: commits, Compare: repo.CompareURL(t.From.Revision, t.To.Revision)}
+	if len(ch.Commits) > plan.MaxCommits {
+		ch.More = len(ch.Commits) - plan.MaxCommits
+		ch.Commits = ch.Commits[:plan.MaxCommits]
+	}
+	return ch, ""
+}
+
+// shortSHA abbreviates a commit SHA as git log --oneline does.
+func shortSHA(s string) string {
+	if len(s) > 7 && isHex(s) {
+		return s[:7]
+	}
+	return s
 }

@@ -23,6 +23,9 @@ func RenderPlan(p plan.Plan) Output {
 		if b := builtFrom(t.To); b != "" && !t.Unchanged {
 			lines = append(lines, "  "+b)
 		}
+		if ch := t.Changes; ch != nil && !t.Unchanged {
+			lines = append(lines, changesLines(ch)...)
+		}
 		if len(t.DeletePods) > 0 {
 			lines = append(lines, "  deletes stuck pods: "+strings.Join(t.DeletePods, ", "))
 		}
@@ -36,6 +39,40 @@ func RenderPlan(p plan.Plan) Output {
 	}
 	out.Sections = append(out.Sections, Section{Lines: []string{policyText(p.Policy)}})
 	return out
+}
+
+// changesLines lists what an image change brings, newest first.
+func changesLines(ch *plan.Changes) []string {
+	n := len(ch.Commits) + ch.More
+	noun := "commits"
+	if n == 1 {
+		noun = "commit"
+	}
+	lines := []string{fmt.Sprintf("  %d %s in %s %s..%s:", n, noun, ch.Repository, shortSHA(ch.From), shortSHA(ch.To))}
+	for _, c := range ch.Commits {
+		line := "    " + shortSHA(c.SHA) + " " + clipText(c.Subject, 72)
+		if c.Author != "" {
+			line += " (" + c.Author + ")"
+		}
+		lines = append(lines, line)
+	}
+	if ch.More > 0 {
+		more := fmt.Sprintf("    and %d more", ch.More)
+		if ch.Compare != "" {
+			more += ": " + ch.Compare
+		}
+		lines = append(lines, more)
+	}
+	return lines
+}
+
+// clipText cuts s to n runes with an ellipsis.
+func clipText(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }
 
 // builtFrom says where an image comes from, from its revision and source

@@ -5,6 +5,8 @@
 // planned from (compare-and-swap on the remote ref), so a branch someone
 // else moved in the meantime is refused, never overwritten.
 //
+// RemoteOf and Configured read a config's repositories section.
+//
 // Each repository is kept in memory between calls (go-git's memory
 // storage); a call fetches only what is new. Calls on one repository are
 // serialised; different repositories proceed in parallel.

@@ -9,6 +9,7 @@ import (
 
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 
+	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/gitrepo"
 	"github.com/deploybot/deploybot/internal/gittest"
 )
@@ -204,5 +205,27 @@ func TestLog(t *testing.T) {
 	}
 	if _, ok, err := c.Log(context.Background(), remote(repo), "main", shas[1], strings.Repeat("ab", 20)); err != nil || ok {
 		t.Errorf("Log to an unknown revision: ok=%v err=%v, want not ok", ok, err)
+	}
+}
+
+// TestConfigured reads a configured repository with its token from the
+// environment, as import Plans do, and refuses without it.
+func TestConfigured(t *testing.T) {
+	s := gittest.NewServer(t, user, password)
+	repo, shas := fixture(t, s, "packit-service-fedmsg")
+	t.Setenv("TEST_GIT_TOKEN", password)
+	cfg := &config.Repository{Name: "fedmsg", URL: repo.URL, Username: user, TokenEnv: "TEST_GIT_TOKEN"}
+	g := gitrepo.Configured{C: gitrepo.New()}
+	commits, ok, err := g.Log(context.Background(), cfg, shas[0], shas[3])
+	if err != nil || !ok || len(commits) != 3 || commits[0].Subject != "Add the dashboard link" || commits[0].Author != "Alice Doe" {
+		t.Fatalf("Log = %+v %v %v", commits, ok, err)
+	}
+	t.Setenv("TEST_GIT_TOKEN", "")
+	if _, _, err := g.Log(context.Background(), cfg, shas[0], shas[2]); err == nil || !strings.Contains(err.Error(), "TEST_GIT_TOKEN that holds its token is empty") {
+		t.Errorf("Log without the token: %v", err)
+	}
+	anon := &config.Repository{Name: "fedmsg", URL: repo.URL}
+	if _, _, err := (gitrepo.Configured{C: gitrepo.New()}).Log(context.Background(), anon, shas[0], shas[2]); !errors.Is(err, gitrepo.ErrDenied) {
+		t.Errorf("Log without credentials: %v, want ErrDenied", err)
 	}
 }

@@ -72,6 +72,32 @@ type Target struct {
 	ToRevision int64 `json:"toRevision,omitempty"`
 	// DeletePods are pods stuck on a bad revision that --force deletes.
 	DeletePods []string `json:"deletePods,omitempty"`
+	// Changes are the commits between the From and To images' revisions,
+	// from the repository that builds the service, so approvers see what
+	// they approve.
+	Changes *Changes `json:"changes,omitempty"`
+}
+
+// Changes are the commits an image change brings: git log FROM..TO of
+// Repository, newest first, at most MaxCommits of them and More besides.
+type Changes struct {
+	Repository string   `json:"repository"`
+	From       string   `json:"from"`
+	To         string   `json:"to"`
+	Commits    []Commit `json:"commits,omitempty"`
+	More       int      `json:"more,omitempty"`
+	// Compare links the whole range on GitHub or GitLab.
+	Compare string `json:"compare,omitempty"`
+}
+
+// MaxCommits is how many commits a Plan lists per target.
+const MaxCommits = 20
+
+// Commit is one commit of Changes.
+type Commit struct {
+	SHA     string `json:"sha"`
+	Subject string `json:"subject"`
+	Author  string `json:"author,omitempty"`
 }
 
 // Image is a container image reference and its digest.

@@ -27,6 +27,7 @@ import (
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/demo"
 	"github.com/deploybot/deploybot/examples"
+	"github.com/deploybot/deploybot/gitrepo"
 	"github.com/deploybot/deploybot/kubeclient"
 	"github.com/deploybot/deploybot/lifecycle"
 	"github.com/deploybot/deploybot/store"
@@ -242,6 +243,11 @@ func (s *setup) botOptions() ([]bot.Option, error) {
 	var opts []bot.Option
 	if s.replica != "" {
 		opts = append(opts, bot.WithReplicaName(s.replica))
+	}
+	if len(s.cfg.Repositories) > 0 {
+		// Import Plans list the commits between the running and the new
+		// image's revisions (gitrepo keeps each repository in memory).
+		opts = append(opts, bot.WithGit(gitrepo.Configured{C: gitrepo.New()}))
 	}
 	if s.cfg.Execution != config.ExecutionImpersonate {
 		return opts, nil

@@ -47,6 +47,9 @@ func TestImportDirection(t *testing.T) {
 		"lifecycle":  {module + "/bot", module + "/commands", module + "/schedule", module + "/cluster"},
 		"schedule":   {module + "/bot", module + "/cluster"},
 		"cluster":    {module + "/commands", module + "/bot", module + "/demo", module + "/internal/"},
+		// The git client reads the config's repositories and answers in
+		// the Plan's vocabulary, nothing above.
+		"gitrepo": {module + "/commands", module + "/bot", module + "/lifecycle", module + "/schedule", module + "/cluster", module + "/store", module + "/demo", module + "/internal/"},
 	}
 	for pkg, bad := range forbidden {
 		t.Run(pkg, func(t *testing.T) {

@@ -1,0 +1,118 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/plan"
+)
+
+// gitLog answers GitLog from a table, as gitrepo.Configured does from the
+// repository (tested against git's own http-backend in gitrepo).
+type gitLog struct {
+	commits []plan.Commit
+	ok      bool
+	err     error
+	asked   []string
+}
+
+func (g *gitLog) Log(_ context.Context, repo *config.Repository, from, to string) ([]plan.Commit, bool, error) {
+	g.asked = append(g.asked, repo.Name+" "+from[:7]+".."+to[:7])
+	return g.commits, g.ok, g.err
+}
+
+// TestImportListsWhatChanged: an import Plan lists the commits between
+// the running image's revision and the new one's (at most 20, then "and N
+// more" with the compare link), from the repository that builds the
+// service; a repository that cannot say is a note, never a failure.
+func TestImportListsWhatChanged(t *testing.T) {
+	revA, revB := strings.Repeat("a1", 20), strings.Repeat("b2", 20)
+	var many []plan.Commit
+	for i := 22; i >= 1; i-- {
+		many = append(many, plan.Commit{SHA: fmt.Sprintf("%07x", i) + strings.Repeat("0", 33), Subject: fmt.Sprintf("Change %d", i), Author: "Bob Roe"})
+	}
+	setup := func(g *gitLog) (Deps, *fakeCluster) {
+		f := newFake()
+		ts := f.tags["prod/packit-worker:prod"]
+		cur := f.registry[ts.SpecFrom]
+		cur.Revision = revB
+		f.registry[ts.SpecFrom] = cur
+		f.registry[wrkRepo+"@"+ts.Current.Digest] = plan.Image{Ref: wrkRepo + "@" + ts.Current.Digest, Digest: ts.Current.Digest, Revision: revA}
+		d := testDeps(f)
+		d.Config.Repositories = []config.Repository{{Name: "packit", URL: "https://github.com/packit/packit.git", Services: []string{"packit-worker"}, Env: "prod"}}
+		if g != nil {
+			d.Git = g
+		}
+		return d, f
+	}
+	plan1 := func(t *testing.T, d Deps) plan.Plan {
+		t.Helper()
+		res := Parse(d.Config, Input{Text: "import prod worker", Now: t0})
+		p, err := BuildPlan(context.Background(), d, alice, res.Command)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	g := &gitLog{commits: many, ok: true}
+	d, _ := setup(g)
+	p := plan1(t, d)
+	ch := p.Targets[0].Changes
+	if ch == nil || ch.Repository != "packit" || ch.From != revA || ch.To != revB || len(ch.Commits) != plan.MaxCommits || ch.More != 2 ||
+		ch.Compare != "https://github.com/packit/packit/compare/"+revA+"..."+revB {
+		t.Fatalf("changes = %+v", ch)
+	}
+	if len(g.asked) != 1 || g.asked[0] != "packit a1a1a1a..b2b2b2b" {
+		t.Errorf("asked git %q, want packit a1a1a1a..b2b2b2b once", g.asked)
+	}
+	lines := RenderPlan(p).Sections[0].Lines
+	text := strings.Join(lines, "\n")
+	for _, want := range []string{
+		"  22 commits in packit a1a1a1a..b2b2b2b:",
+		"    0000016 Change 22 (Bob Roe)",
+		"    0000003 Change 3 (Bob Roe)",
+		"    and 2 more: https://github.com/packit/packit/compare/" + revA + "..." + revB,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("rendered Plan lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "Change 2 ") {
+		t.Errorf("rendered Plan lists more than %d commits:\n%s", plan.MaxCommits, text)
+	}
+	// The commits are part of what an approval binds to.
+	other := p
+	other.Targets = append([]plan.Target(nil), p.Targets...)
+	other.Targets[0].Changes = &plan.Changes{Repository: "packit", From: revA, To: revB}
+	if other.Hash() == p.Hash() {
+		t.Error("the Plan hash does not cover the commits it lists")
+	}
+
+	for _, tc := range []struct {
+		name string
+		g    *gitLog
+		note string
+	}{
+		{"not on the branch", &gitLog{ok: false}, "packit-worker: a1a1a1a or b2b2b2b is not on packit's main, so its commits are not listed."},
+		{"unreachable", &gitLog{err: errors.New("the git server could not be reached")}, "packit-worker: the commits between a1a1a1a and b2b2b2b could not be listed: the git server could not be reached"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, _ := setup(tc.g)
+			p := plan1(t, d)
+			if p.Targets[0].Changes != nil || p.Targets[0].Unchanged || !strings.Contains(strings.Join(p.Notes, "\n"), tc.note) {
+				t.Errorf("target %+v, notes %q; want the import planned with the note %q", p.Targets[0], p.Notes, tc.note)
+			}
+		})
+	}
+	t.Run("no git configured", func(t *testing.T) {
+		d, _ := setup(nil)
+		if p := plan1(t, d); p.Targets[0].Changes != nil {
+			t.Errorf("changes without git: %+v", p.Targets[0].Changes)
+		}
+	})
+}
