@@ -246,8 +246,10 @@ func (s *setup) botOptions() ([]bot.Option, error) {
 	}
 	if len(s.cfg.Repositories) > 0 {
 		// Import Plans list the commits between the running and the new
-		// image's revisions (gitrepo keeps each repository in memory).
-		opts = append(opts, bot.WithGit(gitrepo.Configured{C: gitrepo.New()}))
+		// image's revisions (gitrepo keeps each repository in memory). A
+		// Plan waits for the fetch, so it is bounded: a git server that
+		// does not answer within 30s is a note in the Plan.
+		opts = append(opts, bot.WithGit(gitrepo.Configured{C: gitrepo.New(gitrepo.WithTimeout(30 * time.Second))}))
 	}
 	if s.cfg.Execution != config.ExecutionImpersonate {
 		return opts, nil
