@@ -335,26 +335,33 @@ func (b *Bot) handleAction(ctx context.Context, req Request, caller plan.Caller,
 }
 
 // importOffered opens the import an Import button offers, as if the person
-// who clicked had typed it: the same parser checks the names (a button from
-// before a config change may name what is gone), and the request is a
-// normal one under the env's policy, Planned now.
+// who clicked had typed it: the names are checked against the config (a
+// button from before a config change may name what is gone), and the
+// request is a normal one under the env's policy, Planned now.
 func (b *Bot) importOffered(ctx context.Context, req Request, caller plan.Caller, resp Responder) error {
 	env, services, ok := ParseImportOffer(req.Action.RequestID)
 	if !ok {
 		return b.refuse(ctx, resp, "That Import button is not one deploybot makes; nothing was changed.")
 	}
-	text := strings.Join(append([]string{"import", env}, services...), " ")
-	res := commands.Parse(b.cfg, commands.Input{Text: text})
-	if res.Kind != commands.RunKind {
-		markOutcome(resp, OutcomeRefused)
-		out := res.Reply
-		out.Private = true
-		out.Sections = append([]commands.Section{{Lines: []string{fmt.Sprintf(
-			"The Import button asks for `%s`, which this deploybot does not know now (did its config change?); nothing was changed.", text)}}}, out.Sections...)
-		return resp.Respond(ctx, Reply{Output: out})
+	cmd := plan.Command{Name: "import", Env: env}
+	var gone []string
+	if _, ok := b.cfg.Env(env); !ok {
+		gone = append(gone, "environment "+env)
 	}
-	b.logFor(ctx).Info("command", "platform", req.Platform, "user", req.User.ID, "k8sUser", caller.User, "command", "import", "text", text, "button", true)
-	return b.open(ctx, req, caller, res.Command, resp)
+	for _, name := range services {
+		if s, ok := b.cfg.Service(name); ok {
+			cmd.Services = append(cmd.Services, s.Name)
+		} else {
+			gone = append(gone, "service "+name)
+		}
+	}
+	if len(gone) > 0 {
+		return b.refuse(ctx, resp, "The Import button asks for `%s`, which this deploybot does not know now (%s; did its config change?); nothing was changed.",
+			strings.Join(append([]string{"import", env}, services...), " "), strings.Join(gone, ", "))
+	}
+	cmd.Text = strings.Join(append([]string{"import", env}, cmd.Services...), " ") // what the request shows as asked
+	b.logFor(ctx).Info("command", "platform", req.Platform, "user", req.User.ID, "k8sUser", caller.User, "command", "import", "text", cmd.Text, "button", true)
+	return b.open(ctx, req, caller, cmd, resp)
 }
 
 // handleFlow runs the commands that act on requests and schedules rather

@@ -12,6 +12,13 @@ import (
 // env and service names joined by '+', a character neither may contain
 // (config validates them as DNS labels and subdomains), short enough for a
 // Discord custom_id (100 characters with deploybot's prefix).
+//
+// This is the one button that carries no request ID, and it may be pressed
+// more than once: it grants nothing that typing the command would not.
+// Each click is a new request, checked for the person who clicks, with its
+// own Plan, confirmation and approvals; while one holds the env the next
+// gets "busy", and once the image is imported the Plan says there is
+// nothing to change.
 
 // maxOfferLen bounds an Import button's value.
 const maxOfferLen = 80

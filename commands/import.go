@@ -87,48 +87,58 @@ func importTarget(ctx context.Context, d Deps, e *config.Environment, s *config.
 	t.To = img
 	t.Unchanged = img.Digest != "" && img.Digest == ts.Current.Digest
 	if !t.Unchanged {
-		var note string
-		t.Changes, note = whatChanged(ctx, d, e, s, &t)
-		if note != "" {
-			notes = append(notes, note)
-		}
+		t.Changes = whatChanged(ctx, d, e, s, t.From, t.To)
 	}
 	return t, notes, nil
 }
 
 // whatChanged lists the commits between the running image's revision and
 // the new one's, from the repository that builds s for e. Without a
-// repository, or revision labels on both images, there is nothing to
-// list; a repository that cannot be read is a note, not a failure.
-func whatChanged(ctx context.Context, d Deps, e *config.Environment, s *config.Service, t *plan.Target) (*plan.Changes, string) {
+// repository, or full revision labels on both images, there is nothing
+// to list; a repository that cannot be read says so in the Changes' Note,
+// and the import is planned all the same.
+func whatChanged(ctx context.Context, d Deps, e *config.Environment, s *config.Service, from, to plan.Image) *plan.Changes {
 	repo, ok := d.Config.RepositoryOf(s.Name, e.Name)
-	if d.Git == nil || !ok || t.To.Revision == "" {
-		return nil, ""
+	if d.Git == nil || !ok || !isFullSHA(to.Revision) {
+		return nil
 	}
-	if t.From.Revision == "" && t.From.Digest != "" {
+	if from.Revision == "" && from.Digest != "" {
 		if lookup, ok := d.Cluster.(ImageLookup); ok {
-			if cur, err := lookup.LookupImage(ctx, e.Name, s.Stream(), s.Repository+"@"+t.From.Digest); err == nil {
-				t.From.Revision, t.From.Source = cur.Revision, cur.Source
+			if cur, err := lookup.LookupImage(ctx, e.Name, s.Stream(), s.Repository+"@"+from.Digest); err == nil {
+				from.Revision = cur.Revision
 			}
 		}
 	}
-	if t.From.Revision == "" || t.From.Revision == t.To.Revision {
-		return nil, ""
+	if !isFullSHA(from.Revision) || from.Revision == to.Revision {
+		return nil
 	}
-	commits, ok, err := d.Git.Log(ctx, repo, t.From.Revision, t.To.Revision)
+	ch := &plan.Changes{Repository: repo.Name, From: from.Revision, To: to.Revision, Compare: repo.CompareURL(from.Revision, to.Revision)}
+	commits, ok, err := d.Git.Log(ctx, repo, from.Revision, to.Revision)
+	if err == nil && ok && len(commits) == 0 {
+		// The new image is older: say what going back undoes.
+		ch.Back = true
+		ch.Compare = repo.CompareURL(to.Revision, from.Revision)
+		commits, ok, err = d.Git.Log(ctx, repo, to.Revision, from.Revision)
+	}
 	switch {
 	case err != nil:
-		return nil, fmt.Sprintf("%s: the commits between %s and %s could not be listed: %v", s.Name, shortSHA(t.From.Revision), shortSHA(t.To.Revision), err)
+		ch.Note = fmt.Sprintf("the commits between %s and %s could not be listed: %v", shortSHA(from.Revision), shortSHA(to.Revision), err)
+		return ch
 	case !ok:
-		return nil, fmt.Sprintf("%s: %s or %s is not on %s's %s, so its commits are not listed.", s.Name, shortSHA(t.From.Revision), shortSHA(t.To.Revision), repo.Name, repo.RollingBranch())
+		ch.Note = fmt.Sprintf("%s or %s is not on %s's %s, so its commits are not listed", shortSHA(from.Revision), shortSHA(to.Revision), repo.Name, repo.RollingBranch())
+		return ch
 	}
-	ch := &plan.Changes{Repository: repo.Name, From: t.From.Revision, To: t.To.Revision, Commits: commits, Compare: repo.CompareURL(t.From.Revision, t.To.Revision)}
+	ch.Commits = commits
 	if len(ch.Commits) > plan.MaxCommits {
 		ch.More = len(ch.Commits) - plan.MaxCommits
 		ch.Commits = ch.Commits[:plan.MaxCommits]
 	}
-	return ch, ""
+	return ch
 }
+
+// isFullSHA reports a 40-digit commit SHA: an abbreviated revision label
+// cannot be looked up without a fetch each time.
+func isFullSHA(s string) bool { return len(s) == 40 && isHex(s) }
 
 // shortSHA abbreviates a commit SHA as git log --oneline does.
 func shortSHA(s string) string {

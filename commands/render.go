@@ -43,12 +43,18 @@ func RenderPlan(p plan.Plan) Output {
 
 // changesLines lists what an image change brings, newest first.
 func changesLines(ch *plan.Changes) []string {
+	if ch.Note != "" {
+		return []string{"  commits: " + ch.Note}
+	}
 	n := len(ch.Commits) + ch.More
 	noun := "commits"
 	if n == 1 {
 		noun = "commit"
 	}
 	lines := []string{fmt.Sprintf("  %d %s in %s %s..%s:", n, noun, ch.Repository, shortSHA(ch.From), shortSHA(ch.To))}
+	if ch.Back {
+		lines[0] = fmt.Sprintf("  goes back %d %s in %s (%s..%s undone):", n, noun, ch.Repository, shortSHA(ch.To), shortSHA(ch.From))
+	}
 	for _, c := range ch.Commits {
 		line := "    " + shortSHA(c.SHA) + " " + clipText(c.Subject, 72)
 		if c.Author != "" {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -154,7 +155,7 @@ func (c *Config) RepositoryOf(service, env string) (*Repository, bool) {
 			continue
 		}
 		for _, s := range r.Services {
-			if s == service {
+			if svc, ok := c.Service(s); ok && svc.Name == service {
 				return r, true
 			}
 		}
@@ -162,9 +163,14 @@ func (c *Config) RepositoryOf(service, env string) (*Repository, bool) {
 	return nil, false
 }
 
+// branchName is a branch name as a refspec may carry it: no ':', '*', '+',
+// spaces or '..'-style tricks.
+var branchName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._/-]*$`)
+
 // validateRepositories checks the repositories and release sections.
 func (c *Config) validateRepositories(ps *problems) {
 	seen := map[string]int{}
+	builds := map[string]int{} // "env/service" → repository index
 	for i, r := range c.Repositories {
 		p := fmt.Sprintf("repositories[%d]", i)
 		switch {
@@ -197,8 +203,21 @@ func (c *Config) validateRepositories(ps *problems) {
 			ps.add(p+".env", "%q is not an environment (one of %s)", r.Env, strings.Join(c.EnvNames(), ", "))
 		}
 		for j, s := range r.Services {
-			if _, ok := c.Service(s); !ok {
+			svc, ok := c.Service(s)
+			if !ok {
 				ps.add(fmt.Sprintf("%s.services[%d]", p, j), "%q is not a service", s)
+				continue
+			}
+			key := r.Env + "/" + svc.Name
+			if k, dup := builds[key]; dup {
+				ps.add(fmt.Sprintf("%s.services[%d]", p, j), "%s is already built for %s by repositories[%d]", svc.Name, r.Env, k)
+			} else {
+				builds[key] = i
+			}
+		}
+		for _, b := range []struct{ field, name string }{{"branch", r.Branch}, {"stable", r.Stable}} {
+			if b.name != "" && !branchName.MatchString(b.name) {
+				ps.add(p+"."+b.field, "%q is not a branch name deploybot accepts (letters, digits, '.', '_', '-' and '/', not starting with '-' or '.')", b.name)
 			}
 		}
 		n := 0

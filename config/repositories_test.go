@@ -37,6 +37,12 @@ release: {afterBuild: deploy}`, want: []string{
 			"repositories[2].sshKeyFile: an SSH key needs an SSH URL",
 			`release.afterBuild: "deploy" is not one of offer, import`,
 		}},
+		{name: "an alias, a second builder, a refspec in a branch", yaml: `repositories:
+  - {name: a, url: https://h/a.git, env: prod, services: [worker]}
+  - {name: b, url: https://h/b.git, env: prod, services: [packit-worker], branch: "+main:refs/heads/x"}`, want: []string{
+			"repositories[1].services[0]: packit-worker is already built for prod by repositories[0]",
+			`repositories[1].branch: "+main:refs/heads/x" is not a branch name deploybot accepts (letters, digits, '.', '_', '-' and '/', not starting with '-' or '.')`,
+		}},
 		{name: "a token in the config is not read", yaml: "repositories:\n  - {name: x, url: https://h/x.git, env: prod, token: abc}", want: []string{"parse error"}},
 	}
 	for _, tt := range tests {
@@ -59,6 +65,21 @@ release: {afterBuild: deploy}`, want: []string{
 				t.Errorf("problems:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(tt.want, "\n  "))
 			}
 		})
+	}
+}
+
+// TestRepositoryOf finds the repository by a service's canonical name when
+// the config lists an alias.
+func TestRepositoryOf(t *testing.T) {
+	c, err := Parse([]byte(minimal + "repositories:\n  - {name: packit, url: https://h/p.git, env: prod, services: [worker]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := c.RepositoryOf("packit-worker", "prod"); !ok || r.Name != "packit" {
+		t.Errorf("RepositoryOf(packit-worker, prod) = %v %v", r, ok)
+	}
+	if _, ok := c.RepositoryOf("packit-worker", "stg"); ok {
+		t.Error("RepositoryOf(packit-worker, stg) found the prod repository")
 	}
 }
 

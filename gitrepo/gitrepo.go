@@ -7,15 +7,20 @@
 //
 // RemoteOf and Configured read a config's repositories section.
 //
-// Each repository is kept in memory between calls (go-git's memory
-// storage); a call fetches only what is new. Calls on one repository are
+// Each repository is kept between calls, in memory or (WithDir) as a bare
+// repository on disk; a call fetches only what is new. Calls on one repository are
 // serialised; different repositories proceed in parallel.
 package gitrepo
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -103,18 +108,34 @@ type Client struct {
 	repos map[string]*repo // by URL
 	// timeout bounds one fetch or push.
 	timeout time.Duration
+	// dir, when set, holds each repository on disk (bare), so its
+	// history is not kept in memory; "" keeps it in memory.
+	dir string
 }
 
 type repo struct {
 	mu sync.Mutex
 	r  *git.Repository
+	// failed and failedAt remember a fetch that found the server
+	// unreachable, for failFor, so a Plan of ten services waits for it
+	// once, not ten times.
+	failed   error
+	failedAt time.Time
 }
+
+// failFor is how long a failed fetch is answered from memory.
+const failFor = time.Minute
 
 // Option configures a Client.
 type Option func(*Client)
 
 // WithTimeout bounds each fetch and push (default 2 minutes).
 func WithTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = d } }
+
+// WithDir keeps each repository as a bare repository under dir instead of
+// in memory (go-git's memory storage holds every object of the history
+// unpacked: tens of MB for a small repository).
+func WithDir(dir string) Option { return func(c *Client) { c.dir = dir } }
 
 // New returns a client with nothing fetched yet.
 func New(opts ...Option) *Client {
@@ -132,12 +153,24 @@ func (c *Client) repo(rem Remote) (*repo, error) {
 	if r, ok := c.repos[rem.URL]; ok {
 		return r, nil
 	}
-	g, err := git.Init(memory.NewStorage(), nil)
-	if err != nil {
-		return nil, fmt.Errorf("making an in-memory repository: %w", err)
+	var g *git.Repository
+	var err error
+	if c.dir == "" {
+		g, err = git.Init(memory.NewStorage(), nil)
+	} else {
+		sum := sha256.Sum256([]byte(rem.URL))
+		path := filepath.Join(c.dir, hex.EncodeToString(sum[:8])+".git")
+		if g, err = git.PlainOpen(path); errors.Is(err, git.ErrRepositoryNotExists) {
+			g, err = git.PlainInit(path, true)
+		}
 	}
-	if _, err := g.CreateRemote(&gitconfig.RemoteConfig{Name: "origin", URLs: []string{rem.URL}}); err != nil {
-		return nil, fmt.Errorf("adding the remote %s: %w", rem.URL, err)
+	if err != nil {
+		return nil, fmt.Errorf("making a local copy of %s: %w", rem.URL, err)
+	}
+	if _, err := g.Remote("origin"); err != nil {
+		if _, err := g.CreateRemote(&gitconfig.RemoteConfig{Name: "origin", URLs: []string{rem.URL}}); err != nil {
+			return nil, fmt.Errorf("adding the remote %s: %w", rem.URL, err)
+		}
 	}
 	r := &repo{r: g}
 	c.repos[rem.URL] = r
@@ -149,8 +182,23 @@ func remoteRef(branch string) plumbing.ReferenceName {
 	return plumbing.NewRemoteReferenceName("origin", branch)
 }
 
-// fetch brings branches up to date from the remote; r.mu is held.
+// fetch brings branches up to date from the remote; r.mu is held. A fetch
+// that failed less than failFor ago fails again without asking.
 func (c *Client) fetch(ctx context.Context, r *repo, rem Remote, branches ...string) error {
+	if r.failed != nil && time.Since(r.failedAt) < failFor {
+		return r.failed
+	}
+	err := c.fetchNow(ctx, r, rem, branches...)
+	r.failed, r.failedAt = nil, time.Time{}
+	if errors.Is(err, ErrUnreachable) {
+		// Only the slow failure is remembered: a refusal answers at once,
+		// and other credentials may be tried next.
+		r.failed, r.failedAt = err, time.Now()
+	}
+	return err
+}
+
+func (c *Client) fetchNow(ctx context.Context, r *repo, rem Remote, branches ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	var specs []gitconfig.RefSpec
@@ -168,7 +216,8 @@ func (c *Client) fetch(ctx context.Context, r *repo, rem Remote, branches ...str
 func classify(doing string, err error) error {
 	var noMatch git.NoMatchingRefSpecError
 	switch {
-	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed):
+	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed),
+		strings.Contains(err.Error(), "unable to authenticate"): // SSH: golang.org/x/crypto/ssh's handshake
 		return fmt.Errorf("%s: %w (%v)", doing, ErrDenied, err)
 	case errors.Is(err, transport.ErrRepositoryNotFound), errors.As(err, &noMatch):
 		return fmt.Errorf("%s: %w (%v)", doing, ErrNotFound, err)
@@ -179,10 +228,17 @@ func classify(doing string, err error) error {
 }
 
 // isNetError reports a connection that failed below git: refused, reset,
-// no route, no such host.
+// no route, no such host, a timeout.
 func isNetError(err error) bool {
+	var ne net.Error
+	var ue *url.Error
+	var oe *net.OpError
+	if errors.As(err, &ne) || errors.As(err, &ue) || errors.As(err, &oe) {
+		return true
+	}
+	// go-git's HTTP transport flattens some of these into text.
 	s := err.Error()
-	for _, m := range []string{"connection refused", "connection reset", "no such host", "no route to host", "i/o timeout", "EOF"} {
+	for _, m := range []string{"connection refused", "connection reset", "no such host", "no route to host", "i/o timeout"} {
 		if strings.Contains(s, m) {
 			return true
 		}
@@ -296,8 +352,11 @@ func (c *Client) Log(ctx context.Context, rem Remote, branch, from, to string) (
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if len(from) != 40 || len(to) != 40 {
+		return nil, false, nil // abbreviated: not looked up
+	}
 	fromHash, toHash := plumbing.NewHash(from), plumbing.NewHash(to)
-	if !known(r, fromHash) || !known(r, toHash) {
+	if _, err := head(r, branch); err != nil || !known(r, fromHash) || !known(r, toHash) {
 		if err := c.fetch(ctx, r, rem, branch); err != nil {
 			return nil, false, err
 		}
@@ -305,6 +364,26 @@ func (c *Client) Log(ctx context.Context, rem Remote, branch, from, to string) (
 	fromCommit, err1 := r.r.CommitObject(fromHash)
 	toCommit, err2 := r.r.CommitObject(toHash)
 	if err1 != nil || err2 != nil {
+		return nil, false, nil
+	}
+	// Known is not enough: both must be on the branch (a commit fetched
+	// for another branch, or pushed away since, is not).
+	branchHead, err := head(r, branch)
+	if err != nil {
+		return nil, false, err
+	}
+	headCommit, err := r.r.CommitObject(branchHead)
+	if err != nil {
+		return nil, false, fmt.Errorf("reading %s's head: %w", branch, err)
+	}
+	onBranch, err := ancestors(headCommit)
+	if err != nil {
+		return nil, false, fmt.Errorf("reading %s's history: %w", branch, err)
+	}
+	if _, ok := onBranch[fromHash]; !ok {
+		return nil, false, nil
+	}
+	if _, ok := onBranch[toHash]; !ok {
 		return nil, false, nil
 	}
 	seen, err := ancestors(fromCommit)
@@ -339,6 +418,10 @@ func (c *Client) Push(ctx context.Context, rem Remote, branch, old, new string) 
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if !known(r, plumbing.NewHash(new)) {
+		// go-git would push nothing and call it up to date.
+		return fmt.Errorf("pushing %s to %s: this deploybot has not fetched %s (another replica planned the release?); plan it again", Short(new), branch, Short(new))
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	dst := plumbing.NewBranchReferenceName(branch).String()
@@ -349,8 +432,19 @@ func (c *Client) Push(ctx context.Context, rem Remote, branch, old, new string) 
 		RefSpecs:          []gitconfig.RefSpec{gitconfig.RefSpec(new + ":" + dst)},
 		RequireRemoteRefs: []gitconfig.RefSpec{gitconfig.RefSpec(old + ":" + dst)},
 	})
-	if err == nil || errors.Is(err, git.NoErrAlreadyUpToDate) {
+	if err == nil {
 		return nil
+	}
+	if errors.Is(err, git.NoErrAlreadyUpToDate) {
+		// Up to date only if the remote really is at new.
+		actual, lerr := c.remoteHead(ctx, r, rem, branch)
+		switch {
+		case lerr != nil:
+			return lerr
+		case actual == new:
+			return nil
+		}
+		return &MovedError{Branch: branch, Expected: old, Actual: actual}
 	}
 	if strings.Contains(err.Error(), "required to be") || strings.Contains(err.Error(), "non-fast-forward") {
 		// Where is it now? Ask, to say so.

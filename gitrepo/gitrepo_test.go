@@ -229,3 +229,69 @@ func TestConfigured(t *testing.T) {
 		t.Errorf("Log without credentials: %v, want ErrDenied", err)
 	}
 }
+
+// TestPushNeedsThePlannedCommit: a client that never fetched the planned
+// commit (another replica planned the release) refuses to push, instead
+// of go-git's "already up to date" with nothing pushed.
+func TestPushNeedsThePlannedCommit(t *testing.T) {
+	s := gittest.NewServer(t, user, password)
+	repo, shas := fixture(t, s, "fresh")
+	err := gitrepo.New().Push(context.Background(), remote(repo), "stable", shas[0], shas[3])
+	if err == nil || !strings.Contains(err.Error(), "has not fetched") {
+		t.Fatalf("push from a client that never fetched: %v", err)
+	}
+	if now := repo.Ref(t, "stable"); now != shas[0] {
+		t.Errorf("git rev-parse stable = %s, want %s", now, shas[0])
+	}
+}
+
+// TestOnDisk: WithDir keeps the repository on disk; a second client on
+// the same directory reads it without fetching the history again, and a
+// commit only on another branch is not "on main".
+func TestOnDisk(t *testing.T) {
+	s := gittest.NewServer(t, user, password)
+	repo, shas := fixture(t, s, "ondisk")
+	side := repo.Commit(t, "feature", "Side work", "Dave Moe")
+	dir := t.TempDir()
+	ctx := context.Background()
+	c := gitrepo.New(gitrepo.WithDir(dir))
+	cmp, err := c.Compare(ctx, remote(repo), "main", "stable", "")
+	if err != nil || len(cmp.Commits) != 3 {
+		t.Fatalf("compare on disk: %+v %v", cmp, err)
+	}
+	if err := c.Push(ctx, remote(repo), "stable", cmp.Stable, cmp.Target); err != nil {
+		t.Fatal(err)
+	}
+	if now := repo.Ref(t, "stable"); now != shas[3] {
+		t.Fatalf("git rev-parse stable = %s, want %s", now, shas[3])
+	}
+	before := s.Requests()
+	again := gitrepo.New(gitrepo.WithDir(dir))
+	if _, ok, err := again.Log(ctx, remote(repo), "main", shas[0], shas[3]); err != nil || !ok {
+		t.Fatalf("log from the directory: ok=%v %v", ok, err)
+	}
+	if _, ok, _ := again.Log(ctx, remote(repo), "main", shas[0], side); ok {
+		t.Error("a commit only on another branch was listed as on main")
+	}
+	t.Logf("a second client on the same directory made %d requests", s.Requests()-before)
+}
+
+// TestUnreachableIsRememberedBriefly: a Plan of many services waits for
+// an unreachable server once.
+func TestUnreachableIsRememberedBriefly(t *testing.T) {
+	s := gittest.NewServer(t, user, password)
+	repo, shas := fixture(t, s, "gone")
+	s.Stop()
+	c := gitrepo.New(gitrepo.WithTimeout(5 * time.Second))
+	ctx := context.Background()
+	if _, _, err := c.Log(ctx, remote(repo), "main", shas[0], shas[3]); !errors.Is(err, gitrepo.ErrUnreachable) {
+		t.Fatalf("first: %v", err)
+	}
+	start := time.Now()
+	for range 10 {
+		if _, _, err := c.Log(ctx, remote(repo), "main", shas[0], shas[3]); !errors.Is(err, gitrepo.ErrUnreachable) {
+			t.Fatalf("again: %v", err)
+		}
+	}
+	t.Logf("10 more Logs against the unreachable server took %v", time.Since(start))
+}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"strings"
 	"time"
 )
@@ -79,15 +80,20 @@ type Target struct {
 }
 
 // Changes are the commits an image change brings: git log FROM..TO of
-// Repository, newest first, at most MaxCommits of them and More besides.
+// Repository, newest first, at most MaxCommits of them and More besides;
+// with Back, the change goes back: these are the commits TO..FROM it
+// undoes. Note, instead, says why they could not be listed. Changes are
+// shown, not hashed (Plan.Hash).
 type Changes struct {
 	Repository string   `json:"repository"`
 	From       string   `json:"from"`
 	To         string   `json:"to"`
 	Commits    []Commit `json:"commits,omitempty"`
 	More       int      `json:"more,omitempty"`
+	Back       bool     `json:"back,omitempty"`
 	// Compare links the whole range on GitHub or GitLab.
 	Compare string `json:"compare,omitempty"`
+	Note    string `json:"note,omitempty"`
 }
 
 // MaxCommits is how many commits a Plan lists per target.
@@ -153,7 +159,18 @@ type Policy struct {
 
 // Hash is a stable content hash of the Plan: the SHA-256 of its JSON encoding
 // (struct fields encode in declaration order, so equal Plans hash equal).
+//
+// What a Plan says about its targets' Changes (the commits between two
+// revisions, read from git) is left out: it follows from the digests,
+// which are in, and a git server that answers at opening and not at
+// approval must not make the approval fail as "the cluster changed".
 func (p Plan) Hash() string {
+	if slices.ContainsFunc(p.Targets, func(t Target) bool { return t.Changes != nil }) {
+		p.Targets = slices.Clone(p.Targets)
+		for i := range p.Targets {
+			p.Targets[i].Changes = nil
+		}
+	}
 	b, err := json.Marshal(p)
 	if err != nil {
 		// A Plan is plain data; Marshal cannot fail on it.

@@ -359,19 +359,6 @@ func (ex *exchange) respondClick() error {
 	secondStep := ex.i.Message != nil && ex.i.Message.Flags&discordgo.MessageFlagsEphemeral != 0
 	replies := ex.replies
 	ex.replies = nil
-	if ex.posted != nil {
-		// The click opened a request (an Import button) and this adapter
-		// has no bot token: its message is the click's answer.
-		ref := *ex.posted
-		ex.posted = nil
-		return ex.a.edits.deliver(ref, func(r bot.Reply) error {
-			if err := ex.respond(renderRequest(r).response(channelMessage, false)); err != nil {
-				return err
-			}
-			ex.a.setHook(ref.ID, hook{appID: ex.i.AppID, token: ex.i.Token, message: "@original", expires: ex.a.now().Add(interactionTokenTTL)})
-			return nil
-		})
-	}
 	if len(replies) > 0 {
 		if ex.captured != nil {
 			ex.a.edits.release(*ex.captured)

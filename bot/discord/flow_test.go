@@ -438,11 +438,12 @@ func TestUnmappedClicks(t *testing.T) {
 }
 
 // TestImportButton: the Import button of a registry push's heads-up opens
-// the import it names for whoever clicks, as a new request message (the
-// click's answer when there is no bot token to post with); a button naming
-// a service the config no longer has changes nothing and says why.
+// the import it names for whoever clicks, as a new request message in the
+// channel (heads-ups are posted with the bot token, so there is one); a
+// button naming a service the config no longer has changes nothing and
+// says why.
 func TestImportButton(t *testing.T) {
-	w := newWorld(t, WithAppID(appID))
+	w := newWorld(t, WithBotToken("test-token"), WithAppID(appID))
 	headsUp := &discordgo.Message{ID: "8001", ChannelID: channelID}
 
 	gone := responseMessage(t, w.viaHTTP(click(alice, headsUp, customID(bot.ActionImport, "prod+packit-gone", false))))
@@ -453,16 +454,17 @@ func TestImportButton(t *testing.T) {
 		t.Fatalf("a refused Import click left %d requests", len(rs))
 	}
 
-	resp := w.viaHTTP(click(alice, headsUp, customID(bot.ActionImport, "prod+packit-worker", false)))
-	m := responseMessage(t, resp)
-	if resp.Type != discordgo.InteractionResponseChannelMessageWithSource || m.Flags == int(discordgo.MessageFlagsEphemeral) {
-		t.Fatalf("the Import click was answered with type %d flags %d, want the request message in the channel", resp.Type, m.Flags)
-	}
+	w.viaHTTP(click(alice, headsUp, customID(bot.ActionImport, "prod+packit-worker", false)))
+	post := w.discord.waitFor("POST", "/api/v9/channels/"+channelID+"/messages", func(apiCall) bool { return true })
+	m := decodeMessage(t, post.Body)
 	id := requestIDOf(t, m.customIDs())
 	if r := w.request(id); r.Command != "import prod packit-worker" || r.State != store.AwaitingConfirm || r.Requester.Name != "alice" {
 		t.Fatalf("the Import click opened %q (%s) for %s, want alice's import prod packit-worker awaiting confirmation", r.Command, r.State, r.Requester.Name)
 	}
 	if ids := m.customIDs(); len(ids) != 2 || ids[0] != customID(bot.ActionConfirm, id, true) {
 		t.Errorf("the request message's buttons = %q, want Confirm (asking first, prod is protected) and Cancel", ids)
+	}
+	if edits := w.discord.matching("PATCH", "/api/v9/channels/"+channelID+"/messages/8001"); len(edits) != 0 {
+		t.Errorf("the heads-up was edited: %d PATCHes", len(edits))
 	}
 }

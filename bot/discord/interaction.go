@@ -32,8 +32,9 @@ const customIDPrefix = "deploybot"
 const interactionRef = "interaction/"
 
 // customID is a button's custom_id: "deploybot/ACTION/ID", or
-// "deploybot/ACTION?/ID" for a button that asks "Really …?" first. It carries
-// nothing else: the Plan stays server-side.
+// "deploybot/ACTION?/ID" for a button that asks "Really …?" first. ID is a
+// request ID, or for Import the env and services it offers (bot/offer.go);
+// nothing else: a Plan stays server-side.
 func customID(action bot.ActionKind, requestID string, ask bool) string {
 	a := string(action)
 	if ask {

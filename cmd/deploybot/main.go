@@ -246,10 +246,15 @@ func (s *setup) botOptions() ([]bot.Option, error) {
 	}
 	if len(s.cfg.Repositories) > 0 {
 		// Import Plans list the commits between the running and the new
-		// image's revisions (gitrepo keeps each repository in memory). A
-		// Plan waits for the fetch, so it is bounded: a git server that
-		// does not answer within 30s is a note in the Plan.
-		opts = append(opts, bot.WithGit(gitrepo.Configured{C: gitrepo.New(gitrepo.WithTimeout(30 * time.Second))}))
+		// image's revisions. A Plan waits for the fetch, so it is bounded:
+		// a git server that does not answer within 30s is a note in the
+		// Plan. The copies live in the user's cache directory where it is
+		// writable, else in memory.
+		gopts := []gitrepo.Option{gitrepo.WithTimeout(30 * time.Second)}
+		if dir, err := os.UserCacheDir(); err == nil && os.MkdirAll(filepath.Join(dir, "deploybot", "git"), 0o700) == nil {
+			gopts = append(gopts, gitrepo.WithDir(filepath.Join(dir, "deploybot", "git")))
+		}
+		opts = append(opts, bot.WithGit(gitrepo.Configured{C: gitrepo.New(gopts...)}))
 	}
 	if s.cfg.Execution != config.ExecutionImpersonate {
 		return opts, nil
