@@ -47,20 +47,7 @@ release: {afterBuild: deploy}`, want: []string{
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse([]byte(minimal + tt.yaml + "\n"))
-			var got []string
-			var ve *ValidationError
-			switch {
-			case err == nil:
-			case errors.As(err, &ve):
-				for _, p := range ve.Problems {
-					got = append(got, p.String())
-				}
-			case strings.Contains(err.Error(), "unknown field"):
-				got = []string{"parse error"}
-			default:
-				t.Fatalf("Parse: %v", err)
-			}
+			got := snippetProblems(t, minimal+tt.yaml+"\n")
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("problems:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(tt.want, "\n  "))
 			}
@@ -81,6 +68,29 @@ func TestRepositoryOf(t *testing.T) {
 	if _, ok := c.RepositoryOf("packit-worker", "stg"); ok {
 		t.Error("RepositoryOf(packit-worker, stg) found the prod repository")
 	}
+}
+
+// snippetProblems parses a config and returns every validation problem
+// it reports, or "parse error" for YAML the decoder refuses (an unknown
+// field).
+func snippetProblems(t *testing.T, yaml string) []string {
+	t.Helper()
+	_, err := Parse([]byte(yaml))
+	var ve *ValidationError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ve):
+		var got []string
+		for _, p := range ve.Problems {
+			got = append(got, p.String())
+		}
+		return got
+	case strings.Contains(err.Error(), "unknown field"):
+		return []string{"parse error"}
+	}
+	t.Fatalf("Parse: %v", err)
+	return nil
 }
 
 func TestCompareURL(t *testing.T) {

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -33,20 +32,7 @@ func TestValidateWebhooks(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse([]byte(minimal + tt.yaml + "\n"))
-			var got []string
-			var ve *ValidationError
-			switch {
-			case err == nil:
-			case errors.As(err, &ve):
-				for _, p := range ve.Problems {
-					got = append(got, p.String())
-				}
-			case strings.Contains(err.Error(), "unknown field"):
-				got = []string{"parse error"}
-			default:
-				t.Fatalf("Parse: %v", err)
-			}
+			got := snippetProblems(t, minimal+tt.yaml+"\n")
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("problems:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(tt.want, "\n  "))
 			}
