@@ -154,7 +154,7 @@ func (m messages) Announce(ctx context.Context, platform, channel string, n sche
 	if n.ImportEnv != "" {
 		offer := ImportOffer(n.ImportEnv, n.ImportServices)
 		label := "Import"
-		if _, services, _ := ParseImportOffer(offer); len(services) == 0 {
+		if offer == n.ImportEnv { // the names did not fit: the whole env
 			label = "Import all of " + n.ImportEnv
 		}
 		reply.Buttons = append(reply.Buttons, Button{Action: ActionImport, RequestID: offer, Label: label})

@@ -87,10 +87,7 @@ func builtFrom(img plan.Image) string {
 	if img.Revision == "" {
 		return ""
 	}
-	rev := img.Revision
-	if len(rev) > 7 && isHex(rev) {
-		rev = rev[:7]
-	}
+	rev := shortSHA(img.Revision)
 	if src := strings.TrimSuffix(strings.TrimSuffix(img.Source, "/"), ".git"); src != "" {
 		return "built from " + src[strings.LastIndex(src, "/")+1:] + "@" + rev
 	}

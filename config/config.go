@@ -38,10 +38,9 @@ type Config struct {
 	// Webhooks names registry hosts for the registry webhooks of `deploybot
 	// serve` (webhooks.go); their secrets come from the environment.
 	Webhooks *Webhooks `json:"webhooks,omitempty"`
-	// Repositories are the git repositories `release` moves the stable
-	// branch of (repositories.go), and Release what follows a release.
+	// Repositories are the git repositories that build the services
+	// (repositories.go): import Plans list their commits.
 	Repositories []Repository `json:"repositories,omitempty"`
-	Release      *Release     `json:"release,omitempty"`
 }
 
 // The platforms an environment can run on.

@@ -6,7 +6,6 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"time"
 )
 
 // Repository is a git repository whose stable branch a release moves: CI
@@ -83,17 +82,17 @@ func (r *Repository) SSH() bool {
 // for other hosts.
 func (r *Repository) CompareURL(from, to string) string {
 	u := r.URL
-	if r.SSH() {
-		// git@github.com:packit/ogr.git → https://github.com/packit/ogr
-		host, path, ok := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(u, "ssh://"), "git@"), ":")
-		if !ok || strings.Contains(host, "/") {
-			host, path, _ = strings.Cut(strings.TrimPrefix(strings.TrimPrefix(u, "ssh://"), "git@"), "/")
-		}
-		u = "https://" + host + "/" + path
+	if r.SSH() && !strings.HasPrefix(u, "ssh://") {
+		// git@github.com:packit/ogr.git → ssh://git@github.com/packit/ogr.git
+		host, path, _ := strings.Cut(u, ":")
+		u = "ssh://" + host + "/" + path
 	}
 	p, err := url.Parse(u)
 	if err != nil {
 		return ""
+	}
+	if p.Scheme == "ssh" {
+		p.Host = p.Hostname() // an SSH port is not the web's
 	}
 	path := strings.TrimSuffix(strings.TrimSuffix(p.Path, "/"), ".git")
 	switch {
@@ -104,38 +103,6 @@ func (r *Repository) CompareURL(from, to string) string {
 	}
 	return ""
 }
-
-// Release configures what follows a release's push.
-type Release struct {
-	// AfterBuild is "offer" (default: an Import button and the command once
-	// every image is built) or "import" (the import request is opened by
-	// itself, still under the env's approvals).
-	AfterBuild string `json:"afterBuild,omitempty"`
-	// BuildTimeout is how long a release waits for its images (default 1h).
-	BuildTimeout Duration `json:"buildTimeout,omitempty"`
-	// RevisionLabel is the image label that names the commit an image was
-	// built from (default org.opencontainers.image.revision).
-	RevisionLabel string `json:"revisionLabel,omitempty"`
-}
-
-// Release defaults.
-const (
-	AfterBuildOffer      = "offer"
-	AfterBuildImport     = "import"
-	DefaultBuildTimeout  = time.Hour
-	DefaultRevisionLabel = "org.opencontainers.image.revision"
-)
-
-// Timeout is how long a release waits for its builds.
-func (r *Release) Timeout() time.Duration {
-	if r == nil || r.BuildTimeout.Duration == 0 {
-		return DefaultBuildTimeout
-	}
-	return r.BuildTimeout.Duration
-}
-
-// ImportsAfterBuild reports whether the import opens by itself.
-func (r *Release) ImportsAfterBuild() bool { return r != nil && r.AfterBuild == AfterBuildImport }
 
 // Repository returns the repository named name.
 func (c *Config) Repository(name string) (*Repository, bool) {
@@ -167,7 +134,7 @@ func (c *Config) RepositoryOf(service, env string) (*Repository, bool) {
 // spaces or '..'-style tricks.
 var branchName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._/-]*$`)
 
-// validateRepositories checks the repositories and release sections.
+// validateRepositories checks the repositories section.
 func (c *Config) validateRepositories(ps *problems) {
 	seen := map[string]int{}
 	builds := map[string]int{} // "env/service" → repository index
@@ -233,16 +200,6 @@ func (c *Config) validateRepositories(ps *problems) {
 			ps.add(p+".sshKeyFile", "an SSH key needs an SSH URL")
 		case (r.TokenEnv != "" || r.TokenFile != "") && r.SSH():
 			ps.add(p, "a token needs an HTTPS URL")
-		}
-	}
-	if rel := c.Release; rel != nil {
-		switch rel.AfterBuild {
-		case "", AfterBuildOffer, AfterBuildImport:
-		default:
-			ps.add("release.afterBuild", "%q is not one of %s, %s", rel.AfterBuild, AfterBuildOffer, AfterBuildImport)
-		}
-		if rel.BuildTimeout.Duration < 0 {
-			ps.add("release.buildTimeout", "must not be negative")
 		}
 	}
 }

@@ -18,15 +18,13 @@ func TestValidateRepositories(t *testing.T) {
 	}{
 		{name: "none"},
 		{name: "https with a token from the environment", yaml: `repositories:
-  - {name: packit-service, url: https://github.com/packit/packit-service.git, services: [packit-service, packit-worker], env: prod, tokenEnv: GITHUB_TOKEN}
-release: {afterBuild: import, buildTimeout: 30m}`},
+  - {name: packit-service, url: https://github.com/packit/packit-service.git, services: [packit-service, packit-worker], env: prod, tokenEnv: GITHUB_TOKEN}`},
 		{name: "ssh with a key file", yaml: `repositories:
   - {name: ogr, url: "git@github.com:packit/ogr.git", env: prod, sshKeyFile: /etc/deploybot/git/id_ed25519}`},
 		{name: "everything wrong", yaml: `repositories:
   - {name: Ogr, url: "ftp://x/y", env: qa, services: [nope], branch: main, stable: main}
   - {name: ogr2, url: "https://bot:tok@github.com/packit/ogr.git", env: prod, tokenEnv: A, tokenFile: /b}
-  - {name: ogr3, url: "https://github.com/packit/ogr.git", env: prod, sshKeyFile: /k}
-release: {afterBuild: deploy}`, want: []string{
+  - {name: ogr3, url: "https://github.com/packit/ogr.git", env: prod, sshKeyFile: /k}`, want: []string{
 			`repositories[0].name: "Ogr" is not a valid name (lowercase letters, digits, '-' and '.')`,
 			`repositories[0].url: "ftp://x/y" is neither an HTTPS URL nor an SSH one (ssh://git@host/path or git@host:path)`,
 			`repositories[0].stable: the stable branch must differ from the rolling branch "main"`,
@@ -35,7 +33,6 @@ release: {afterBuild: deploy}`, want: []string{
 			"repositories[1].url: must not carry credentials; use tokenEnv or tokenFile",
 			"repositories[1]: name one of tokenEnv, tokenFile and sshKeyFile",
 			"repositories[2].sshKeyFile: an SSH key needs an SSH URL",
-			`release.afterBuild: "deploy" is not one of offer, import`,
 		}},
 		{name: "an alias, a second builder, a refspec in a branch", yaml: `repositories:
   - {name: a, url: https://h/a.git, env: prod, services: [worker]}
@@ -98,6 +95,7 @@ func TestCompareURL(t *testing.T) {
 		{"https://github.com/packit/ogr.git", "https://github.com/packit/ogr/compare/a...b"},
 		{"git@github.com:packit/ogr.git", "https://github.com/packit/ogr/compare/a...b"},
 		{"ssh://git@github.com/packit/ogr.git", "https://github.com/packit/ogr/compare/a...b"},
+		{"ssh://git@gitlab.example.com:2222/team/app.git", "https://gitlab.example.com/team/app/-/compare/a...b"},
 		{"https://gitlab.com/redhat/centos-stream/src/kernel.git", "https://gitlab.com/redhat/centos-stream/src/kernel/-/compare/a...b"},
 		{"https://git.example.com/x.git", ""},
 	} {

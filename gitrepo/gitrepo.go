@@ -121,6 +121,8 @@ type repo struct {
 	// once, not ten times.
 	failed   error
 	failedAt time.Time
+	// walked caches the history of the branch heads seen last.
+	walked map[plumbing.Hash]map[plumbing.Hash]struct{}
 }
 
 // failFor is how long a failed fetch is answered from memory.
@@ -269,7 +271,7 @@ func (c *Client) Compare(ctx context.Context, rem Remote, rolling, stable, to st
 	if err := c.fetch(ctx, r, rem, rolling, stable); err != nil {
 		return Comparison{}, err
 	}
-	rollHead, err := head(r, rolling)
+	onRolling, err := r.branchHistory(rolling)
 	if err != nil {
 		return Comparison{}, err
 	}
@@ -277,66 +279,41 @@ func (c *Client) Compare(ctx context.Context, rem Remote, rolling, stable, to st
 	if err != nil {
 		return Comparison{}, err
 	}
-	rollCommit, err := r.r.CommitObject(rollHead)
+	target, err := head(r, rolling)
 	if err != nil {
-		return Comparison{}, fmt.Errorf("reading %s's head: %w", rolling, err)
+		return Comparison{}, err
 	}
-	onRolling, err := ancestors(rollCommit)
-	if err != nil {
-		return Comparison{}, fmt.Errorf("reading %s's history: %w", rolling, err)
-	}
-	target := rollHead
 	if to != "" {
 		if target, err = resolveOn(onRolling, to, rolling); err != nil {
 			return Comparison{}, err
 		}
 	}
-	if _, ok := onRolling[stableHead]; !ok && stableHead != target {
+	out := Comparison{Stable: stableHead.String(), Target: target.String()}
+	if target == stableHead {
+		return out, nil
+	}
+	if _, ok := onRolling[stableHead]; !ok {
 		// stable has commits rolling has not: moving it would drop them.
 		return Comparison{}, &Refusal{Msg: fmt.Sprintf("%s (%s) is not on %s: moving it would not be a fast-forward, so deploybot will not move it; someone has to merge %s into %s first",
 			stable, Short(stableHead.String()), rolling, stable, rolling)}
 	}
-	targetCommit, err := r.r.CommitObject(target)
-	if err != nil {
-		return Comparison{}, fmt.Errorf("reading %s: %w", Short(target.String()), err)
-	}
-	stableCommit, err := r.r.CommitObject(stableHead)
-	if err != nil {
-		return Comparison{}, fmt.Errorf("reading %s's head: %w", stable, err)
-	}
-	inStable, err := ancestors(stableCommit)
+	inStable, err := r.history(stableHead)
 	if err != nil {
 		return Comparison{}, fmt.Errorf("reading %s's history: %w", stable, err)
 	}
 	if _, ok := inStable[target]; ok {
-		if target == stableHead {
-			return Comparison{Stable: stableHead.String(), Target: target.String()}, nil
-		}
 		return Comparison{}, &Refusal{Msg: fmt.Sprintf("%s is already on %s (at %s): moving %s back to it would not be a fast-forward",
 			Short(target.String()), stable, Short(stableHead.String()), stable)}
 	}
-	if target != rollHead {
-		onTarget, err := ancestors(targetCommit)
-		if err != nil {
-			return Comparison{}, fmt.Errorf("reading the history of %s: %w", Short(target.String()), err)
-		}
-		if _, ok := onTarget[stableHead]; !ok {
-			return Comparison{}, &Refusal{Msg: fmt.Sprintf("%s (%s) is not an ancestor of %s: moving it there would not be a fast-forward",
-				stable, Short(stableHead.String()), Short(target.String()))}
-		}
-	}
-	out := Comparison{Stable: stableHead.String(), Target: target.String()}
-	// git log stable..target: reachable from target, not from stable,
-	// newest first.
-	iter := object.NewCommitIterCTime(targetCommit, nil, nil)
-	err = iter.ForEach(func(cm *object.Commit) error {
-		if _, ok := inStable[cm.Hash]; ok {
-			return nil
-		}
-		out.Commits = append(out.Commits, Commit{SHA: cm.Hash.String(), Subject: subject(cm.Message), Author: cm.Author.Name, When: cm.Author.When})
-		return nil
-	})
+	onTarget, err := r.history(target)
 	if err != nil {
+		return Comparison{}, fmt.Errorf("reading the history of %s: %w", Short(target.String()), err)
+	}
+	if _, ok := onTarget[stableHead]; !ok {
+		return Comparison{}, &Refusal{Msg: fmt.Sprintf("%s (%s) is not an ancestor of %s: moving it there would not be a fast-forward",
+			stable, Short(stableHead.String()), Short(target.String()))}
+	}
+	if out.Commits, err = r.between(inStable, target); err != nil {
 		return Comparison{}, fmt.Errorf("listing the commits between %s and %s: %w", stable, Short(target.String()), err)
 	}
 	return out, nil
@@ -344,62 +321,89 @@ func (c *Client) Compare(ctx context.Context, rem Remote, rolling, stable, to st
 
 // Log returns the commits on to and not on from (git log from..to), newest
 // first, fetching branch first so both are known; ok is false when either
-// commit is not in the branch's history (a build from elsewhere).
+// is not a full SHA on the branch's history (a build from elsewhere).
 func (c *Client) Log(ctx context.Context, rem Remote, branch, from, to string) (commits []Commit, ok bool, err error) {
+	if len(from) != 40 || len(to) != 40 {
+		return nil, false, nil // abbreviated: not looked up
+	}
 	r, err := c.repo(rem)
 	if err != nil {
 		return nil, false, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(from) != 40 || len(to) != 40 {
-		return nil, false, nil // abbreviated: not looked up
-	}
 	fromHash, toHash := plumbing.NewHash(from), plumbing.NewHash(to)
 	if _, err := head(r, branch); err != nil || !known(r, fromHash) || !known(r, toHash) {
 		if err := c.fetch(ctx, r, rem, branch); err != nil {
 			return nil, false, err
 		}
 	}
-	fromCommit, err1 := r.r.CommitObject(fromHash)
-	toCommit, err2 := r.r.CommitObject(toHash)
-	if err1 != nil || err2 != nil {
-		return nil, false, nil
-	}
 	// Known is not enough: both must be on the branch (a commit fetched
-	// for another branch, or pushed away since, is not).
-	branchHead, err := head(r, branch)
+	// for another branch is not).
+	onBranch, err := r.branchHistory(branch)
 	if err != nil {
 		return nil, false, err
 	}
-	headCommit, err := r.r.CommitObject(branchHead)
-	if err != nil {
-		return nil, false, fmt.Errorf("reading %s's head: %w", branch, err)
-	}
-	onBranch, err := ancestors(headCommit)
-	if err != nil {
-		return nil, false, fmt.Errorf("reading %s's history: %w", branch, err)
-	}
-	if _, ok := onBranch[fromHash]; !ok {
+	_, fromOn := onBranch[fromHash]
+	_, toOn := onBranch[toHash]
+	if !fromOn || !toOn {
 		return nil, false, nil
 	}
-	if _, ok := onBranch[toHash]; !ok {
-		return nil, false, nil
-	}
-	seen, err := ancestors(fromCommit)
+	seen, err := r.history(fromHash)
 	if err != nil {
 		return nil, false, fmt.Errorf("reading the history of %s: %w", Short(from), err)
 	}
-	err = object.NewCommitIterCTime(toCommit, nil, nil).ForEach(func(cm *object.Commit) error {
-		if _, ok := seen[cm.Hash]; !ok {
-			commits = append(commits, Commit{SHA: cm.Hash.String(), Subject: subject(cm.Message), Author: cm.Author.Name, When: cm.Author.When})
-		}
-		return nil
-	})
-	if err != nil {
+	if commits, err = r.between(seen, toHash); err != nil {
 		return nil, false, fmt.Errorf("listing the commits between %s and %s: %w", Short(from), Short(to), err)
 	}
 	return commits, true, nil
+}
+
+// history is every commit reachable from h, h included; r.mu is held.
+func (r *repo) history(h plumbing.Hash) (map[plumbing.Hash]struct{}, error) {
+	cm, err := r.r.CommitObject(h)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", Short(h.String()), err)
+	}
+	return ancestors(cm)
+}
+
+// branchHistory is the history of a fetched branch's head, walked once
+// per head (every Plan of every service asks); r.mu is held.
+func (r *repo) branchHistory(branch string) (map[plumbing.Hash]struct{}, error) {
+	h, err := head(r, branch)
+	if err != nil {
+		return nil, err
+	}
+	if hist, ok := r.walked[h]; ok {
+		return hist, nil
+	}
+	hist, err := r.history(h)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s's history: %w", branch, err)
+	}
+	if r.walked == nil || len(r.walked) >= 4 {
+		r.walked = map[plumbing.Hash]map[plumbing.Hash]struct{}{}
+	}
+	r.walked[h] = hist
+	return hist, nil
+}
+
+// between lists the commits reachable from tip and not in base, newest
+// first (git log BASE..TIP); r.mu is held.
+func (r *repo) between(base map[plumbing.Hash]struct{}, tip plumbing.Hash) ([]Commit, error) {
+	cm, err := r.r.CommitObject(tip)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", Short(tip.String()), err)
+	}
+	var out []Commit
+	err = object.NewCommitIterCTime(cm, nil, nil).ForEach(func(cm *object.Commit) error {
+		if _, ok := base[cm.Hash]; !ok {
+			out = append(out, Commit{SHA: cm.Hash.String(), Subject: subject(cm.Message), Author: cm.Author.Name, When: cm.Author.When})
+		}
+		return nil
+	})
+	return out, err
 }
 
 // known reports whether the repository has commit h.

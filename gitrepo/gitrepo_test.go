@@ -26,6 +26,14 @@ func remote(r *gittest.Repo) gitrepo.Remote {
 	return gitrepo.Remote{URL: r.URL, Auth: &githttp.BasicAuth{Username: user, Password: password}}
 }
 
+// stableAt checks with the git CLI where the server's stable is.
+func stableAt(t *testing.T, repo *gittest.Repo, want string) {
+	t.Helper()
+	if now := repo.Ref(t, "stable"); now != want {
+		t.Fatalf("git rev-parse stable = %s, want %s", now, want)
+	}
+}
+
 // fixture is a repository with stable at the first commit and main three
 // commits ahead of it.
 func fixture(t *testing.T, s *gittest.Server, name string) (repo *gittest.Repo, shas []string) {
@@ -70,9 +78,7 @@ func TestRelease(t *testing.T) {
 	if err := c.Push(ctx, remote(repo), "stable", cmp.Stable, cmp.Target); err != nil {
 		t.Fatal(err)
 	}
-	if now := repo.Ref(t, "stable"); now != shas[3] {
-		t.Fatalf("git rev-parse stable = %s after the push, want main's %s", now, shas[3])
-	}
+	stableAt(t, repo, shas[3])
 	t.Logf("after the push, git log stable..main: %q; stable at %s", repo.Log(t, "stable..main"), gitrepo.Short(repo.Ref(t, "stable")))
 
 	// Now even: nothing to release.
@@ -117,9 +123,7 @@ func TestReleaseTo(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "would not be a fast-forward") {
 		t.Errorf("--to a commit stable is past: %v, want refused as not a fast-forward", err)
 	}
-	if now := repo.Ref(t, "stable"); now != shas[2] {
-		t.Errorf("git rev-parse stable = %s, want %s", now, shas[2])
-	}
+	stableAt(t, repo, shas[2])
 }
 
 // TestNotFastForward: a stable with a commit main does not have is never
@@ -137,9 +141,7 @@ func TestNotFastForward(t *testing.T) {
 	if err := c.Push(ctx, remote(repo), "stable", hotfix, shas[3]); err == nil {
 		t.Fatal("a non-fast-forward push went through")
 	}
-	if now := repo.Ref(t, "stable"); now != hotfix {
-		t.Errorf("git rev-parse stable = %s, want it left at the hotfix %s", now, hotfix)
-	}
+	stableAt(t, repo, hotfix)
 }
 
 // TestMovedMeanwhile: someone pushes stable between the comparison (the
@@ -160,9 +162,7 @@ func TestMovedMeanwhile(t *testing.T) {
 	if !errors.As(err, &moved) || moved.Actual != shas[1] || moved.Expected != shas[0] {
 		t.Fatalf("push after stable moved: %v, want a MovedError naming %s", err, gitrepo.Short(shas[1]))
 	}
-	if now := repo.Ref(t, "stable"); now != shas[1] {
-		t.Errorf("git rev-parse stable = %s, want the other push's %s kept", now, shas[1])
-	}
+	stableAt(t, repo, shas[1])
 	t.Logf("refused: %v", err)
 }
 
@@ -183,9 +183,7 @@ func TestRemoteFailures(t *testing.T) {
 	if _, err := c.Compare(ctx, remote(repo), "main", "nosuch", ""); !errors.Is(err, gitrepo.ErrNotFound) {
 		t.Errorf("compare with a missing branch: %v, want ErrNotFound", err)
 	}
-	if now := repo.Ref(t, "stable"); now != shas[0] {
-		t.Errorf("git rev-parse stable = %s, want %s", now, shas[0])
-	}
+	stableAt(t, repo, shas[0])
 	s.Stop()
 	short := gitrepo.New(gitrepo.WithTimeout(5 * time.Second))
 	if _, err := short.Compare(ctx, remote(repo), "main", "stable", ""); !errors.Is(err, gitrepo.ErrUnreachable) {
@@ -240,9 +238,7 @@ func TestPushNeedsThePlannedCommit(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "has not fetched") {
 		t.Fatalf("push from a client that never fetched: %v", err)
 	}
-	if now := repo.Ref(t, "stable"); now != shas[0] {
-		t.Errorf("git rev-parse stable = %s, want %s", now, shas[0])
-	}
+	stableAt(t, repo, shas[0])
 }
 
 // TestOnDisk: WithDir keeps the repository on disk; a second client on
@@ -262,9 +258,7 @@ func TestOnDisk(t *testing.T) {
 	if err := c.Push(ctx, remote(repo), "stable", cmp.Stable, cmp.Target); err != nil {
 		t.Fatal(err)
 	}
-	if now := repo.Ref(t, "stable"); now != shas[3] {
-		t.Fatalf("git rev-parse stable = %s, want %s", now, shas[3])
-	}
+	stableAt(t, repo, shas[3])
 	before := s.Requests()
 	again := gitrepo.New(gitrepo.WithDir(dir))
 	if _, ok, err := again.Log(ctx, remote(repo), "main", shas[0], shas[3]); err != nil || !ok {

@@ -275,7 +275,6 @@ var pastTense = map[bot.ActionKind]string{
 	bot.ActionApprove: "Approved",
 	bot.ActionDeny:    "Denied",
 	bot.ActionSkip:    "Skipped",
-	bot.ActionImport:  "Opened the import of",
 }
 
 // respondCommand answers /deploy with the request message it opened or what
