@@ -62,15 +62,21 @@ type settings struct {
 	sweepEvery      time.Duration
 	scheduleUser    string
 	scheduleGroups  []string
-	git             commands.GitLog
+	git             commands.Git
+	releaser        lifecycle.Executor
 }
 
 // Option configures a Bot.
 type Option func(*settings)
 
 // WithGit lets import Plans list the commits between the running image's
-// revision and the new one's, from the repository that builds the service.
-func WithGit(g commands.GitLog) Option { return func(s *settings) { s.git = g } }
+// revision and the new one's, from the repository that builds the service,
+// and release Plans compare the repositories' stable branches.
+func WithGit(g commands.Git) Option { return func(s *settings) { s.git = g } }
+
+// WithReleaser executes release Plans (release.Releaser): the pushes and
+// the wait for the builds. Without it a release fails, saying why.
+func WithReleaser(e lifecycle.Executor) Option { return func(s *settings) { s.releaser = e } }
 
 // WithLogger sets the structured logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.log = l } }
@@ -145,6 +151,9 @@ func New(cfg *config.Config, cl commands.Cluster, access Access, st store.Store,
 	}
 	if s.executorFor != nil {
 		lopts = append(lopts, lifecycle.WithExecutorFor(s.executorFor))
+	}
+	if s.releaser != nil {
+		lopts = append(lopts, lifecycle.WithReleaser(s.releaser))
 	}
 	if s.replica != "" {
 		lopts = append(lopts, lifecycle.WithReplicaName(s.replica))
@@ -311,6 +320,9 @@ func (b *Bot) open(ctx context.Context, req Request, caller plan.Caller, cmd pla
 	}
 	out := commands.RenderPlan(opened.Plan)
 	note := "Nothing to change, so no request was opened."
+	if len(opened.Plan.Notes) > 0 {
+		note = "Nothing to change, so no request was opened; the notes above say what could not be read or moved."
+	}
 	if cmd.DryRun {
 		note = "Dry run: nothing was changed and no request was opened."
 	}

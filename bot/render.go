@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/deploybot/deploybot/commands"
+	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/schedule"
 	"github.com/deploybot/deploybot/store"
@@ -54,7 +55,34 @@ func (b *Bot) renderRequest(r *store.Request) Reply {
 	case store.AwaitingApproval:
 		out.Sections = append(out.Sections, commands.Section{Lines: []string{fmt.Sprintf("Someone else with access to %s: `approve #%s` or `deny #%s [reason]`.", r.Plan.Env, r.ID, r.ID)}})
 	}
-	return Reply{Output: out, RequestID: r.ID, Buttons: buttons(r), Final: r.State.Terminal()}
+	btns := buttons(r)
+	// With release.afterBuild: import the lifecycle opened the import of a
+	// release that succeeded; a partly failed one still offers it.
+	auto := b.cfg.Release.AfterBuild == config.AfterBuildImport && r.State == store.Succeeded
+	if built := releaseBuilt(r); len(built) > 0 && auto {
+		out.Sections = append(out.Sections, commands.Section{Lines: []string{fmt.Sprintf("Built: the import of %s is opened as its own request.", strings.Join(built, ", "))}})
+	} else if len(built) > 0 {
+		// What a release built waits to be imported: the command, and a
+		// button that opens exactly that request for whoever clicks.
+		cmd := "import " + r.Plan.Env + " " + strings.Join(built, " ")
+		out.Sections = append(out.Sections, commands.Section{Lines: []string{fmt.Sprintf("Built: `%s` imports them.", cmd)}})
+		offer := ImportOffer(r.Plan.Env, built)
+		label := "Import"
+		if offer == r.Plan.Env {
+			label = "Import all of " + r.Plan.Env
+		}
+		btns = append(btns, Button{Action: ActionImport, RequestID: offer, Label: label})
+	}
+	return Reply{Output: out, RequestID: r.ID, Buttons: btns, Final: r.State.Terminal()}
+}
+
+// releaseBuilt are the services whose images a finished release saw
+// built.
+func releaseBuilt(r *store.Request) []string {
+	if r.Plan.Action != plan.ActionRelease || r.Result == nil || !r.State.Terminal() {
+		return nil
+	}
+	return r.Result.Built()
 }
 
 func outcomeText(r *store.Request) string {
@@ -77,8 +105,12 @@ func outcomeText(r *store.Request) string {
 		}
 	}
 	s := strings.Join(parts, ", ")
+	what := "workloads settled"
+	if r.Plan.Action == plan.ActionRelease {
+		what = "images built"
+	}
 	if n := len(r.Result.Rollouts); n > 0 {
-		s += fmt.Sprintf("; %d/%d workloads settled", settled, n)
+		s += fmt.Sprintf("; %d/%d %s", settled, n, what)
 	}
 	if len(r.Approvals) > 0 {
 		var by []string

@@ -2,10 +2,14 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/deploybot/deploybot/plan"
+	"github.com/deploybot/deploybot/registry"
+	"github.com/openshift/api/image/docker10"
 	imagev1 "github.com/openshift/api/image/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -186,7 +190,38 @@ func importedImage(isi *imagev1.ImageStreamImport, from string) (plan.Image, err
 	if st.Image == nil || st.Image.Name == "" {
 		return plan.Image{}, &ImportError{From: from, Message: "the server returned no image"}
 	}
-	return plan.Image{Ref: st.Image.DockerImageReference, Digest: st.Image.Name}, nil
+	return withLabels(plan.Image{Ref: st.Image.DockerImageReference, Digest: st.Image.Name}, imageLabels(st.Image)), nil
+}
+
+// imageLabels are the labels of the image's config, which the importer
+// reports in dockerImageMetadata (a docker10.DockerImage: JSON in Raw from
+// a server, or the decoded Object); nil when the metadata is missing or
+// unreadable, as for an image built without labels.
+func imageLabels(img *imagev1.Image) map[string]string {
+	var meta docker10.DockerImage
+	switch o := img.DockerImageMetadata.Object.(type) {
+	case *docker10.DockerImage:
+		meta = *o
+	default:
+		if len(img.DockerImageMetadata.Raw) == 0 || json.Unmarshal(img.DockerImageMetadata.Raw, &meta) != nil {
+			return nil
+		}
+	}
+	if meta.Config == nil {
+		return nil
+	}
+	return meta.Config.Labels
+}
+
+// withLabels fills the image's revision, source and creation time from
+// its OCI labels, as the registry client does for plain Kubernetes.
+func withLabels(img plan.Image, labels map[string]string) plan.Image {
+	img.Revision = labels[registry.LabelRevision]
+	img.Source = labels[registry.LabelSource]
+	if t, err := time.Parse(time.RFC3339Nano, labels[registry.LabelCreated]); err == nil {
+		img.Created = t
+	}
+	return img
 }
 
 // RegistryImage returns what importing the tag would bring now, without
@@ -254,6 +289,10 @@ func (c EnvClient) importTag(ctx context.Context, stream, tag string) (from, to 
 		// points at now (Legacy import may pick a sub-manifest).
 		if res.Status.Import != nil {
 			if cur := currentImage(res.Status.Import, tag); cur.Digest != "" {
+				if cur.Digest == to.Digest {
+					// the labels are the imported image's
+					cur.Revision, cur.Source, cur.Created = to.Revision, to.Source, to.Created
+				}
 				to = cur
 			}
 		}

@@ -5,7 +5,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/openshift/api/image/docker10"
 	imagev1 "github.com/openshift/api/image/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/deploybot/deploybot/internal/fakeopenshift"
 	"github.com/deploybot/deploybot/plan"
+	"github.com/deploybot/deploybot/registry"
 )
 
 const worker = "packit-worker"
@@ -430,6 +433,79 @@ func TestExecuteTrack(t *testing.T) {
 			is := imports(f)
 			if len(is) == 0 || !is[len(is)-1].Spec.Import || is[len(is)-1].Spec.Images[0].ImportPolicy.Scheduled != tc.scheduled {
 				t.Errorf("track did not import with scheduled %v: %+v", tc.scheduled, is)
+			}
+		})
+	}
+}
+
+// TestImportedImageLabels: the images the server reports for a lookup or an
+// import carry the OCI labels of their config (dockerImageMetadata, as JSON
+// or as a decoded docker10.DockerImage), read as the image's revision,
+// source and creation time; metadata that is missing, unreadable or
+// without a config is simply no labels.
+func TestImportedImageLabels(t *testing.T) {
+	const sha = "3f2a9c1d0e4b5a6978c8d7e6f5a4b3c2d1e0f9a8"
+	created := time.Date(2025, 6, 2, 14, 30, 0, 0, time.UTC)
+	labels := map[string]string{
+		registry.LabelRevision: sha,
+		registry.LabelSource:   "https://github.com/packit/packit-service",
+		registry.LabelCreated:  created.Format(time.RFC3339),
+	}
+	labelled := plan.Image{Ref: ref(worker, 3), Digest: dig(worker, 3), Revision: sha, Source: labels[registry.LabelSource], Created: created}
+	unlabelled := plan.Image{Ref: ref(worker, 3), Digest: dig(worker, 3)}
+	// metadata replaces the importer's dockerImageMetadata in every answer.
+	metadata := func(m runtime.RawExtension) func(f *fixture) {
+		return func(f *fixture) {
+			f.images.PrependReactor("create", "imagestreamimports", func(a clienttesting.Action) (bool, runtime.Object, error) {
+				isi := a.(clienttesting.CreateAction).GetObject().(*imagev1.ImageStreamImport).DeepCopy()
+				isi.Status.Images = []imagev1.ImageImportStatus{{
+					Status: metav1.Status{Status: metav1.StatusSuccess},
+					Image:  &imagev1.Image{ObjectMeta: metav1.ObjectMeta{Name: dig(worker, 3)}, DockerImageReference: ref(worker, 3), DockerImageMetadata: m},
+				}}
+				return true, isi, nil
+			})
+		}
+	}
+	tests := []struct {
+		name   string
+		labels map[string]string
+		setup  func(f *fixture)
+		want   plan.Image
+	}{
+		{name: "labels from the importer's JSON", labels: labels, want: labelled},
+		{name: "labels from a decoded DockerImage", setup: metadata(runtime.RawExtension{Object: &docker10.DockerImage{
+			Config: &docker10.DockerConfig{Labels: labels},
+		}}), want: labelled},
+		{name: "image without labels", want: unlabelled},
+		{name: "no metadata", setup: metadata(runtime.RawExtension{}), want: unlabelled},
+		{name: "unreadable metadata", setup: metadata(runtime.RawExtension{Raw: []byte(`{"Config": [`)}), want: unlabelled},
+		{name: "unreadable created label", labels: map[string]string{registry.LabelRevision: sha, registry.LabelCreated: "yesterday"},
+			want: plan.Image{Ref: ref(worker, 3), Digest: dig(worker, 3), Revision: sha}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, nil, []*imagev1.ImageStream{imageStream(worker, true, 2, 1)})
+			f.push(worker, 2)
+			f.reg.PushImage(repo(worker), "prod", dig(worker, 3), tc.labels)
+			if tc.setup != nil {
+				tc.setup(f)
+			}
+			ctx := context.Background()
+			if got, err := f.set.RegistryImage(ctx, testEnv, worker, "prod"); err != nil || !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("RegistryImage = %+v, %v; want %+v", got, err, tc.want)
+			}
+			if got, err := f.set.LookupImage(ctx, testEnv, worker, repo(worker)+"@"+dig(worker, 3)); err != nil || got.Revision != tc.want.Revision || !got.Created.Equal(tc.want.Created) {
+				t.Errorf("LookupImage = %+v, %v; want revision %q created %v", got, err, tc.want.Revision, tc.want.Created)
+			}
+			if tc.setup != nil {
+				return // the replaced answers do not import
+			}
+			res, err := f.set.Execute(ctx, importPlan(importTarget(worker, 2, 3)), func(plan.Progress) {})
+			if err != nil {
+				t.Fatalf("Execute: %v", err)
+			}
+			if got := res.Targets[0].To; !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("imported image = %+v, want %+v", got, tc.want)
 			}
 		})
 	}

@@ -414,21 +414,26 @@ func NewRegistry(c config.Registry) (Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the registry client: %w", err)
 	}
-	return RegistryClient(client), nil
+	return registryClient{client, c.RevisionLabel}, nil
 }
 
 // RegistryClient is the registry client as a plain Kubernetes environment
 // asks it.
-func RegistryClient(c *registry.Client) Registry { return registryClient{c} }
+func RegistryClient(c *registry.Client) Registry { return registryClient{c: c} }
 
-type registryClient struct{ c *registry.Client }
+// registryClient reads revisions from label, when set, instead of
+// org.opencontainers.image.revision (registry.revisionLabel).
+type registryClient struct {
+	c     *registry.Client
+	label string
+}
 
 func (r registryClient) Resolve(ctx context.Context, repo, tag string) (plan.Image, error) {
 	img, err := r.c.Resolve(ctx, repo, tag)
 	if err != nil {
 		return plan.Image{}, err
 	}
-	return imageOf(img), nil
+	return r.imageOf(img), nil
 }
 
 func (r registryClient) Lookup(ctx context.Context, repo, digest string) (plan.Image, error) {
@@ -436,9 +441,13 @@ func (r registryClient) Lookup(ctx context.Context, repo, digest string) (plan.I
 	if err != nil {
 		return plan.Image{}, err
 	}
-	return imageOf(img), nil
+	return r.imageOf(img), nil
 }
 
-func imageOf(img registry.Image) plan.Image {
-	return plan.Image{Ref: img.Pinned(), Digest: img.Digest, Revision: img.Revision, Source: img.Source, Created: img.Created}
+func (r registryClient) imageOf(img registry.Image) plan.Image {
+	rev := img.Revision
+	if r.label != "" {
+		rev = img.Labels[r.label]
+	}
+	return plan.Image{Ref: img.Pinned(), Digest: img.Digest, Revision: rev, Source: img.Source, Created: img.Created}
 }

@@ -54,8 +54,22 @@ type Deps struct {
 	Access  Access
 	Now     func() time.Time
 	// Git, when set, lists the commits between two images' revisions for
-	// import Plans (what changed).
-	Git GitLog
+	// import Plans (what changed) and compares stable branches for release
+	// Plans.
+	Git Git
+}
+
+// Git is what the commands ask of the configured repositories.
+// gitrepo.Configured implements it.
+type Git interface {
+	GitLog
+	// Compare fetches repo's rolling and stable branches and returns
+	// stable's SHA, the commit it would move to (to, a full or abbreviated
+	// SHA on the rolling branch; the rolling branch's head when empty) and
+	// the commits between, newest first. A move that cannot be made (to
+	// not on the rolling branch, not a fast-forward) is an error that says
+	// which.
+	Compare(ctx context.Context, repo *config.Repository, to string) (stable, target string, commits []plan.Commit, err error)
 }
 
 // GitLog lists the commits of a configured repository between two

@@ -19,6 +19,27 @@ type gitLog struct {
 	ok      bool
 	err     error
 	asked   []string
+	compare map[string]compareAnswer
+}
+
+// Compare answers from g.compare by repository name; a repository not in
+// it was not expected to be asked.
+func (g *gitLog) Compare(_ context.Context, repo *config.Repository, to string) (string, string, []plan.Commit, error) {
+	g.asked = append(g.asked, "compare "+repo.Name+" "+to)
+	a, ok := g.compare[repo.Name]
+	if !ok {
+		return "", "", nil, fmt.Errorf("the test did not expect %s to be compared", repo.Name)
+	}
+	if to != "" && a.err == nil {
+		a.target = to
+	}
+	return a.stable, a.target, a.commits, a.err
+}
+
+type compareAnswer struct {
+	stable, target string
+	commits        []plan.Commit
+	err            error
 }
 
 func (g *gitLog) Log(_ context.Context, repo *config.Repository, from, to string) ([]plan.Commit, bool, error) {

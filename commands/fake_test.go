@@ -175,6 +175,10 @@ func testConfig() *config.Config {
 			{Name: "packit-service-fedmsg", Aliases: []string{"fedmsg"}, Repository: "quay.io/packit/packit-service-fedmsg",
 				Workloads: []config.Workload{{Kind: "Deployment", Name: "packit-service-fedmsg"}}},
 		},
+		Repositories: []config.Repository{
+			{Name: "ogr", URL: "https://github.com/packit/ogr.git", Env: "prod"},
+			{Name: "packit-service", URL: "https://github.com/packit/packit-service.git", Env: "prod", Services: []string{"packit-service", "packit-worker"}},
+		},
 	}
 }
 

@@ -66,6 +66,7 @@ func table() []Spec {
 			revertCommand(),
 			undoCommand(),
 			trackCommand(),
+			releaseCommand(),
 			scheduleCommand(),
 			pendingCommand(),
 			confirmCommand(),

@@ -16,6 +16,10 @@ func RenderPlan(p plan.Plan) Output {
 	out := Output{Title: fmt.Sprintf("Plan: %s %s (namespace %s)", p.Action, p.Env, p.Namespace)}
 	var lines []string
 	for _, t := range p.Targets {
+		if p.Action == plan.ActionRelease {
+			lines = append(lines, releaseLines(p.Env, t)...)
+			continue
+		}
 		lines = append(lines, targetLine(p.Action, t))
 		if p.Action != plan.ActionRollback && !t.Unchanged && len(t.Workloads) > 0 {
 			lines = append(lines, "  rolls: "+workloadList(t.Workloads))
@@ -92,6 +96,27 @@ func builtFrom(img plan.Image) string {
 		return "built from " + src[strings.LastIndex(src, "/")+1:] + "@" + rev
 	}
 	return "built from revision " + rev
+}
+
+// releaseLines show one repository of a release: its stable branch old →
+// new, the commits it gains and the images it builds.
+func releaseLines(env string, t plan.Target) []string {
+	switch {
+	case t.From.Revision == "":
+		return []string{t.Service + ": left out (see below)"}
+	case t.Unchanged:
+		return []string{fmt.Sprintf("%s: %s at %s, even with the rolling branch, skipped", t.Service, t.Branch, shortSHA(t.From.Revision))}
+	}
+	lines := []string{fmt.Sprintf("%s: %s %s → %s", t.Service, t.Branch, shortSHA(t.From.Revision), shortSHA(t.To.Revision))}
+	if t.Changes != nil {
+		lines = append(lines, changesLines(t.Changes)...)
+	}
+	if len(t.Builds) > 0 {
+		lines = append(lines, fmt.Sprintf("  then waits for the %s images of %s", env, strings.Join(t.Builds, ", ")))
+	} else {
+		lines = append(lines, "  builds no image itself")
+	}
+	return lines
 }
 
 func targetLine(action plan.Action, t plan.Target) string {

@@ -41,6 +41,9 @@ type Config struct {
 	// Repositories are the git repositories that build the services
 	// (repositories.go): import Plans list their commits.
 	Repositories []Repository `json:"repositories,omitempty"`
+	// Release configures `release`: how long it waits for the builds and
+	// what follows them (repositories.go).
+	Release Release `json:"release,omitempty"`
 }
 
 // The platforms an environment can run on.
@@ -66,6 +69,9 @@ type Registry struct {
 	// Insecure lists registry hosts reached over plain HTTP (a loopback test
 	// registry); never needed for a public registry.
 	Insecure []string `json:"insecure,omitempty"`
+	// RevisionLabel is the image label that names the commit an image was
+	// built from (default org.opencontainers.image.revision).
+	RevisionLabel string `json:"revisionLabel,omitempty"`
 }
 
 // Slack is the Slack platform's configuration.

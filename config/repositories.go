@@ -6,6 +6,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Repository is a git repository whose stable branch a release moves: CI
@@ -35,6 +36,34 @@ type Repository struct {
 	TokenFile  string `json:"tokenFile,omitempty"`
 	Username   string `json:"username,omitempty"`
 	SSHKeyFile string `json:"sshKeyFile,omitempty"`
+}
+
+// Release is how `release` follows its pushes.
+type Release struct {
+	// Timeout bounds waiting for the images a release builds (default 1h).
+	Timeout Duration `json:"timeout,omitempty"`
+	// AfterBuild is what follows when every image is built: AfterBuildOffer
+	// (the default: the release's message offers the import, a button and
+	// the command) or AfterBuildImport (the bot opens that import request
+	// itself, for the releaser, under the env's confirm and approvals).
+	AfterBuild string `json:"afterBuild,omitempty"`
+}
+
+// The values of release.afterBuild.
+const (
+	AfterBuildOffer  = "offer"
+	AfterBuildImport = "import"
+)
+
+// DefaultReleaseTimeout is how long a release waits for its builds.
+const DefaultReleaseTimeout = time.Hour
+
+// BuildTimeout is how long a release waits for its builds.
+func (r Release) BuildTimeout() time.Duration {
+	if r.Timeout.Duration <= 0 {
+		return DefaultReleaseTimeout
+	}
+	return r.Timeout.Duration
 }
 
 // RollingBranch is the branch releases come from.
@@ -136,6 +165,14 @@ var branchName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._/-]*$`)
 
 // validateRepositories checks the repositories section.
 func (c *Config) validateRepositories(ps *problems) {
+	switch c.Release.AfterBuild {
+	case "", AfterBuildOffer, AfterBuildImport:
+	default:
+		ps.add("release.afterBuild", "%q is neither %q nor %q", c.Release.AfterBuild, AfterBuildOffer, AfterBuildImport)
+	}
+	if c.Release.Timeout.Duration < 0 {
+		ps.add("release.timeout", "must not be negative")
+	}
 	seen := map[string]int{}
 	builds := map[string]int{} // "env/service" → repository index
 	for i, r := range c.Repositories {

@@ -37,6 +37,14 @@ type Cluster struct {
 	// oci is the registry of the plain Kubernetes environments (oci.go);
 	// nil when the config has none.
 	oci *ociRegistry
+	// git are the demo repositories by config name (git.go), served to
+	// go-git's https transport (githosting.go); CI builds their stable
+	// branches (ci.go).
+	git map[string]*gitRepo
+	// ciImages counts the images pushed per "repo:tag", so each CI build
+	// gets the next deterministic digest.
+	ciMu     sync.Mutex
+	ciImages map[string]int
 
 	mu      sync.Mutex
 	cancel  context.CancelFunc
@@ -64,6 +72,7 @@ type options struct {
 	workloads       map[string][]config.Workload
 	broken          map[string]bool
 	onError         func(error)
+	buildDelay      time.Duration
 }
 
 // Option configures New.
@@ -113,6 +122,11 @@ func WithErrorHandler(f func(error)) Option { return func(o *options) { o.onErro
 // plain Kubernetes environment gets the same history in the demo's OCI
 // registry and workloads instead (kubernetes.go); that registry serves
 // while the cluster runs (Start to Stop).
+//
+// Each repository of cfg with an HTTPS URL gets a demo git repository
+// (git.go) with a fixed history, and the images its services have in its
+// environment carry revision labels from that history. New makes go-git's
+// https transport serve them, for the whole process (githosting.go).
 func New(cfg *config.Config, opts ...Option) (*Cluster, error) {
 	if cfg == nil || len(cfg.Environments) == 0 {
 		return nil, errors.New("building the demo cluster: the config has no environments")
@@ -137,6 +151,11 @@ func New(cfg *config.Config, opts ...Option) (*Cluster, error) {
 	c := &Cluster{
 		cfg: cfg, opts: o, registry: fakeopenshift.NewRegistry(),
 		envs: map[string]*fakeCluster{}, broken: map[string]string{}, brokenSet: map[string]bool{},
+		ciImages: map[string]int{},
+	}
+	var err error
+	if c.git, err = newGitRepos(cfg); err != nil {
+		return nil, fmt.Errorf("building the demo cluster: %w", err)
 	}
 	hosts, err := kubeHosts(cfg)
 	if err != nil {
@@ -181,6 +200,7 @@ func New(cfg *config.Config, opts ...Option) (*Cluster, error) {
 		}
 		c.envs[env.Name] = fc
 	}
+	hosting.serve(c.git)
 	return c, nil
 }
 
@@ -302,6 +322,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 		}
 	}
 	c.cancel = cancel
+	c.startCI(ctx)
 	for _, fc := range c.clusters {
 		c.running.Add(2)
 		go func() {

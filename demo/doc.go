@@ -14,4 +14,14 @@
 // (go-containerregistry's pkg/registry on a loopback listener), which the
 // bot reads with its own registry client under the config's host names,
 // and its listed workloads run REPO:TAG@DIGEST with no image triggers.
+//
+// Each repository of the config with an HTTPS URL (examples/packit.yaml's
+// packit repositories) is a go-git repository in memory with a fixed
+// history, its rolling branch a few commits ahead of stable (git.go), and
+// the seeded images of the services it builds carry revision labels from
+// that history. Building a demo makes go-git's https transport serve those
+// repositories in this process (githosting.go), so the bot's own git
+// client fetches and pushes them by their real URLs; while the demo runs,
+// its CI (ci.go) turns a push of a stable branch into new labelled images
+// of that repository's services, as a release expects.
 package demo

@@ -60,7 +60,7 @@ func (c *Cluster) seedKubeEnv(fc *fakeCluster, env config.Environment) error {
 	for _, svc := range c.cfg.Services {
 		digests := make([]string, historyLen+2)
 		for n := 1; n <= historyLen+1; n++ {
-			d, err := c.oci.push(ctx, svc.Repository, env.Tag, n)
+			d, err := c.oci.pushImage(ctx, svc.Repository, env.Tag, n, c.seedLabels(svc, env, n))
 			if err != nil {
 				return fmt.Errorf("service %s: %w", svc.Name, err)
 			}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"math/rand"
 	"net"
 	"net/http"
@@ -164,7 +165,13 @@ func (t inProcess) RoundTrip(req *http.Request) (*http.Response, error) {
 // fixed, so every run of the demo has the same digests. It returns the
 // image's digest.
 func (r *ociRegistry) push(ctx context.Context, repo, tag string, n int) (string, error) {
-	img, err := demoImage(repo, tag, n)
+	return r.pushImage(ctx, repo, tag, n, nil)
+}
+
+// pushImage is push with the given labels instead of the fixed ones (the
+// image's creation time is then its created label's).
+func (r *ociRegistry) pushImage(ctx context.Context, repo, tag string, n int, labels map[string]string) (string, error) {
+	img, err := demoImage(repo, tag, n, labels)
 	if err != nil {
 		return "", fmt.Errorf("building image %d of %s:%s: %w", n, repo, tag, err)
 	}
@@ -193,25 +200,31 @@ func (r *ociRegistry) push(ctx context.Context, repo, tag string, n int) (string
 var demoEpoch = time.Date(2025, 5, 5, 9, 30, 0, 0, time.UTC)
 
 // demoImage is the n-th image of repo:tag, labelled as CI would label it:
-// the commit it was built from (a stable fake), the repository's URL and
-// when it was built.
-func demoImage(repo, tag string, n int) (v1.Image, error) {
+// the commit it was built from, the repository's URL and when it was
+// built — labels, or without them a stable fake commit, a made-up URL and
+// a fixed time.
+func demoImage(repo, tag string, n int, labels map[string]string) (v1.Image, error) {
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s:%s#%d", repo, tag, n))
 	img, err := random.Image(512, 1, random.WithSource(rand.NewSource(int64(binary.BigEndian.Uint64(sum[:8])))))
 	if err != nil {
 		return nil, err
 	}
 	created := demoEpoch.Add(time.Duration(n) * 7 * 24 * time.Hour)
+	if labels == nil {
+		labels = map[string]string{
+			registry.LabelRevision: hex.EncodeToString(sum[:20]),
+			registry.LabelSource:   sourceURL(repo),
+			registry.LabelCreated:  created.Format(time.RFC3339),
+		}
+	} else if t, err := time.Parse(time.RFC3339Nano, labels[registry.LabelCreated]); err == nil {
+		created = t
+	}
 	cf, err := img.ConfigFile()
 	if err != nil {
 		return nil, err
 	}
 	cfg := cf.Config
-	cfg.Labels = map[string]string{
-		registry.LabelRevision: hex.EncodeToString(sum[:20]),
-		registry.LabelSource:   sourceURL(repo),
-		registry.LabelCreated:  created.Format(time.RFC3339),
-	}
+	cfg.Labels = maps.Clone(labels)
 	if img, err = mutate.Config(img, cfg); err != nil {
 		return nil, err
 	}

@@ -80,7 +80,7 @@ func (c *Cluster) seedEnv(fc *fakeCluster, env config.Environment) error {
 		digests := make([]string, historyLen+2)
 		for n := 1; n <= historyLen+1; n++ {
 			digests[n] = fakeopenshift.Digest(svc.Repository, env.Tag, n)
-			c.registry.Push(svc.Repository, env.Tag, digests[n])
+			c.registry.PushImage(svc.Repository, env.Tag, digests[n], c.seedLabels(svc, env, n))
 		}
 		if c.opts.broken[svc.Name] {
 			c.broken[svc.Name+"/"+env.Name] = digests[brokenN]

@@ -79,6 +79,10 @@ type Refusal struct{ Msg string }
 
 func (r *Refusal) Error() string { return r.Msg }
 
+// UserFacing marks a refusal as the user's to fix (another --to, a merge),
+// not a failure to read the repository.
+func (r *Refusal) UserFacing() bool { return true }
+
 // Errors of talking to a remote, for errors.Is.
 var (
 	// ErrDenied: the remote refused the credentials (or there were none).
@@ -220,11 +224,12 @@ func classify(doing string, err error) error {
 	switch {
 	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed),
 		strings.Contains(err.Error(), "unable to authenticate"): // SSH: golang.org/x/crypto/ssh's handshake
-		return fmt.Errorf("%s: %w (%v)", doing, ErrDenied, err)
+		// go-git's text says no more than ErrDenied does
+		return fmt.Errorf("%s: %w", doing, ErrDenied)
 	case errors.Is(err, transport.ErrRepositoryNotFound), errors.As(err, &noMatch):
-		return fmt.Errorf("%s: %w (%v)", doing, ErrNotFound, err)
+		return fmt.Errorf("%s: %w (%s)", doing, ErrNotFound, strings.TrimSpace(err.Error()))
 	case errors.Is(err, context.DeadlineExceeded), isNetError(err):
-		return fmt.Errorf("%s: %w (%v)", doing, ErrUnreachable, err)
+		return fmt.Errorf("%s: %w (%s)", doing, ErrUnreachable, strings.TrimSpace(err.Error()))
 	}
 	return fmt.Errorf("%s: %w", doing, err)
 }
@@ -450,13 +455,29 @@ func (c *Client) Push(ctx context.Context, rem Remote, branch, old, new string) 
 		}
 		return &MovedError{Branch: branch, Expected: old, Actual: actual}
 	}
-	if strings.Contains(err.Error(), "required to be") || strings.Contains(err.Error(), "non-fast-forward") {
-		// Where is it now? Ask, to say so.
+	// Whatever refused it — go-git's RequireRemoteRefs check, or the
+	// server's own compare-and-swap when another push landed in between
+	// ("failed to update ref") — a branch no longer at old moved: ask
+	// where it is now, to say so.
+	if !errors.Is(err, transport.ErrAuthenticationRequired) && !errors.Is(err, transport.ErrAuthorizationFailed) {
 		if actual, lerr := c.remoteHead(ctx, r, rem, branch); lerr == nil && actual != old {
 			return &MovedError{Branch: branch, Expected: old, Actual: actual}
 		}
 	}
 	return classify(fmt.Sprintf("pushing %s to %s", Short(new), branch), err)
+}
+
+// Head asks the remote where branch is now.
+func (c *Client) Head(ctx context.Context, rem Remote, branch string) (string, error) {
+	r, err := c.repo(rem)
+	if err != nil {
+		return "", err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	return c.remoteHead(ctx, r, rem, branch)
 }
 
 // remoteHead asks the remote where branch is now.

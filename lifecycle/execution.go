@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 )
@@ -64,7 +65,15 @@ func (l *Lifecycle) execute(ctx context.Context, id string) {
 	exec := l.exec
 	var result plan.Result
 	var execErr error
-	if l.executorFor != nil && r.Requester.Platform != SchedulePlatform {
+	switch {
+	case r.Plan.Action == plan.ActionRelease:
+		// A release pushes git branches with the bot's git credentials and
+		// changes no cluster: the requester's access was checked already.
+		exec = l.releaser
+		if exec == nil {
+			execErr = errors.New("this deploybot has no git client configured, so it cannot push releases; nothing was pushed")
+		}
+	case l.executorFor != nil && r.Requester.Platform != SchedulePlatform:
 		exec, execErr = l.executorFor(r.Requester)
 	}
 	var followed time.Duration
@@ -115,6 +124,31 @@ func (l *Lifecycle) execute(ctx context.Context, id string) {
 	l.mu.Lock()
 	delete(l.progress, id)
 	l.mu.Unlock()
+	if err == nil && final == store.Succeeded && !interrupted {
+		l.afterRelease(rctx, r, result)
+	}
+}
+
+// afterRelease opens, for a release whose images are all built, the import
+// of exactly those services when the config says release.afterBuild:
+// import: a normal request of the releaser's, under the env's confirm and
+// approvals, posted where the release was asked for.
+func (l *Lifecycle) afterRelease(ctx context.Context, r *store.Request, result plan.Result) {
+	built := result.Built()
+	if r.Plan.Action != plan.ActionRelease || len(built) == 0 || l.cfg.Release.AfterBuild != config.AfterBuildImport {
+		return
+	}
+	c := plan.Command{Name: "import", Env: r.Plan.Env, Services: built,
+		Text: "import " + r.Plan.Env + " " + strings.Join(built, " ")}
+	platform := r.Requester.Platform
+	if platform == SchedulePlatform {
+		platform = ""
+	}
+	_, err := l.Open(ctx, Open{Caller: caller(r.Requester, r.Plan.Env), Command: c, Platform: platform, Channel: r.Channel,
+		Note: "after release " + shortID(r.ID)})
+	if err != nil {
+		l.log.Error("opening the import after a release", "request", r.ID, "err", err)
+	}
 }
 
 // recordImages notes in the store the images a plain Kubernetes Plan set,

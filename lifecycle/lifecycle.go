@@ -100,7 +100,9 @@ type Lifecycle struct {
 	metrics Metrics
 	// executorFor, when set, gives the executor that acts for a requester
 	// (execution: impersonate); exec is used otherwise.
-	executorFor     func(requester store.Person) (Executor, error)
+	executorFor func(requester store.Person) (Executor, error)
+	// releaser executes release Plans (nil: releases fail, saying why).
+	releaser        Executor
 	replica         string
 	heartbeatEvery  time.Duration
 	staleAfter      time.Duration
@@ -135,6 +137,10 @@ func WithMetrics(m Metrics) Option { return func(l *Lifecycle) { l.metrics = m }
 func WithExecutorFor(fn func(requester store.Person) (Executor, error)) Option {
 	return func(l *Lifecycle) { l.executorFor = fn }
 }
+
+// WithReleaser makes release Plans execute through e (release.Releaser):
+// pushes of stable branches and the wait for their builds.
+func WithReleaser(e Executor) Option { return func(l *Lifecycle) { l.releaser = e } }
 
 // WithReplicaName names this replica in the requests it executes. Names must
 // be unique among live replicas; a replica that finds a request executing

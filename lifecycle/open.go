@@ -62,6 +62,12 @@ func (l *Lifecycle) Open(ctx context.Context, o Open) (Opened, error) {
 	if c.DryRun || !p.Changes() {
 		return Opened{Plan: p}, nil
 	}
+	// A release binds to the commits its Plan shows: re-planned at
+	// confirmation and approval with them, not with the rolling branch's
+	// head of that moment.
+	if pins := p.Pins(); pins != nil {
+		c.Pins = pins
+	}
 
 	now := l.Now()
 	expiry := p.Policy.Expiry
@@ -199,7 +205,13 @@ func DeniedText(user, env string, denied []plan.Denial) string {
 func locks(p plan.Plan) []string {
 	var out []string
 	for _, t := range p.Targets {
-		if !t.Unchanged {
+		switch {
+		case t.Unchanged:
+		case p.Action == plan.ActionRelease:
+			// a repository, not a service: one release of it at a time,
+			// imports of its services go on meanwhile
+			out = append(out, p.Env+"/release:"+t.Service)
+		default:
 			out = append(out, p.Env+"/"+t.Service)
 		}
 	}

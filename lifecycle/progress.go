@@ -68,6 +68,10 @@ func progressLine(ev plan.Progress) (key, line string) {
 		return "target/" + ev.Service, line
 	}
 	w := strings.ToLower(ev.Workload.Kind) + "/" + ev.Workload.Name
+	if ev.Workload.Kind == plan.KindBuild {
+		// a release's image build: no replicas, just what is known
+		return "workload/" + w, ev.Workload.Name + " image: " + ev.Message
+	}
 	line = fmt.Sprintf("%s: %s, %d/%d updated, %d/%d ready", w, ev.Phase, ev.Updated, ev.Desired, ev.Ready, ev.Desired)
 	if ev.Message != "" {
 		line += " (" + ev.Message + ")"

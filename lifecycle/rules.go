@@ -2,9 +2,11 @@ package lifecycle
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 )
 
@@ -167,7 +169,15 @@ func expired(r *store.Request) *Refusal {
 
 func checkPlan(r *store.Request, currentPlanHash string) error {
 	if currentPlanHash != r.PlanHash {
-		return refuse(r.ID, RefusedPlanChanged, "the cluster changed since #%s was planned; run the command again", r.ID)
+		what := "the cluster"
+		if r.Plan.Action == plan.ActionRelease {
+			what = "a repository's branches (or the cluster)"
+		}
+		why := ""
+		if reason, ok := strings.CutPrefix(currentPlanHash, "changed: "); ok {
+			why = " (" + reason + ")"
+		}
+		return refuse(r.ID, RefusedPlanChanged, "%s changed since #%s was planned%s; run the command again", what, r.ID, why)
 	}
 	return nil
 }

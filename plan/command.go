@@ -36,6 +36,18 @@ type Command struct {
 	Until time.Time `json:"until,omitzero"`
 	// Sub is the schedule subcommand: "" (show), "pause" or "resume".
 	Sub string `json:"sub,omitempty"`
+	// Repositories (release) are configured repository names; empty means
+	// every repository of Env (or of the config, when they feed one env).
+	Repositories []string `json:"repositories,omitempty"`
+	// To (release --to) is the commit, a full or abbreviated SHA on the
+	// rolling branch, that the one repository's stable branch moves to;
+	// empty means the rolling branch's head.
+	To string `json:"to,omitempty"`
+	// Pins (release) are the commits each repository moves to as the
+	// request's Plan was opened with them: a re-plan at confirmation or
+	// approval keeps them, so an approval binds to exactly those SHAs while
+	// the rolling branch moves on.
+	Pins map[string]string `json:"pins,omitempty"`
 	// Topic (help) is the command to explain; empty lists all commands.
 	Topic string `json:"topic,omitempty"`
 	// Text is the message without its /deploy prefix, for people to read:

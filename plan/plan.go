@@ -24,6 +24,10 @@ const (
 	ActionTrack Action = "track"
 	// ActionRollback rolls untriggered workloads back to a revision (oc rollout undo).
 	ActionRollback Action = "undo"
+	// ActionRelease moves git repositories' stable branches forward (git
+	// branch -f stable SHA && git push), so that their CI builds the env's
+	// images, and waits for those builds. Its targets are repositories.
+	ActionRelease Action = "release"
 )
 
 // Plan is plain data describing exactly what will change. It is rendered in the
@@ -52,8 +56,10 @@ const PlatformKubernetes = "kubernetes"
 // Kubernetes reports whether the Plan is for a plain Kubernetes environment.
 func (p Plan) Kubernetes() bool { return p.Platform == PlatformKubernetes }
 
-// Target is one image stream tag (or one untriggered workload) the Plan changes.
+// Target is one image stream tag (or one untriggered workload) the Plan
+// changes; for a release, one repository whose stable branch moves.
 type Target struct {
+	// Service is the service; for a release, the repository's name.
 	Service string `json:"service"`
 	Stream  string `json:"stream,omitempty"`
 	Tag     string `json:"tag,omitempty"`
@@ -75,8 +81,15 @@ type Target struct {
 	DeletePods []string `json:"deletePods,omitempty"`
 	// Changes are the commits between the From and To images' revisions,
 	// from the repository that builds the service, so approvers see what
-	// they approve.
+	// they approve; for a release, the commits the stable branch gains.
 	Changes *Changes `json:"changes,omitempty"`
+	// Branch (release) is the branch that moves from From.Revision to
+	// To.Revision: fast-forward only, and only while it is still at
+	// From.Revision.
+	Branch string `json:"branch,omitempty"`
+	// Builds (release) are the services whose Env images the branch builds:
+	// the release waits for each to be rebuilt from To.Revision.
+	Builds []string `json:"builds,omitempty"`
 }
 
 // Changes are the commits an image change brings: git log FROM..TO of
@@ -178,6 +191,21 @@ func (p Plan) Hash() string {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// Pins are the commits a release Plan moves each repository to (even ones
+// included, at their stable SHA), for Command.Pins; nil for other Plans.
+func (p Plan) Pins() map[string]string {
+	if p.Action != ActionRelease {
+		return nil
+	}
+	pins := make(map[string]string, len(p.Targets))
+	for _, t := range p.Targets {
+		if t.To.Revision != "" {
+			pins[t.Service] = t.To.Revision
+		}
+	}
+	return pins
 }
 
 // Changes reports whether executing the Plan would change anything.

@@ -19,6 +19,15 @@ func ShortDigest(d string) string {
 	return d
 }
 
+// ShortSHA abbreviates a git commit SHA to 7 characters, as git log
+// --oneline does.
+func ShortSHA(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
+
 // IsDigest reports whether d is a full sha256 digest, sha256:<64 hex>.
 func IsDigest(d string) bool {
 	hex, ok := strings.CutPrefix(d, "sha256:")

@@ -1,6 +1,9 @@
 package plan
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
 
 // Progress is one step of executing a Plan or following its rollouts; the bot
 // turns a stream of them into live updates of one chat message.
@@ -30,7 +33,31 @@ const (
 type Result struct {
 	Targets  []TargetResult  `json:"targets"`
 	Rollouts []RolloutResult `json:"rollouts,omitempty"`
+	// Builds (release) are the images the pushed branches are to build:
+	// what each registry tag held just before the push, for Follow to wait
+	// for the new one. Follow reports them as rollouts of kind KindBuild.
+	Builds []Build `json:"builds,omitempty"`
 }
+
+// Build is one image a release waits for: Service's Repository:Tag
+// rebuilt from Commit. Before is what the tag held just before the push;
+// an image without a revision label counts as built once the tag has
+// moved on from it.
+type Build struct {
+	Service    string `json:"service"`
+	Repository string `json:"repository"`
+	Tag        string `json:"tag"`
+	// From is the git repository whose branch moved, by config name.
+	From   string `json:"from"`
+	Commit string `json:"commit"`
+	Before Image  `json:"before"`
+	// Pushed is when the branch was pushed: build times count from it.
+	Pushed time.Time `json:"pushed,omitzero"`
+}
+
+// KindBuild is the WorkloadRef kind of a release's image builds in
+// progress reports and rollout results.
+const KindBuild = "Build"
 
 // TargetResult is the outcome of one target.
 type TargetResult struct {
@@ -48,6 +75,18 @@ type RolloutResult struct {
 	// Outcome is PhaseSettled, PhaseFailed or PhaseStuck.
 	Outcome string `json:"outcome"`
 	Reason  string `json:"reason,omitempty"`
+}
+
+// Built are the services whose images a release saw built, in order:
+// what its import offer imports.
+func (r Result) Built() []string {
+	var out []string
+	for _, o := range r.Rollouts {
+		if o.Workload.Kind == KindBuild && o.Outcome == PhaseSettled {
+			out = append(out, o.Workload.Name)
+		}
+	}
+	return out
 }
 
 // Failed reports whether any target or rollout failed.
@@ -122,6 +161,9 @@ func ShortImage(i Image, missing string) string {
 		return ShortDigest(i.Digest)
 	case i.Ref != "":
 		return i.Ref
+	case i.Revision != "":
+		// a release's branch: by short commit SHA
+		return ShortSHA(i.Revision)
 	}
 	return missing
 }

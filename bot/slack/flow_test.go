@@ -303,7 +303,7 @@ func TestImportProdFlow(t *testing.T) {
 				"header: #" + id + " import prod: waiting for the requester to confirm",
 				// A section per target, from → to in short digests, and the workloads it rolls.
 				"section: ```\npackit-worker: ",
-				"rolls: deployment/packit-service-beat, statefulset/packit-worker-long-running, statefulset/packit-worker-short-running\n```",
+				"rolls: deployment/packit-service-beat, statefulset/packit-worker-long-running, statefulset/packit-worker-short-running\n  built from packit-service@62391af\n```",
 				"Requested by alice (alice)",
 				// prod needs approval, so Confirm carries a dialog.
 				"actions: confirm=" + id + "[primary dialog] cancel=" + id + "[]",

@@ -35,6 +35,7 @@ func TestImpersonatedExecution(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Execution = config.ExecutionImpersonate
+	cfg.Repositories = nil // no git client, no releaser: the executor alone
 	s := &setup{cfg: cfg, rest: map[string]*rest.Config{}}
 	for _, e := range cfg.Environments {
 		s.rest[e.Name] = &rest.Config{Host: srv.URL}

@@ -30,6 +30,7 @@ import (
 	"github.com/deploybot/deploybot/gitrepo"
 	"github.com/deploybot/deploybot/kubeclient"
 	"github.com/deploybot/deploybot/lifecycle"
+	"github.com/deploybot/deploybot/release"
 	"github.com/deploybot/deploybot/store"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
@@ -245,16 +246,11 @@ func (s *setup) botOptions() ([]bot.Option, error) {
 		opts = append(opts, bot.WithReplicaName(s.replica))
 	}
 	if len(s.cfg.Repositories) > 0 {
-		// Import Plans list the commits between the running and the new
-		// image's revisions. A Plan waits for the fetch, so it is bounded:
-		// a git server that does not answer within 30s is a note in the
-		// Plan. The copies live in the user's cache directory where it is
-		// writable, else in memory.
-		gopts := []gitrepo.Option{gitrepo.WithTimeout(30 * time.Second)}
-		if dir, err := os.UserCacheDir(); err == nil && os.MkdirAll(filepath.Join(dir, "deploybot", "git"), 0o700) == nil {
-			gopts = append(gopts, gitrepo.WithDir(filepath.Join(dir, "deploybot", "git")))
+		git, rel, err := s.releases()
+		if err != nil {
+			return nil, err
 		}
-		opts = append(opts, bot.WithGit(gitrepo.Configured{C: gitrepo.New(gopts...)}))
+		opts = append(opts, bot.WithGit(git), bot.WithReleaser(rel))
 	}
 	if s.cfg.Execution != config.ExecutionImpersonate {
 		return opts, nil
@@ -264,6 +260,40 @@ func (s *setup) botOptions() ([]bot.Option, error) {
 	}
 	return append(opts, bot.WithExecutorFor(s.impersonating())), nil
 }
+
+// releases are the git client of the configured repositories and the
+// releaser that pushes their stable branches and waits for the builds.
+// Import and release Plans wait for fetches, so they are bounded: a git
+// server that does not answer within 30s is a note in the Plan. The copies
+// live in the user's cache directory where it is writable, else in memory;
+// the demo's repositories (in memory, demo/git.go) always in memory, so
+// that their made-up commits never mix with a real clone's.
+func (s *setup) releases() (gitrepo.Configured, *release.Releaser, error) {
+	gopts := []gitrepo.Option{gitrepo.WithTimeout(30 * time.Second)}
+	if dir, err := os.UserCacheDir(); err == nil && s.demo == nil && os.MkdirAll(filepath.Join(dir, "deploybot", "git"), 0o700) == nil {
+		gopts = append(gopts, gitrepo.WithDir(filepath.Join(dir, "deploybot", "git")))
+	}
+	git := gitrepo.Configured{C: gitrepo.New(gopts...)}
+	if s.demo != nil {
+		// The demo serves the repositories itself (demo/githosting.go) and
+		// asks for no credentials: a config's token variables need not be
+		// set to try it.
+		for i := range s.cfg.Repositories {
+			r := &s.cfg.Repositories[i]
+			r.TokenEnv, r.TokenFile, r.SSHKeyFile = "", "", ""
+		}
+		return git, release.New(s.cfg, git, s.demo.ImageRegistry(), release.WithPoll(demoBuildPoll)), nil
+	}
+	reg, err := cluster.NewRegistry(s.cfg.Registry)
+	if err != nil {
+		return gitrepo.Configured{}, nil, err
+	}
+	return git, release.New(s.cfg, git, reg), nil
+}
+
+// demoBuildPoll is how often a demo release asks the in-process registry
+// whether its images are built.
+const demoBuildPoll = 250 * time.Millisecond
 
 // impersonating returns executors that act as the requester through
 // impersonation headers, one cached Set per identity.

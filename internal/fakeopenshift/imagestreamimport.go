@@ -1,9 +1,11 @@
 package fakeopenshift
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
+	"github.com/openshift/api/image/docker10"
 	imagev1 "github.com/openshift/api/image/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -131,12 +133,44 @@ func (s *Server) resolve(images []imagev1.ImageImportSpec) []imagev1.ImageImport
 		statuses[i] = imagev1.ImageImportStatus{
 			Status: metav1.Status{Status: metav1.StatusSuccess},
 			Image: &imagev1.Image{
-				ObjectMeta:           metav1.ObjectMeta{Name: digest},
-				DockerImageReference: repo + "@" + digest,
+				ObjectMeta:                 metav1.ObjectMeta{Name: digest},
+				DockerImageReference:       repo + "@" + digest,
+				DockerImageMetadata:        s.imageMetadata(digest),
+				DockerImageMetadataVersion: "1.0",
 			},
 		}
 	}
 	return statuses
+}
+
+// createdLabel is the OCI label of when an image was built; the image
+// config's Created is taken from it, as a build that sets it would.
+const createdLabel = "org.opencontainers.image.created"
+
+// imageMetadata is the image's config as the importer reports it:
+// schema2OrOCIToImage (openshift-apiserver
+// pkg/image/apiserver/importer/image.go) unmarshals the image config into
+// a DockerImage, and Convert_image_Image_To_v1_Image
+// (pkg/image/apis/image/v1/conversion.go) encodes it into
+// dockerImageMetadata as a docker10.DockerImage of the legacy group,
+// version "1.0". The fake's images have labels and a creation time only.
+func (s *Server) imageMetadata(digest string) runtime.RawExtension {
+	meta := docker10.DockerImage{
+		TypeMeta:     metav1.TypeMeta{Kind: "DockerImage", APIVersion: docker10.LegacySchemeGroupVersion.String()},
+		ID:           digest,
+		Architecture: "amd64",
+	}
+	if labels := s.registry.Labels(digest); labels != nil {
+		meta.Config = &docker10.DockerConfig{Labels: labels}
+		if t, err := time.Parse(time.RFC3339Nano, labels[createdLabel]); err == nil {
+			meta.Created = metav1.NewTime(t)
+		}
+	}
+	raw, err := json.Marshal(meta)
+	if err != nil {
+		return runtime.RawExtension{} // strings and a time: cannot fail
+	}
+	return runtime.RawExtension{Raw: raw}
 }
 
 // importImages resolves images and records the outcome in stream, storing

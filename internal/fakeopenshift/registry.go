@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"regexp"
 	"strings"
 	"sync"
@@ -14,13 +15,14 @@ import (
 )
 
 // Registry is an in-memory container image registry: repositories with tags
-// pointing at digests, and every digest ever pushed to a repository (a
-// registry keeps manifests reachable by digest after a tag moves on). It is
-// safe for concurrent use.
+// pointing at digests, every digest ever pushed to a repository (a
+// registry keeps manifests reachable by digest after a tag moves on), and
+// the labels of each image's config. It is safe for concurrent use.
 type Registry struct {
 	mu       sync.RWMutex
-	tags     map[string]string          // "repo:tag" → digest
-	digests  map[string]map[string]bool // repo → digests pushed
+	tags     map[string]string            // "repo:tag" → digest
+	digests  map[string]map[string]bool   // repo → digests pushed
+	labels   map[string]map[string]string // digest → image config labels
 	failures map[string]metav1.StatusReason
 }
 
@@ -29,6 +31,7 @@ func NewRegistry() *Registry {
 	return &Registry{
 		tags:     map[string]string{},
 		digests:  map[string]map[string]bool{},
+		labels:   map[string]map[string]string{},
 		failures: map[string]metav1.StatusReason{},
 	}
 }
@@ -41,8 +44,14 @@ func Digest(repo, tag string, n int) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// Push points repo:tag at digest (sha256:<64 hex>), like `docker push`.
-func (r *Registry) Push(repo, tag, digest string) {
+// Push points repo:tag at digest (sha256:<64 hex>), like `docker push`; an
+// image pushed before keeps its labels.
+func (r *Registry) Push(repo, tag, digest string) { r.PushImage(repo, tag, digest, nil) }
+
+// PushImage points repo:tag at digest, an image whose config carries labels
+// (org.opencontainers.image.revision and the like, as CI sets them); nil
+// labels keep those the digest was pushed with before.
+func (r *Registry) PushImage(repo, tag, digest string, labels map[string]string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.tags[repo+":"+tag] = digest
@@ -50,6 +59,17 @@ func (r *Registry) Push(repo, tag, digest string) {
 		r.digests[repo] = map[string]bool{}
 	}
 	r.digests[repo][digest] = true
+	if labels != nil {
+		r.labels[digest] = maps.Clone(labels)
+	}
+}
+
+// Labels returns the config labels of the image digest (nil when it has
+// none or was never pushed); the map is the caller's.
+func (r *Registry) Labels(digest string) map[string]string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return maps.Clone(r.labels[digest])
 }
 
 // Fail makes pulls of ref (repo:tag or repo@sha256:...) fail the way the

@@ -2,11 +2,14 @@ package fakeopenshift
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"testing"
 	"time"
 
 	"github.com/deploybot/deploybot/internal/kubefake"
+	"github.com/openshift/api/image/docker10"
 	imagev1 "github.com/openshift/api/image/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -646,5 +649,76 @@ func TestImportScheduled(t *testing.T) {
 	tok, _ := f.client.ImageV1().ImageStreams(testNS).Get(context.Background(), "tokman", metav1.GetOptions{})
 	if got := items(tok, "prod")[0]; got != dig(2) {
 		t.Errorf("unscheduled tag current = %s, want #2 (untouched)", got)
+	}
+}
+
+// TestImportReportsImageMetadata: a successful import carries the image's
+// config in status.images[].image.dockerImageMetadata, a docker10
+// DockerImage with its labels and creation time, as openshift-apiserver's
+// importer reports it; an image pushed without labels has no Config.
+func TestImportReportsImageMetadata(t *testing.T) {
+	created := "2025-06-01T10:00:00Z"
+	labels := map[string]string{
+		"org.opencontainers.image.revision": "0123456789abcdef0123456789abcdef01234567",
+		"org.opencontainers.image.created":  created,
+	}
+	tests := []struct {
+		name   string
+		labels map[string]string
+	}{
+		{name: "labelled image", labels: labels},
+		{name: "image without labels"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.reg.PushImage(testRepo, "prod", dig(4), tt.labels)
+			res, err := f.client.ImageV1().ImageStreamImports(testNS).Create(context.Background(), ocImport(f.stream(t), false), metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			img := res.Status.Images[0].Image
+			if img == nil || img.Name != dig(4) || img.DockerImageMetadataVersion != "1.0" {
+				t.Fatalf("image = %+v, want %s with metadata version 1.0", img, dig(4))
+			}
+			var meta docker10.DockerImage
+			if err := json.Unmarshal(img.DockerImageMetadata.Raw, &meta); err != nil {
+				t.Fatalf("decoding dockerImageMetadata %s: %v", img.DockerImageMetadata.Raw, err)
+			}
+			if meta.Kind != "DockerImage" || meta.APIVersion != "1.0" || meta.ID != dig(4) {
+				t.Errorf("metadata = %s/%s %s, want 1.0/DockerImage %s", meta.APIVersion, meta.Kind, meta.ID, dig(4))
+			}
+			if tt.labels == nil {
+				if meta.Config != nil {
+					t.Errorf("config = %+v, want none", meta.Config)
+				}
+				return
+			}
+			if meta.Config == nil || !maps.Equal(meta.Config.Labels, tt.labels) {
+				t.Errorf("config = %+v, want labels %v", meta.Config, tt.labels)
+			}
+			if got := meta.Created.UTC().Format(time.RFC3339); got != created {
+				t.Errorf("created = %s, want %s", got, created)
+			}
+		})
+	}
+}
+
+// TestPushKeepsLabels: pushing a labelled digest again without labels
+// (moving a tag back to it) keeps them; Labels hands out a copy.
+func TestPushKeepsLabels(t *testing.T) {
+	r := NewRegistry()
+	r.PushImage(testRepo, "prod", dig(1), map[string]string{"a": "b"})
+	r.Push(testRepo, "stg", dig(1))
+	got := r.Labels(dig(1))
+	if got["a"] != "b" {
+		t.Fatalf("labels = %v, want a=b", got)
+	}
+	got["a"] = "changed"
+	if r.Labels(dig(1))["a"] != "b" {
+		t.Error("Labels returned the registry's own map")
+	}
+	if r.Labels(dig(2)) != nil {
+		t.Error("an unknown digest has labels")
 	}
 }
