@@ -45,7 +45,12 @@ func (b *Bot) renderRequest(r *store.Request) Reply {
 	case store.Succeeded:
 		out.Sections = append(out.Sections, commands.Section{Lines: []string{"Done: " + outcomeText(r)}})
 	case store.Failed:
-		out.Sections = append(out.Sections, commands.Section{Lines: []string{"Failed: " + r.Reason}})
+		lines := []string{"Failed: " + r.Reason}
+		if moved := changedTargets(r); len(moved) > 0 {
+			// a partial failure says exactly what did change
+			lines = append(lines, "Changed nonetheless: "+strings.Join(moved, ", ")+".")
+		}
+		out.Sections = append(out.Sections, commands.Section{Lines: lines})
 	case store.Expired:
 		out.Sections = append(out.Sections, commands.Section{Lines: []string{"Expired without enough approvals; nothing was changed."}})
 	case store.Cancelled, store.Denied:
@@ -83,6 +88,21 @@ func releaseBuilt(r *store.Request) []string {
 		return nil
 	}
 	return r.Result.Built()
+}
+
+// changedTargets are the targets of a finished execution that changed,
+// "packit-service 62391af → 61099d0".
+func changedTargets(r *store.Request) []string {
+	if r.Result == nil {
+		return nil
+	}
+	var out []string
+	for _, t := range r.Result.Targets {
+		if t.Outcome == plan.PhaseChanged {
+			out = append(out, t.Service+" "+plan.ImageChange(t.From, t.To))
+		}
+	}
+	return out
 }
 
 func outcomeText(r *store.Request) string {

@@ -40,6 +40,11 @@ func TestValidateRepositories(t *testing.T) {
 			"repositories[1].services[0]: packit-worker is already built for prod by repositories[0]",
 			`repositories[1].branch: "+main:refs/heads/x" is not a branch name deploybot accepts (letters, digits, '.', '_', '-' and '/', not starting with '-' or '.')`,
 		}},
+		{name: "release settings", yaml: "release: {timeout: 30m, afterBuild: import}\nregistry: {revisionLabel: vcs-ref}"},
+		{name: "release settings wrong", yaml: "release: {timeout: -5m, afterBuild: deploy}", want: []string{
+			`release.afterBuild: "deploy" is neither "offer" nor "import"`,
+			"release.timeout: must not be negative",
+		}},
 		{name: "a token in the config is not read", yaml: "repositories:\n  - {name: x, url: https://h/x.git, env: prod, token: abc}", want: []string{"parse error"}},
 	}
 	for _, tt := range tests {

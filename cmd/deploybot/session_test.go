@@ -129,6 +129,26 @@ func TestScriptedSession(t *testing.T) {
 	s.send("status prod")
 	s.expect(`packit-worker:\s+image\s+` + newWorker + `\s+imported [^\n]*\s+source\s+tracking quay.io/packit/packit-worker:prod`)
 
+	// The seed's step 1 (move_stable.py) as one flow: release moves the
+	// stable branches of the demo's repositories, its CI builds labelled
+	// images from them, and the offered import lists the same commits.
+	s.send("release")
+	id = s.expect(`#([a-z2-7]{10}) release: waiting for the requester to confirm`)[1]
+	s.expect(`(?s)packit-service: stable 62391af → 61099d0\s+6 commits in packit-service 62391af..61099d0:.*sandcastle: stable at f44e79a, even with the rolling branch, skipped`)
+	s.send("confirm #" + id)
+	s.send("@bob approve #" + id)
+	s.expect(`packit-worker image: built [0-9a-f]{12} from 61099d0 after`)
+	s.expect(`#` + id + ` release: succeeded`)
+	offer := s.expect("Built: `(import prod packit-service packit-worker packit-service-fedmsg packit-dashboard)` imports them.")[1]
+	s.send(offer)
+	id = s.expect(`#([a-z2-7]{10}) ` + offer + `: waiting for the requester to confirm`)[1]
+	newWorker = s.expect(`(?s)packit-worker: [0-9a-f]{12} → ([0-9a-f]{12}).*?built from packit-service@61099d0\s+6 commits in packit-service 62391af..61099d0:`)[1]
+	s.send("confirm #" + id)
+	s.send("@bob approve #" + id)
+	s.expect(`#` + id + ` ` + offer + `: succeeded`)
+	s.send("status prod")
+	s.expect(`packit-worker:\s+image\s+` + newWorker + `\s+imported`)
+
 	s.send("images worker prod")
 	hist := s.expect(`(?s)\* ` + newWorker + `.*?\n((?:\s+[0-9a-f]{12}\s+\S+ ago\s*\n)+)`)
 	var older string
