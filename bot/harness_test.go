@@ -17,9 +17,11 @@ import (
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/demo"
 	"github.com/deploybot/deploybot/examples"
+	"github.com/deploybot/deploybot/gitrepo"
 	"github.com/deploybot/deploybot/kubeclient"
 	"github.com/deploybot/deploybot/lifecycle"
 	"github.com/deploybot/deploybot/plan"
+	"github.com/deploybot/deploybot/release"
 	"github.com/deploybot/deploybot/store"
 )
 
@@ -69,13 +71,32 @@ func newHarness(t testing.TB, opts ...func(*harnessOptions)) *harness {
 	}
 	h.platform = &recorder{}
 	h.exec = &countingExecutor{inner: h.set}
-	h.bot = bot.New(cfg, h.set, access.NewChecker(kube), h.store, h.exec,
-		bot.WithClock(h.clock), bot.WithPlatform(h.platform), bot.WithLogger(slog.New(slog.DiscardHandler)), bot.WithRolloutDeadline(20*time.Second))
+	bopts := []bot.Option{bot.WithClock(h.clock), bot.WithPlatform(h.platform), bot.WithLogger(slog.New(slog.DiscardHandler)), bot.WithRolloutDeadline(20 * time.Second)}
+	if o.release {
+		// The demo's repositories over go-git, its CI building labelled
+		// images (demo/git.go, demo/ci.go), wired as deploybot chat --demo does.
+		cfg.Release.AfterBuild = o.afterBuild
+		for i := range cfg.Repositories {
+			cfg.Repositories[i].TokenEnv = ""
+		}
+		git := gitrepo.Configured{C: gitrepo.New()}
+		bopts = append(bopts, bot.WithGit(git), bot.WithReleaser(release.New(cfg, git, h.demo.ImageRegistry(), release.WithPoll(10*time.Millisecond))))
+	}
+	h.bot = bot.New(cfg, h.set, access.NewChecker(kube), h.store, h.exec, bopts...)
 	t.Cleanup(h.bot.Close)
 	return h
 }
 
-type harnessOptions struct{ store store.Store }
+type harnessOptions struct {
+	store      store.Store
+	release    bool   // with git and the releaser
+	afterBuild string // release.afterBuild
+}
+
+// withRelease gives the bot the demo's repositories and the releaser.
+func withRelease(afterBuild string) func(*harnessOptions) {
+	return func(o *harnessOptions) { o.release, o.afterBuild = true, afterBuild }
+}
 
 func withStore(s store.Store) func(*harnessOptions) { return func(o *harnessOptions) { o.store = s } }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/deploybot/deploybot/plan"
@@ -382,6 +383,14 @@ func (s *Set) LookupImage(ctx context.Context, env, stream, ref string) (plan.Im
 		}
 		return c.kubeLookup(ctx, svc, ref)
 	}
+	// What a digest names never changes: once known, it is not asked again
+	// (status shows each running image's revision this way).
+	key := env + "/" + ref
+	if plan.IsDigestRef(ref) {
+		if img, ok := s.digests.get(key); ok {
+			return img, nil
+		}
+	}
 	is, err := c.Images.ImageStreams(c.Namespace).Get(ctx, stream, metav1.GetOptions{})
 	if err != nil {
 		return plan.Image{}, fmt.Errorf("reading image stream %s: %w", stream, err)
@@ -397,7 +406,37 @@ func (s *Set) LookupImage(ctx context.Context, env, stream, ref string) (plan.Im
 	if err != nil {
 		return plan.Image{}, fmt.Errorf("looking up %s: %w", ref, err)
 	}
+	if plan.IsDigestRef(ref) {
+		s.digests.put(key, img)
+	}
 	return img, nil
+}
+
+// digestCache remembers what looking up REPO@DIGEST returned, per env: a
+// digest names the same bytes forever. It is bounded by starting over when
+// full; a lookup is only an ImageStreamImport away.
+type digestCache struct {
+	mu     sync.Mutex
+	images map[string]plan.Image
+}
+
+// maxDigests bounds a digestCache.
+const maxDigests = 4096
+
+func (d *digestCache) get(key string) (plan.Image, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	img, ok := d.images[key]
+	return img, ok
+}
+
+func (d *digestCache) put(key string, img plan.Image) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.images == nil || len(d.images) >= maxDigests {
+		d.images = map[string]plan.Image{}
+	}
+	d.images[key] = img
 }
 
 // notServed reports whether err is the API server's 404 for a resource it

@@ -510,3 +510,39 @@ func TestImportedImageLabels(t *testing.T) {
 		})
 	}
 }
+
+// TestLookupDigestOnce: what a digest names never changes, so looking one
+// up (status asks for every running image's revision) makes one
+// ImageStreamImport per digest; a tag is asked every time.
+func TestLookupDigestOnce(t *testing.T) {
+	f := newFixture(t, nil, []*imagev1.ImageStream{imageStream(worker, true, 2, 1)})
+	f.push(worker, 2)
+	f.reg.PushImage(repo(worker), "prod", dig(worker, 2), map[string]string{registry.LabelRevision: "3f2a9c1d0e4b5a6978c8d7e6f5a4b3c2d1e0f9a8"})
+	imports := func() int {
+		n := 0
+		for _, a := range f.images.Actions() {
+			if a.GetVerb() == "create" && a.GetResource().Resource == "imagestreamimports" {
+				n++
+			}
+		}
+		return n
+	}
+	ctx := context.Background()
+	for range 3 {
+		img, err := f.set.LookupImage(ctx, testEnv, worker, ref(worker, 2))
+		if err != nil || img.Revision == "" {
+			t.Fatalf("LookupImage = %+v, %v", img, err)
+		}
+	}
+	if n := imports(); n != 1 {
+		t.Errorf("3 lookups of one digest made %d ImageStreamImports, want 1", n)
+	}
+	for range 2 {
+		if _, err := f.set.LookupImage(ctx, testEnv, worker, repo(worker)+":prod"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := imports(); n != 3 {
+		t.Errorf("then 2 lookups of a tag made %d ImageStreamImports in all, want 3", n)
+	}
+}

@@ -22,10 +22,12 @@ type EnvClient struct {
 
 // Set holds one EnvClient per environment name. It answers the reads commands
 // need to build Plans (it implements commands.Cluster) and executes Plans.
-// A Set is safe for concurrent use; it holds no mutable state of its own.
+// A Set is safe for concurrent use; its only state of its own is what
+// looking up image digests returned (immutable answers).
 type Set struct {
 	envs       map[string]EnvClient
 	stuckAfter time.Duration
+	digests    *digestCache
 }
 
 // Option configures a Set.
@@ -49,7 +51,7 @@ func NewSet(envs map[string]EnvClient, opts ...Option) *Set {
 	for name, c := range envs {
 		m[name] = c
 	}
-	s := &Set{envs: m}
+	s := &Set{envs: m, digests: &digestCache{}}
 	for _, o := range opts {
 		o(s)
 	}

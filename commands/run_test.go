@@ -222,7 +222,10 @@ func TestRun(t *testing.T) {
 			}
 			out, err := Run(context.Background(), d, tt.caller, res.Command)
 			checkRun(t, out, err, tt.want)
-			if f.calls["RegistryImage"]+f.calls["LookupImage"] > 0 {
+			// status looks up the running images by digest, for their
+			// revision labels (the cluster remembers each digest's answer);
+			// no read-only command asks what a tag names now.
+			if f.calls["RegistryImage"] > 0 || f.calls["LookupImage"] > 0 && res.Command.Name != "status" {
 				t.Errorf("a read-only command asked the registry: %v", f.calls)
 			}
 		})

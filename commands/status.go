@@ -78,6 +78,9 @@ func serviceStatus(ctx context.Context, d Deps, now time.Time, e *config.Environ
 	if ts.ImportError != "" {
 		sec.Lines = append(sec.Lines, "error    last import failed: "+ts.ImportError)
 	}
+	if b := runningBuild(ctx, d, e, s, ts); b != "" {
+		sec.Lines = append(sec.Lines, "build    "+b)
+	}
 	if e.Kubernetes() {
 		sec.Lines = append(sec.Lines, registryStatus(ctx, d, now, e, s, ts)...)
 	}
@@ -103,20 +106,29 @@ func serviceStatus(ctx context.Context, d Deps, now time.Time, e *config.Environ
 	return sec
 }
 
+// runningBuild is what the running image was built from (its revision
+// label), e.g. "built from packit-service@62391af": from the registry on
+// plain Kubernetes, from the image metadata of an ImageStreamImport on
+// OpenShift; both cached by digest, so a status asks once per image. An
+// image that cannot be looked up shows nothing.
+func runningBuild(ctx context.Context, d Deps, e *config.Environment, s *config.Service, ts plan.TagState) string {
+	lookup, ok := d.Cluster.(ImageLookup)
+	if !ok || ts.Current.Digest == "" {
+		return ""
+	}
+	cur, err := lookup.LookupImage(ctx, e.Name, s.Stream(), s.Repository+"@"+ts.Current.Digest)
+	if err != nil {
+		return ""
+	}
+	return builtFrom(cur)
+}
+
 // registryStatus is what a plain Kubernetes environment's status adds from
-// the registry (read-only, labels cached by digest): what the running image
-// was built from, and whether the tag has a newer image than the one
-// running. On OpenShift the same question is an ImageStreamImport, which
-// `import --dry-run` asks.
+// the registry (read-only, labels cached by digest): whether the tag has a
+// newer image than the one running. On OpenShift the same question is an
+// ImageStreamImport, which `import --dry-run` asks.
 func registryStatus(ctx context.Context, d Deps, now time.Time, e *config.Environment, s *config.Service, ts plan.TagState) []string {
 	var lines []string
-	if lookup, ok := d.Cluster.(ImageLookup); ok && ts.Current.Digest != "" {
-		if cur, err := lookup.LookupImage(ctx, e.Name, s.Stream(), s.Repository+"@"+ts.Current.Digest); err == nil {
-			if b := builtFrom(cur); b != "" {
-				lines = append(lines, "build    "+b)
-			}
-		}
-	}
 	if ts.Pinned() {
 		return lines
 	}

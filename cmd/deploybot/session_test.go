@@ -147,7 +147,7 @@ func TestScriptedSession(t *testing.T) {
 	s.send("@bob approve #" + id)
 	s.expect(`#` + id + ` ` + offer + `: succeeded`)
 	s.send("status prod")
-	s.expect(`packit-worker:\s+image\s+` + newWorker + `\s+imported`)
+	s.expect(`packit-worker:\s+image\s+` + newWorker + `\s+imported [^\n]*\s+source[^\n]*\s+import[^\n]*\s+build\s+built from packit-service@61099d0`)
 
 	s.send("images worker prod")
 	hist := s.expect(`(?s)\* ` + newWorker + `.*?\n((?:\s+[0-9a-f]{12}\s+\S+ ago\s*\n)+)`)
