@@ -406,6 +406,10 @@ func unfinished(b *strings.Builder, r *store.Request) {
 	if len(unknown) > 0 {
 		fmt.Fprintf(b, "Not reported finished, so they may or may not have changed: %s. ", strings.Join(unknown, ", "))
 	}
+	if r.Plan.Action == plan.ActionRelease {
+		fmt.Fprintf(b, "The builds were not waited for: `import %s` takes them once they are in the registry. ", r.Plan.Env)
+		return
+	}
 	b.WriteString("Rollouts were not followed. ")
 }
 
