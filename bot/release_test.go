@@ -1,6 +1,7 @@
 package bot_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -33,9 +34,8 @@ func (h *harness) release(t *testing.T) (string, bot.Reply) {
 	}
 	h.say("alice", "confirm #"+id)
 	h.say("bob", "approve #"+id)
-	poll.Until(t, 20*time.Second, "the release's outcome", func() (bool, string) {
-		r := h.request(id)
-		return r.State.Terminal(), string(r.State)
+	poll.Until(t, 20*time.Second, "the release's final message", func() (bool, string) {
+		return h.platform.last(id).Final, string(h.request(id).State)
 	})
 	return id, h.platform.last(id)
 }
@@ -116,11 +116,27 @@ func TestReleaseAfterBuildImport(t *testing.T) {
 				imports = append(imports, r)
 			}
 		}
-		return len(imports) == 1, ""
+		return len(imports) == 1 && imports[0].State != store.Planned && h.platform.last(imports[0].ID).RequestID != "", fmt.Sprint(len(imports))
 	})
 	r := imports[0]
 	if r.Command != "import prod packit-service packit-worker packit-service-fedmsg packit-dashboard" || r.Requester.User != "alice" ||
 		r.State != store.AwaitingConfirm || h.platform.last(r.ID).RequestID != r.ID {
 		t.Errorf("opened %q by %s, %s, posted %v", r.Command, r.Requester.User, r.State, h.platform.last(r.ID).RequestID != "")
+	}
+}
+
+// TestReleaseAfterBuildImportRefused: when the import cannot be opened (a
+// request already holds one of the services), the release's message says
+// why and offers the import instead.
+func TestReleaseAfterBuildImportRefused(t *testing.T) {
+	h := newHarness(t, withRelease("import"))
+	holder := h.open("alice", "import prod worker")
+	id, _ := h.release(t)
+	poll.Until(t, 10*time.Second, "the release's message saying the import was not opened", func() (bool, string) {
+		text := strings.Join(terminal.Render(h.platform.last(id).Output), "\n")
+		return strings.Contains(text, "The import of the built images could not be opened:") && strings.Contains(text, "#"+holder), text
+	})
+	if b := h.platform.last(id).Buttons; len(b) != 1 || b[0].Action != bot.ActionImport || b[0].RequestID != releaseOffer {
+		t.Errorf("buttons = %+v, want the Import offer instead", b)
 	}
 }

@@ -64,6 +64,11 @@ func (b *Bot) renderRequest(r *store.Request) Reply {
 	// With release.afterBuild: import the lifecycle opened the import of a
 	// release that succeeded; a partly failed one still offers it.
 	auto := b.cfg.Release.AfterBuild == config.AfterBuildImport && r.State == store.Succeeded
+	if auto && r.Reason != "" {
+		// the lifecycle could not open it: why, and the offer instead
+		out.Sections = append(out.Sections, commands.Section{Lines: []string{r.Reason}})
+		auto = false
+	}
 	if built := releaseBuilt(r); len(built) > 0 && auto {
 		out.Sections = append(out.Sections, commands.Section{Lines: []string{fmt.Sprintf("Built: the import of %s is opened as its own request.", strings.Join(built, ", "))}})
 	} else if len(built) > 0 {

@@ -180,7 +180,7 @@ func (e *ImportError) Error() string {
 }
 
 // importedImage reads the per-image result of an ImageStreamImport.
-func importedImage(isi *imagev1.ImageStreamImport, from string) (plan.Image, error) {
+func importedImage(isi *imagev1.ImageStreamImport, from, revisionLabel string) (plan.Image, error) {
 	if len(isi.Status.Images) == 0 {
 		return plan.Image{}, &ImportError{From: from, Message: "the server returned no import status"}
 	}
@@ -191,7 +191,7 @@ func importedImage(isi *imagev1.ImageStreamImport, from string) (plan.Image, err
 	if st.Image == nil || st.Image.Name == "" {
 		return plan.Image{}, &ImportError{From: from, Message: "the server returned no image"}
 	}
-	return withLabels(plan.Image{Ref: st.Image.DockerImageReference, Digest: st.Image.Name}, imageLabels(st.Image)), nil
+	return withLabels(plan.Image{Ref: st.Image.DockerImageReference, Digest: st.Image.Name}, imageLabels(st.Image), revisionLabel), nil
 }
 
 // imageLabels are the labels of the image's config, which the importer
@@ -216,8 +216,11 @@ func imageLabels(img *imagev1.Image) map[string]string {
 
 // withLabels fills the image's revision, source and creation time from
 // its OCI labels, as the registry client does for plain Kubernetes.
-func withLabels(img plan.Image, labels map[string]string) plan.Image {
-	img.Revision = labels[registry.LabelRevision]
+func withLabels(img plan.Image, labels map[string]string, revisionLabel string) plan.Image {
+	if revisionLabel == "" {
+		revisionLabel = registry.LabelRevision
+	}
+	img.Revision = labels[revisionLabel]
 	img.Source = labels[registry.LabelSource]
 	if t, err := time.Parse(time.RFC3339Nano, labels[registry.LabelCreated]); err == nil {
 		img.Created = t
@@ -256,7 +259,7 @@ func (c EnvClient) registryImage(ctx context.Context, stream, tag string) (plan.
 	if err != nil {
 		return plan.Image{}, fmt.Errorf("looking up %s for %s:%s: %w", ref.From.Name, stream, tag, err)
 	}
-	img, err := importedImage(res, ref.From.Name)
+	img, err := importedImage(res, ref.From.Name, c.RevisionLabel)
 	if err != nil {
 		return plan.Image{}, fmt.Errorf("looking up %s:%s: %w", stream, tag, err)
 	}
@@ -282,7 +285,7 @@ func (c EnvClient) importTag(ctx context.Context, stream, tag string) (from, to 
 		if err != nil {
 			return err
 		}
-		to, err = importedImage(res, ref.From.Name)
+		to, err = importedImage(res, ref.From.Name, c.RevisionLabel)
 		if err != nil {
 			return err
 		}
@@ -402,7 +405,7 @@ func (s *Set) LookupImage(ctx context.Context, env, stream, ref string) (plan.Im
 	if err != nil {
 		return plan.Image{}, fmt.Errorf("looking up %s for %s: %w", ref, stream, err)
 	}
-	img, err := importedImage(res, ref)
+	img, err := importedImage(res, ref, c.RevisionLabel)
 	if err != nil {
 		return plan.Image{}, fmt.Errorf("looking up %s: %w", ref, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clienttesting "k8s.io/client-go/testing"
 
+	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/internal/fakeopenshift"
 	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/registry"
@@ -544,5 +545,19 @@ func TestLookupDigestOnce(t *testing.T) {
 	}
 	if n := imports(); n != 3 {
 		t.Errorf("then 2 lookups of a tag made %d ImageStreamImports in all, want 3", n)
+	}
+}
+
+// TestRevisionLabel: registry.revisionLabel names the label the revision
+// is read from on OpenShift too.
+func TestRevisionLabel(t *testing.T) {
+	f := newFixture(t, nil, []*imagev1.ImageStream{imageStream(worker, true, 2, 1)})
+	f.push(worker, 2)
+	f.reg.PushImage(repo(worker), "prod", dig(worker, 2), map[string]string{"vcs-ref": "3f2a9c1", registry.LabelRevision: "not-this"})
+	set := cluster.NewSet(map[string]cluster.EnvClient{
+		testEnv: {Kube: f.kube, Images: f.images.ImageV1(), Namespace: testNS, RevisionLabel: "vcs-ref"},
+	})
+	if img, err := set.LookupImage(context.Background(), testEnv, worker, ref(worker, 2)); err != nil || img.Revision != "3f2a9c1" {
+		t.Errorf("LookupImage = %+v, %v; want revision 3f2a9c1 from vcs-ref", img, err)
 	}
 }

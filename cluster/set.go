@@ -18,6 +18,10 @@ type EnvClient struct {
 	// Kubernetes is set for a plain Kubernetes environment, which has no
 	// image API (Images is nil): the bot sets workload images itself.
 	Kubernetes *Kubernetes
+	// RevisionLabel is the image label naming the commit an image was built
+	// from (registry.revisionLabel; default org.opencontainers.image.revision),
+	// read from the image metadata OpenShift's imports return.
+	RevisionLabel string
 }
 
 // Set holds one EnvClient per environment name. It answers the reads commands

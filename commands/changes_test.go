@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/deploybot/deploybot/config"
@@ -20,11 +21,14 @@ type gitLog struct {
 	err     error
 	asked   []string
 	compare map[string]compareAnswer
+	mu      sync.Mutex
 }
 
 // Compare answers from g.compare by repository name; a repository not in
 // it was not expected to be asked.
 func (g *gitLog) Compare(_ context.Context, repo *config.Repository, to string) (string, string, []plan.Commit, error) {
+	g.mu.Lock() // a release Plan compares its repositories in parallel
+	defer g.mu.Unlock()
 	g.asked = append(g.asked, "compare "+repo.Name+" "+to)
 	a, ok := g.compare[repo.Name]
 	if !ok {
@@ -43,6 +47,8 @@ type compareAnswer struct {
 }
 
 func (g *gitLog) Log(_ context.Context, repo *config.Repository, from, to string) ([]plan.Commit, bool, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	g.asked = append(g.asked, repo.Name+" "+from[:7]+".."+to[:7])
 	if len(g.asked) > 1 {
 		return g.back, g.ok, g.err

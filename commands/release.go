@@ -38,12 +38,18 @@ func parseRelease(p *parser, fs *pflag.FlagSet, c *plan.Command) error {
 	if len(p.cfg.Repositories) == 0 {
 		return userErrorf("No repositories are configured, so there is nothing to release; see the repositories section of the config.")
 	}
+	// The environment first, wherever it stands: a service names the
+	// repository that builds it for that environment.
 	for _, w := range fs.Args() {
 		if e, ok := findEnv(p.cfg, w); ok {
 			if c.Env != "" && c.Env != e.Name {
 				return userErrorf("One environment at a time: got %s and %s.", c.Env, e.Name)
 			}
 			c.Env = e.Name
+		}
+	}
+	for _, w := range fs.Args() {
+		if _, ok := findEnv(p.cfg, w); ok {
 			continue
 		}
 		r, err := p.repository(w, c.Env)
@@ -87,6 +93,9 @@ func (p *parser) repository(word, env string) (string, error) {
 		case 1:
 			return from[0], nil
 		case 0:
+			if env != "" {
+				return "", userErrorf("No configured repository builds %s for %s. Repositories: %s.", s.Name, env, listed(repositoryNames(p.cfg)))
+			}
 			return "", userErrorf("No configured repository builds %s. Repositories: %s.", s.Name, listed(repositoryNames(p.cfg)))
 		}
 		return "", userErrorf("%s is built by %s (one per environment); name the repository or the environment.", s.Name, listed(from))
@@ -211,14 +220,21 @@ func releaseTarget(ctx context.Context, d Deps, r *config.Repository, to string)
 
 // releaseAccess is what importing the services the moving branches build
 // needs, so that a user who may not import into the env may not release
-// into it either; a release that builds no service (libraries, which the
-// services' images take in) needs what importing every service does.
+// into it either; a release that moves a repository that builds no
+// service (a library, which the services' images take in) needs what
+// importing every service does.
 func releaseAccess(ctx context.Context, d Deps, e *config.Environment, targets []plan.Target) ([]plan.Access, error) {
 	var names []string
+	library := false
 	for _, t := range targets {
 		if !t.Unchanged {
 			names = append(names, t.Builds...)
+			library = library || len(t.Builds) == 0
 		}
+	}
+	if library || len(names) == 0 {
+		// a library feeds every service's image: what importing all needs
+		names = nil
 	}
 	svcs, err := servicesOf(d.Config, names)
 	if err != nil {

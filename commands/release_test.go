@@ -74,18 +74,18 @@ func TestReleasePlan(t *testing.T) {
 	if c := p.Targets[1].Changes.Compare; c != "https://github.com/packit/packit-service/compare/"+sha("3")+"..."+sha("4") {
 		t.Errorf("compare link %q", c)
 	}
-	// Access: importing the two built services into prod.
-	var streams []string
-	for _, a := range p.Access {
-		if a.Resource == "imagestreams" {
-			streams = append(streams, a.Name)
-		}
-		if a.Namespace != "packit--prod" {
-			t.Errorf("access outside prod: %+v", a)
-		}
+	// Access: ogr is a library, which every service's image takes in, so
+	// the release needs what importing every service into prod needs.
+	if got := streamsOf(t, p.Access); got != "packit-service,packit-worker,packit-dashboard,tokman,packit-service-fedmsg" ||
+		!containsAccess(p.Access, "create", "imagestreamimports") {
+		t.Errorf("access to streams %s (%+v), want the import of every service", got, p.Access)
 	}
-	if strings.Join(streams, ",") != "packit-service,packit-worker" || !containsAccess(p.Access, "create", "imagestreamimports") {
-		t.Errorf("access = %+v, want the import of packit-service and packit-worker", p.Access)
+	// packit-service alone needs what importing the two it builds needs.
+	one := Parse(d.Config, Input{Text: "release packit-service", Now: t0})
+	if p1, err := BuildPlan(context.Background(), d, alice, one.Command); err != nil {
+		t.Fatal(err)
+	} else if got := streamsOf(t, p1.Access); got != "packit-service,packit-worker" {
+		t.Errorf("release packit-service: access to streams %s, want packit-service,packit-worker", got)
 	}
 	pins := p.Pins()
 	if len(pins) != 3 || pins["ogr"] != sha("2") || pins["sandcastle"] != sha("6") {
@@ -97,6 +97,10 @@ func TestReleasePlan(t *testing.T) {
 	other.Targets[0].Changes = nil
 	if other.Hash() != p.Hash() {
 		t.Error("the hash depends on the commit list")
+	}
+	other.Notes = append(other.Notes, "sandcastle is left out: dial tcp 140.82.121.4:443: i/o timeout")
+	if other.Hash() != p.Hash() {
+		t.Error("the hash depends on the notes' wording")
 	}
 	other.Targets[0].To.Revision = sha("9")
 	if other.Hash() == p.Hash() {
@@ -113,6 +117,21 @@ func TestReleasePlan(t *testing.T) {
 	if !strings.Contains(strings.Join(g.asked, ";"), "compare ogr "+sha("2")) {
 		t.Errorf("re-plan asked %q, want ogr compared to its pin", g.asked)
 	}
+}
+
+// streamsOf names the image streams access is asked for, in the env.
+func streamsOf(t *testing.T, as []plan.Access) string {
+	t.Helper()
+	var streams []string
+	for _, a := range as {
+		if a.Resource == "imagestreams" {
+			streams = append(streams, a.Name)
+		}
+		if a.Namespace != "packit--prod" {
+			t.Errorf("access outside prod: %+v", a)
+		}
+	}
+	return strings.Join(streams, ",")
 }
 
 func containsAccess(as []plan.Access, verb, resource string) bool {
@@ -138,7 +157,9 @@ func TestReleaseRefusals(t *testing.T) {
 		{"release ogr --to xyz", `Malformed commit "xyz"`},
 		{"release --to 1234567", "--to names one commit, so it needs exactly one repository"},
 		{"release stg ogr", "ogr builds for prod, not stg."},
-		{"release dashboard", "No configured repository builds packit-dashboard"},
+		{"release dashboard", "No configured repository builds packit-dashboard."},
+		{"release worker stg", "No configured repository builds packit-worker for stg."},
+		{"release stg worker", "No configured repository builds packit-worker for stg."},
 	} {
 		res := Parse(d.Config, Input{Text: tc.text, Now: t0})
 		if res.Kind != ReplyKind || !strings.Contains(flatten(res.Reply), tc.want) {

@@ -474,6 +474,29 @@ func TestRelease(t *testing.T) {
 		})
 	}
 
+	// 5d. The server applies the push and its answer is lost: the push is
+	// the bot's own, so the release goes on (it asks where stable is).
+	t.Run("the push's answer is lost", func(t *testing.T) {
+		repos["backend"].Commit(t, "main", "api: one more to release", "Alice")
+		from, to := stable("backend"), main("backend")
+		reply, id := sayAs(ctx, t, rb, kubeUser, "release "+relEnv+" backend")
+		if id == "" {
+			t.Fatalf("release backend opened no request:\n%s", reply)
+		}
+		proxy.loseNextAnswer("backend")
+		final, _ := rb.approveAndWait(ctx, t, proxy, id)
+		if got := stable("backend"); got != to {
+			t.Fatalf("git rev-parse stable in backend = %s, want %s (moved from %s)", short(got), short(to), short(from))
+		}
+		r, err := rb.store.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State != store.Succeeded || !strings.Contains(final, "pushed stable "+short(from)+" → "+short(to)) || !strings.Contains(final, "2/2 images built") {
+			t.Errorf("request #%s is %s (%s), want the push taken as done and the builds waited for:\n%s", id, r.State, r.Reason, final)
+		}
+	})
+
 	// 6. Wrong credentials.
 	t.Run("wrong credentials", func(t *testing.T) {
 		repos["frontend"].Commit(t, "main", "web: something to release", "Alice")
@@ -719,6 +742,7 @@ type gitProxy struct {
 	count map[string]int
 	at    map[string]time.Time // when the last push was answered
 	hooks map[string]func()    // by repository and pushPhase
+	lose  map[string]bool      // repositories whose next push answer is lost
 }
 
 func startGitProxy(t *testing.T, upstream string) *gitProxy {
@@ -727,7 +751,7 @@ func startGitProxy(t *testing.T, upstream string) *gitProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &gitProxy{count: map[string]int{}, at: map[string]time.Time{}, hooks: map[string]func(){}}
+	p := &gitProxy{count: map[string]int{}, at: map[string]time.Time{}, hooks: map[string]func(){}, lose: map[string]bool{}}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		repo, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), ".git/")
@@ -749,11 +773,21 @@ func startGitProxy(t *testing.T, upstream string) *gitProxy {
 		if hook != nil {
 			hook()
 		}
+		lose := false
 		if phase == pushUpdate {
 			p.mu.Lock()
 			p.count[repo]++
 			p.at[repo] = time.Now()
+			lose = p.lose[repo]
+			delete(p.lose, repo)
 			p.mu.Unlock()
+		}
+		if lose {
+			// The server applies the push; its answer is lost on the way,
+			// as behind a proxy that times out.
+			rp.ServeHTTP(httptest.NewRecorder(), r)
+			http.Error(w, "upstream timed out", http.StatusBadGateway)
+			return
 		}
 		rp.ServeHTTP(w, r)
 	}))
@@ -781,6 +815,14 @@ func (p *gitProxy) beforePush(repo string, phase pushPhase, fn func()) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.hooks[repo+"/"+string(phase)] = fn
+}
+
+// loseNextAnswer makes the server apply repo's next push while the client
+// gets a 502 instead of its answer.
+func (p *gitProxy) loseNextAnswer(repo string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lose[repo] = true
 }
 
 func (p *gitProxy) pushes(repo string) int {

@@ -83,7 +83,7 @@ func (c Configured) Push(ctx context.Context, repo *config.Repository, old, new 
 	if err != nil {
 		return err
 	}
-	cmp, err := c.C.Compare(ctx, rem, repo.RollingBranch(), repo.StableBranch(), new)
+	cmp, err := c.C.Recheck(ctx, rem, repo.RollingBranch(), repo.StableBranch(), new)
 	var refusal *Refusal
 	switch {
 	case err == nil && cmp.Stable != old:

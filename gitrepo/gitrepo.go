@@ -267,12 +267,26 @@ func head(r *repo, branch string) (plumbing.Hash, error) {
 // A to that is not on rolling, or a stable that is not an ancestor of it
 // (the move would not fast-forward), is a *Refusal saying which.
 func (c *Client) Compare(ctx context.Context, rem Remote, rolling, stable, to string) (Comparison, error) {
+	return c.compare(ctx, rem, rolling, stable, to, false)
+}
+
+// Recheck is Compare just before a push: it asks the remote even when it
+// did not answer a moment ago, for an approved release is not failed on
+// what a Plan's fetch saw.
+func (c *Client) Recheck(ctx context.Context, rem Remote, rolling, stable, to string) (Comparison, error) {
+	return c.compare(ctx, rem, rolling, stable, to, true)
+}
+
+func (c *Client) compare(ctx context.Context, rem Remote, rolling, stable, to string, fresh bool) (Comparison, error) {
 	r, err := c.repo(rem)
 	if err != nil {
 		return Comparison{}, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if fresh {
+		r.failed = nil
+	}
 	if err := c.fetch(ctx, r, rem, rolling, stable); err != nil {
 		return Comparison{}, err
 	}
@@ -444,6 +458,10 @@ func (c *Client) Push(ctx context.Context, rem Remote, branch, old, new string) 
 	if err == nil {
 		return nil
 	}
+	// Where the branch is now decides what the error means; ask on a
+	// context of its own, since ctx may be what ended the push.
+	ctx, cancelAsk := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+	defer cancelAsk()
 	if errors.Is(err, git.NoErrAlreadyUpToDate) {
 		// Up to date only if the remote really is at new.
 		actual, lerr := c.remoteHead(ctx, r, rem, branch)
@@ -459,9 +477,18 @@ func (c *Client) Push(ctx context.Context, rem Remote, branch, old, new string) 
 	// server's own compare-and-swap when another push landed in between
 	// ("failed to update ref") — a branch no longer at old moved: ask
 	// where it is now, to say so.
+	// An answer lost after the server applied the push (a proxy's 502,
+	// the timeout) is our own push: new is there.
 	if !errors.Is(err, transport.ErrAuthenticationRequired) && !errors.Is(err, transport.ErrAuthorizationFailed) {
-		if actual, lerr := c.remoteHead(ctx, r, rem, branch); lerr == nil && actual != old {
+		actual, lerr := c.remoteHead(ctx, r, rem, branch)
+		switch {
+		case lerr == nil && actual == new:
+			return nil
+		case lerr == nil && actual != old:
 			return &MovedError{Branch: branch, Expected: old, Actual: actual}
+		case lerr != nil:
+			return fmt.Errorf("pushing %s to %s: %w; then asking where %s is failed too (%v), so it may or may not have moved: check the repository",
+				Short(new), branch, err, branch, lerr)
 		}
 	}
 	return classify(fmt.Sprintf("pushing %s to %s", Short(new), branch), err)

@@ -146,9 +146,19 @@ func (l *Lifecycle) afterRelease(ctx context.Context, r *store.Request, result p
 	}
 	_, err := l.Open(ctx, Open{Caller: caller(r.Requester, r.Plan.Env), Command: c, Platform: platform, Channel: r.Channel,
 		Note: "after release " + shortID(r.ID)})
-	if err != nil {
-		l.log.Error("opening the import after a release", "request", r.ID, "err", err)
+	if err == nil {
+		return
 	}
+	// Say so where the release is shown: its message then offers the
+	// import instead (bot/render.go).
+	l.log.Error("opening the import after a release", "request", r.ID, "err", err)
+	if _, uerr := l.store.Update(ctx, r.ID, func(r *store.Request) error {
+		r.Reason = fmt.Sprintf("The import of the built images could not be opened: %v.", err)
+		return nil
+	}); uerr != nil {
+		l.log.Error("recording that the import after a release was not opened", "request", r.ID, "err", uerr)
+	}
+	l.Refresh(ctx, r.ID)
 }
 
 // recordImages notes in the store the images a plain Kubernetes Plan set,
@@ -407,7 +417,17 @@ func unfinished(b *strings.Builder, r *store.Request) {
 		fmt.Fprintf(b, "Not reported finished, so they may or may not have changed: %s. ", strings.Join(unknown, ", "))
 	}
 	if r.Plan.Action == plan.ActionRelease {
-		fmt.Fprintf(b, "The builds were not waited for: `import %s` takes them once they are in the registry. ", r.Plan.Env)
+		var built []string
+		for _, t := range r.Plan.Targets {
+			if d, ok := doneFor(r, t.Service); ok && d.Outcome == plan.PhaseChanged {
+				built = append(built, t.Builds...)
+			}
+		}
+		if len(built) == 0 {
+			b.WriteString("No build was waited for. ")
+			return
+		}
+		fmt.Fprintf(b, "The builds were not waited for: `import %s %s` takes them once they are in the registry. ", r.Plan.Env, strings.Join(built, " "))
 		return
 	}
 	b.WriteString("Rollouts were not followed. ")

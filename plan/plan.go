@@ -176,8 +176,12 @@ type Policy struct {
 // What a Plan says about its targets' Changes (the commits between two
 // revisions, read from git) is left out: it follows from the digests,
 // which are in, and a git server that answers at opening and not at
-// approval must not make the approval fail as "the cluster changed".
+// approval must not make the approval fail as "the cluster changed". So
+// are its Notes: remarks for people, some quoting an error's text (a
+// repository left out: "dial tcp …"), which may read differently the next
+// time while the targets, which say what happens, stay the same.
 func (p Plan) Hash() string {
+	p.Notes = nil
 	if slices.ContainsFunc(p.Targets, func(t Target) bool { return t.Changes != nil }) {
 		p.Targets = slices.Clone(p.Targets)
 		for i := range p.Targets {

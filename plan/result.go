@@ -40,9 +40,8 @@ type Result struct {
 }
 
 // Build is one image a release waits for: Service's Repository:Tag
-// rebuilt from Commit. Before is what the tag held just before the push;
-// an image without a revision label counts as built once the tag has
-// moved on from it.
+// rebuilt from Commit. An image without a revision label counts as built
+// once the tag has moved on from Before.
 type Build struct {
 	Service    string `json:"service"`
 	Repository string `json:"repository"`
@@ -50,7 +49,11 @@ type Build struct {
 	// From is the git repository whose branch moved, by config name.
 	From   string `json:"from"`
 	Commit string `json:"commit"`
-	Before Image  `json:"before"`
+	// Before is what the tag held just before the push; BeforeKnown is
+	// false when the registry could not say (an image without a revision
+	// label then never counts as built: it may be the old one).
+	Before      Image `json:"before"`
+	BeforeKnown bool  `json:"beforeKnown,omitempty"`
 	// Pushed is when the branch was pushed: build times count from it.
 	Pushed time.Time `json:"pushed,omitzero"`
 }

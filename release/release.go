@@ -9,6 +9,7 @@ package release
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/deploybot/deploybot/clock"
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/plan"
+	"github.com/deploybot/deploybot/registry"
 )
 
 // Git pushes a configured repository's stable branch from old to new,
@@ -118,11 +120,7 @@ func (r *Releaser) push(ctx context.Context, env *config.Environment, t plan.Tar
 			return nil, fmt.Errorf("service %s is no longer configured; nothing was pushed", name)
 		}
 		b := plan.Build{Service: s.Name, Repository: s.Repository, Tag: env.ImageTag(), From: t.Service, Commit: t.To.Revision}
-		// A tag the registry cannot show now (not built yet, or a hiccup)
-		// leaves Before empty: the wait then needs the revision label.
-		if img, err := r.reg.Resolve(ctx, b.Repository, b.Tag); err == nil {
-			b.Before = img
-		}
+		b.Before, b.BeforeKnown = r.before(ctx, b)
 		builds = append(builds, b)
 	}
 	if err := r.git.Push(ctx, repo, t.From.Revision, t.To.Revision); err != nil {
@@ -133,6 +131,30 @@ func (r *Releaser) push(ctx context.Context, env *config.Environment, t plan.Tar
 		builds[i].Pushed = now
 	}
 	return builds, nil
+}
+
+// before is what b's tag holds before the push: an image, or none when
+// the registry says the tag does not exist (a first build). When the
+// registry cannot say (asked twice), it is not known.
+func (r *Releaser) before(ctx context.Context, b plan.Build) (plan.Image, bool) {
+	var err error
+	for try := range 2 {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return plan.Image{}, false
+			case <-r.clock.After(time.Second):
+			}
+		}
+		var img plan.Image
+		if img, err = r.reg.Resolve(ctx, b.Repository, b.Tag); err == nil {
+			return img, true
+		}
+		if errors.Is(err, registry.ErrNotFound) {
+			return plan.Image{}, true
+		}
+	}
+	return plan.Image{}, false
 }
 
 // Follow waits for every build of res until its registry tag holds an
@@ -183,8 +205,11 @@ func (r *Releaser) wait(ctx context.Context, b plan.Build, start, deadline time.
 		case built(img, b):
 			msg := fmt.Sprintf("built %s from %s after %s", plan.ShortDigest(img.Digest), plan.ShortSHA(b.Commit), since(r.clock.Now(), start))
 			if img.Revision == "" {
-				msg = fmt.Sprintf("built %s (no revision label; the tag moved on from %s) after %s",
-					plan.ShortDigest(img.Digest), plan.ShortDigest(b.Before.Digest), since(r.clock.Now(), start))
+				was := "the tag moved on from " + plan.ShortDigest(b.Before.Digest)
+				if b.Before.Digest == "" {
+					was = "the tag had no image before"
+				}
+				msg = fmt.Sprintf("built %s (no revision label; %s) after %s", plan.ShortDigest(img.Digest), was, since(r.clock.Now(), start))
 			}
 			progress(plan.PhaseSettled, msg)
 			return plan.RolloutResult{Workload: w, Outcome: plan.PhaseSettled, Reason: msg}
@@ -194,7 +219,7 @@ func (r *Releaser) wait(ctx context.Context, b plan.Build, start, deadline time.
 		var why string
 		switch {
 		case ctx.Err() != nil:
-			why = fmt.Sprintf("stopped waiting for the image built from %s: deploybot is shutting down", plan.ShortSHA(b.Commit))
+			why = fmt.Sprintf("stopped waiting for the image built from %s: this replica is shutting down, or another one took the request over", plan.ShortSHA(b.Commit))
 		case !r.clock.Now().Before(deadline):
 			why = fmt.Sprintf("no image built from %s arrived within %s", plan.ShortSHA(b.Commit), since(deadline, start))
 			switch {
@@ -204,6 +229,8 @@ func (r *Releaser) wait(ctx context.Context, b plan.Build, start, deadline time.
 				why += fmt.Sprintf("; the tag still has %s", plan.ShortDigest(last.Digest))
 				if last.Revision != "" {
 					why += " built from " + plan.ShortSHA(last.Revision)
+				} else if !b.BeforeKnown {
+					why += ", without a revision label, and the registry could not say what the tag held before the push, so a new build cannot be told from the old one"
 				}
 			}
 		}
@@ -228,9 +255,9 @@ func built(img plan.Image, b plan.Build) bool {
 	if img.Revision != "" {
 		return img.Revision == b.Commit || len(img.Revision) >= 7 && strings.HasPrefix(b.Commit, img.Revision)
 	}
-	// Before is empty when the tag did not resolve before the push (no
-	// image yet): then any image is the new one.
-	return img.Digest != b.Before.Digest
+	// Before is empty when the tag did not exist before the push: then any
+	// image is the new one. Unknown, an unlabelled image may be the old one.
+	return b.BeforeKnown && img.Digest != b.Before.Digest
 }
 
 func since(now, start time.Time) string {

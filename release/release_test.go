@@ -3,6 +3,7 @@ package release_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/plan"
+	"github.com/deploybot/deploybot/registry"
 	"github.com/deploybot/deploybot/release"
 )
 
@@ -58,7 +60,7 @@ func (r *fakeRegistry) Resolve(_ context.Context, repo, tag string) (plan.Image,
 	}
 	img, ok := r.tags[repo+":"+tag]
 	if !ok {
-		return plan.Image{}, errors.New("manifest unknown")
+		return plan.Image{}, fmt.Errorf("%s:%s: %w", repo, tag, registry.ErrNotFound)
 	}
 	return img, nil
 }
@@ -201,5 +203,32 @@ func TestReleaseBuildTimeout(t *testing.T) {
 	out = r.Follow(context.Background(), p, res, 0, pr.report)
 	if !strings.Contains(out[0].Reason, "the registry last said: the registry refused deploybot's credentials") {
 		t.Errorf("reason %q", out[0].Reason)
+	}
+}
+
+// TestReleaseUnknownBefore: when the registry cannot say what a tag held
+// before the push, an image without a revision label may be the old one,
+// so it never counts as built; the timeout says why.
+func TestReleaseUnknownBefore(t *testing.T) {
+	reg := &fakeRegistry{tags: map[string]plan.Image{
+		"quay.io/packit/dashboard:prod": {Digest: digest("a")},
+	}, errs: map[string]error{"quay.io/packit/dashboard:prod": errors.New("429 Too Many Requests")}}
+	r := release.New(testConfig(100*time.Millisecond), &fakeGit{}, reg, release.WithPoll(5*time.Millisecond))
+	p := releasePlan()
+	p.Targets = p.Targets[1:2]
+	var pr progress
+	res, err := r.Execute(context.Background(), p, pr.report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Builds) != 1 || res.Builds[0].BeforeKnown {
+		t.Fatalf("builds = %+v, want the one build with what was there before unknown", res.Builds)
+	}
+	reg.mu.Lock()
+	delete(reg.errs, "quay.io/packit/dashboard:prod")
+	reg.mu.Unlock()
+	out := r.Follow(context.Background(), p, res, 0, pr.report)
+	if len(out) != 1 || out[0].Outcome != plan.PhaseFailed || !strings.Contains(out[0].Reason, "a new build cannot be told from the old one") {
+		t.Fatalf("rollouts = %+v", out)
 	}
 }

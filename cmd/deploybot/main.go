@@ -24,6 +24,7 @@ import (
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/bot/terminal"
 	"github.com/deploybot/deploybot/cluster"
+	"github.com/deploybot/deploybot/commands"
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/demo"
 	"github.com/deploybot/deploybot/examples"
@@ -160,6 +161,7 @@ func build(ctx context.Context, configPath string, useDemo bool, statePath strin
 			if err != nil {
 				return nil, fmt.Errorf("environment %s: %w", e.Name, err)
 			}
+			ec.RevisionLabel = s.cfg.Registry.RevisionLabel
 			if e.Kubernetes() {
 				ec.Images = nil // no image API: the bot sets the images
 				ec.Kubernetes = &cluster.Kubernetes{Registry: reg, Services: cluster.KubernetesServices(s.cfg), Scheduled: e.Scheduled}
@@ -268,7 +270,7 @@ func (s *setup) botOptions() ([]bot.Option, error) {
 // live in the user's cache directory where it is writable, else in memory;
 // the demo's repositories (in memory, demo/git.go) always in memory, so
 // that their made-up commits never mix with a real clone's.
-func (s *setup) releases() (gitrepo.Configured, *release.Releaser, error) {
+func (s *setup) releases() (commands.Git, *release.Releaser, error) {
 	gopts := []gitrepo.Option{gitrepo.WithTimeout(30 * time.Second)}
 	if dir, err := os.UserCacheDir(); err == nil && s.demo == nil && os.MkdirAll(filepath.Join(dir, "deploybot", "git"), 0o700) == nil {
 		gopts = append(gopts, gitrepo.WithDir(filepath.Join(dir, "deploybot", "git")))
@@ -282,11 +284,12 @@ func (s *setup) releases() (gitrepo.Configured, *release.Releaser, error) {
 			r := &s.cfg.Repositories[i]
 			r.TokenEnv, r.TokenFile, r.SSHKeyFile = "", "", ""
 		}
-		return git, release.New(s.cfg, git, s.demo.ImageRegistry(), release.WithPoll(demoBuildPoll)), nil
+		dg := demoGit{git: git, demo: s.demo}
+		return dg, release.New(s.cfg, dg, s.demo.ImageRegistry(), release.WithPoll(demoBuildPoll)), nil
 	}
 	reg, err := cluster.NewRegistry(s.cfg.Registry)
 	if err != nil {
-		return gitrepo.Configured{}, nil, err
+		return nil, nil, err
 	}
 	return git, release.New(s.cfg, git, reg), nil
 }
@@ -316,6 +319,7 @@ func (s *setup) impersonating() func(store.Person) (lifecycle.Executor, error) {
 			if k := s.envs[e.Name].Kubernetes; k != nil {
 				ec.Images, ec.Kubernetes = nil, k
 			}
+			ec.RevisionLabel = s.cfg.Registry.RevisionLabel
 			envs[e.Name] = ec
 		}
 		sets[key] = cluster.NewSet(envs)

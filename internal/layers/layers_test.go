@@ -50,8 +50,9 @@ func TestImportDirection(t *testing.T) {
 		// The git client reads the config's repositories and answers in
 		// the Plan's vocabulary, nothing above.
 		// The releaser pushes through a git client and watches a registry
-		// through interfaces of its own; it changes no cluster.
-		"release": {module + "/commands", module + "/bot", module + "/lifecycle", module + "/schedule", module + "/cluster", module + "/store", module + "/gitrepo", module + "/registry", module + "/demo", module + "/internal/"},
+		// through interfaces of its own (the registry client's errors
+		// aside); it changes no cluster.
+		"release": {module + "/commands", module + "/bot", module + "/lifecycle", module + "/schedule", module + "/cluster", module + "/store", module + "/gitrepo", module + "/demo", module + "/internal/"},
 		"gitrepo": {module + "/commands", module + "/bot", module + "/lifecycle", module + "/schedule", module + "/cluster", module + "/store", module + "/demo", module + "/internal/"},
 	}
 	for pkg, bad := range forbidden {
