@@ -48,7 +48,7 @@ func (s *Set) Execute(ctx context.Context, p plan.Plan, report func(plan.Progres
 		}
 	case p.Action == plan.ActionImport:
 		run = c.executeImport
-	case p.Action == plan.ActionPin:
+	case p.Action.PinsTag():
 		run = c.executePin
 	case p.Action == plan.ActionTrack:
 		run = c.executeTrack
@@ -261,7 +261,7 @@ func (c EnvClient) deleteStuckPods(ctx context.Context, action plan.Action, t pl
 	if len(sets) == 0 {
 		return 0, fmt.Errorf("the plan deletes pods of %s but names no StatefulSet", t.Service)
 	}
-	if action == plan.ActionPin || action == plan.ActionTrack {
+	if action.PinsTag() || action == plan.ActionTrack {
 		digest := r.To.Digest
 		if digest == "" {
 			return 0, fmt.Errorf("cannot tell when the stuck pods may be deleted: the plan has no target digest")

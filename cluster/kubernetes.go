@@ -333,7 +333,7 @@ func (c EnvClient) executeKube(ctx context.Context, action plan.Action, t plan.T
 			return failed(t, "%v", err)
 		}
 		return changedResult(t, t.From, now)
-	case plan.ActionPin:
+	case plan.ActionPin, plan.ActionPromote:
 		if err := c.checkRunning(ctx, t, svc); err != nil {
 			return failed(t, "%v", err)
 		}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/deploybot/deploybot/plan"
 	appsv1 "k8s.io/api/apps/v1"
@@ -204,4 +206,62 @@ func templateImages(t *corev1.PodTemplateSpec) map[string]string {
 		m[c.Name] = c.Image
 	}
 	return m
+}
+
+// ReadySince returns since when every pod of a Deployment or StatefulSet
+// has been Ready: the latest Ready transition among its pods, as kubelet
+// records it. ready is the number of its pods that are Ready now and pods
+// how many it has (terminating ones left out); since is zero unless all
+// are. promote asks it of the env an image is promoted from.
+func (s *Set) ReadySince(ctx context.Context, env, kind, name string) (since time.Time, ready, pods int, err error) {
+	c, err := s.Env(env)
+	if err != nil {
+		return time.Time{}, 0, 0, err
+	}
+	kind, err = plan.NormalizeKind(kind)
+	if err != nil {
+		return time.Time{}, 0, 0, err
+	}
+	var sel *metav1.LabelSelector
+	switch kind {
+	case plan.KindDeployment:
+		d, err := c.Kube.AppsV1().Deployments(c.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return time.Time{}, 0, 0, fmt.Errorf("reading deployment %s: %w", name, err)
+		}
+		sel = d.Spec.Selector
+	default:
+		sts, err := c.Kube.AppsV1().StatefulSets(c.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return time.Time{}, 0, 0, fmt.Errorf("reading statefulset %s: %w", name, err)
+		}
+		sel = sts.Spec.Selector
+	}
+	selector, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil {
+		return time.Time{}, 0, 0, fmt.Errorf("reading the pod selector of %s/%s: %w", strings.ToLower(kind), name, err)
+	}
+	list, err := c.Kube.CoreV1().Pods(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
+	if err != nil {
+		return time.Time{}, 0, 0, fmt.Errorf("listing the pods of %s/%s: %w", strings.ToLower(kind), name, err)
+	}
+	for i := range list.Items {
+		p := &list.Items[i]
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		pods++
+		for _, cond := range p.Status.Conditions {
+			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
+				ready++
+				if t := cond.LastTransitionTime.Time; t.After(since) {
+					since = t
+				}
+			}
+		}
+	}
+	if pods == 0 || ready < pods {
+		since = time.Time{}
+	}
+	return since, ready, pods, nil
 }

@@ -3,8 +3,10 @@ package cluster_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -129,5 +131,43 @@ func TestWorkloadRolloutState(t *testing.T) {
 	}
 	if _, err := f.set.Workload(context.Background(), "nope", "Deployment", "svc"); err == nil {
 		t.Errorf("unknown env: no error")
+	}
+}
+
+// TestReadySince: since when every pod of a workload has been Ready is the
+// latest Ready transition among them, as kubelet records it; a pod not
+// Ready makes it zero, and terminating pods do not count.
+func TestReadySince(t *testing.T) {
+	t1, t2 := metav1.NewTime(testNow.Add(-3*time.Hour)), metav1.NewTime(testNow.Add(-20*time.Minute))
+	pod := func(name, app string, ready corev1.ConditionStatus, at metav1.Time, terminating bool) *corev1.Pod {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNS, Labels: map[string]string{"app": app}},
+			Status:     corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: ready, LastTransitionTime: at}}},
+		}
+		if terminating {
+			p.DeletionTimestamp = &t2
+		}
+		return p
+	}
+	f := newFixture(t, []runtime.Object{
+		deployment("web", "x", 2, nil), statefulSet("worker", "x", 3, "r1", nil),
+		pod("web-a", "web", corev1.ConditionTrue, t1, false),
+		pod("web-b", "web", corev1.ConditionTrue, t2, false),
+		pod("web-old", "web", corev1.ConditionFalse, t1, true),
+		pod("worker-0", "worker", corev1.ConditionTrue, t1, false),
+		pod("worker-1", "worker", corev1.ConditionFalse, t2, false),
+		pod("other", "other", corev1.ConditionTrue, t1, false),
+	}, nil)
+	ctx := context.Background()
+	since, ready, pods, err := f.set.ReadySince(ctx, testEnv, "deploy", "web")
+	if err != nil || !since.Equal(t2.Time) || ready != 2 || pods != 2 {
+		t.Errorf("ReadySince(web) = %v, %d/%d, %v; want %v, 2/2", since, ready, pods, err, t2.Time)
+	}
+	since, ready, pods, err = f.set.ReadySince(ctx, testEnv, "sts", "worker")
+	if err != nil || !since.IsZero() || ready != 1 || pods != 2 {
+		t.Errorf("ReadySince(worker) = %v, %d/%d, %v; want zero, 1/2", since, ready, pods, err)
+	}
+	if _, _, _, err := f.set.ReadySince(ctx, testEnv, "deploy", "gone"); err == nil {
+		t.Error("ReadySince of a missing deployment did not fail")
 	}
 }

@@ -322,7 +322,7 @@ func TestEveryMutatingCommandTakesDryRun(t *testing.T) {
 // TestTable pins the shape of the command table: every command of DESIGN,
 // each carried out in exactly one way, with help text.
 func TestTable(t *testing.T) {
-	want := []string{"help", "status", "images", "history", "import", "revert", "undo", "track", "release", "schedule",
+	want := []string{"help", "status", "images", "history", "import", "revert", "undo", "track", "release", "promote", "schedule",
 		"pending", "confirm", "approve", "deny", "cancel", "whoami", "audit"}
 	var got []string
 	for _, s := range Commands() {
@@ -382,6 +382,7 @@ func FuzzParse(f *testing.F) {
 		"revert worker prod \u201csha256:a67e8e3\u201d", "deny #abc123 \u2018not now\u2019", "deny #abc \u201enein\u201c", "deny #a don\u2019t",
 		"\u201c", "\u2019\u2019\u2019", "status\u00a0prod\u200b", "CONFIRM #CUOGLDSIKT", "IMPORT PROD --DRY-RUN", "--UNTIL=2H",
 		"deny @carol wrong person", "approve @bob", "deny #abc123 ask @carol", "@", "@@", "status @", "status",
+		"promote worker stg prod", "PROMOTE Worker STG PROD", "promote worker prod", "promote worker stg stg", "promote stg prod", "promote worker service stg prod",
 		"release", "release prod ogr packit-service", "release worker --to ABCDEF1", "release ogr —to 1234567 --dry-run",
 		"release ogr --to", "release ogr --to=zzzzzzz", "release ogr service --to 1234567", "RELEASE OGR", "release “ogr”",
 		"images worker prod 1a2b3c4", "images worker sha256:" + fullDigest, "revert worker prod https://quay.io/packit/packit-worker@sha256:" + fullDigest,

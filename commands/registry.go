@@ -67,6 +67,7 @@ func table() []Spec {
 			undoCommand(),
 			trackCommand(),
 			releaseCommand(),
+			promoteCommand(),
 			scheduleCommand(),
 			pendingCommand(),
 			confirmCommand(),

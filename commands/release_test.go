@@ -193,3 +193,29 @@ func TestReleaseRefusals(t *testing.T) {
 		t.Errorf("rendered:\n%s", text)
 	}
 }
+
+// TestParsePromote: promote takes one service and two environments, the
+// one promoted from first; anything else is a reply that says what to give.
+func TestParsePromote(t *testing.T) {
+	cfg := testConfig()
+	for _, tc := range []struct{ text, from, to, reply string }{
+		{text: "promote worker stg prod", from: "stg", to: "prod"},
+		{text: "PROMOTE Worker STG PROD --dry-run", from: "stg", to: "prod"},
+		{text: "promote stg worker prod", from: "stg", to: "prod"},
+		{text: "promote worker prod", reply: "Give the environment to promote from and the one to promote to, in that order: `promote packit-worker FROM TO`."},
+		{text: "promote worker stg stg", reply: "stg is both FROM and TO"},
+		{text: "promote stg prod", reply: "Which service?"},
+		{text: "promote worker service stg prod", reply: "One service at a time: got packit-worker and packit-service."},
+		{text: "promote wrker stg prod", reply: `Unknown service "wrker".`},
+	} {
+		res := Parse(cfg, Input{Text: tc.text, Now: t0})
+		switch {
+		case tc.reply != "":
+			if res.Kind != ReplyKind || !strings.Contains(flatten(res.Reply), tc.reply) {
+				t.Errorf("%q: %v %q, want a reply with %q", tc.text, res.Kind, flatten(res.Reply), tc.reply)
+			}
+		case res.Kind != RunKind || res.Command.From != tc.from || res.Command.Env != tc.to || strings.Join(res.Command.Services, ",") != "packit-worker":
+			t.Errorf("%q: %+v", tc.text, res)
+		}
+	}
+}

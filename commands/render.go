@@ -129,7 +129,7 @@ func targetLine(action plan.Action, t plan.Target) string {
 	}
 	line := fmt.Sprintf("%s: %s → %s", name, shortImage(t.From), shortImage(t.To))
 	switch action {
-	case plan.ActionPin:
+	case plan.ActionPin, plan.ActionPromote:
 		line += "  (pinned, scheduled import off)"
 	case plan.ActionTrack:
 		line += fmt.Sprintf("  (tracking %s, scheduled import %s)", t.SpecFrom, onOff(t.Scheduled))

@@ -98,6 +98,13 @@ func envAccess(ctx context.Context, d Deps, caller plan.Caller, e *config.Enviro
 		{"track", []plan.Plan{synthetic(plan.ActionTrack, e, targets)}},
 		{"undo", []plan.Plan{synthetic(plan.ActionPin, e, pins), synthetic(plan.ActionRollback, e, rollbacks)}},
 	}
+	if len(d.Config.Environments) > 1 {
+		// promote pins the tag, as revert does (promote.go)
+		plans = append(plans, struct {
+			name  string
+			plans []plan.Plan
+		}{"promote", []plan.Plan{synthetic(plan.ActionPromote, e, targets)}})
+	}
 	if slices.ContainsFunc(d.Config.Repositories, func(r config.Repository) bool { return r.Env == e.Name }) {
 		// a release needs what importing its services does (release.go)
 		plans = append(plans, struct {

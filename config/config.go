@@ -44,6 +44,28 @@ type Config struct {
 	// Release configures `release`: how long it waits for the builds and
 	// what follows them (repositories.go).
 	Release Release `json:"release,omitempty"`
+	// Promote configures `promote` (how long an image must run healthy
+	// where it comes from).
+	Promote Promote `json:"promote,omitempty"`
+}
+
+// Promote is how `promote SERVICE FROM TO` judges FROM.
+type Promote struct {
+	// HealthyFor is how long every pod of FROM's workloads must have been
+	// Ready on the image before it may be promoted (default 10m).
+	HealthyFor Duration `json:"healthyFor,omitempty"`
+}
+
+// DefaultHealthyFor is how long an image must run healthy before promote
+// takes it.
+const DefaultHealthyFor = 10 * time.Minute
+
+// Healthy is how long an image must run healthy before promote takes it.
+func (p Promote) Healthy() time.Duration {
+	if p.HealthyFor.Duration <= 0 {
+		return DefaultHealthyFor
+	}
+	return p.HealthyFor.Duration
 }
 
 // The platforms an environment can run on.

@@ -173,6 +173,9 @@ func (c *Config) validateRepositories(ps *problems) {
 	if c.Release.Timeout.Duration < 0 {
 		ps.add("release.timeout", "must not be negative")
 	}
+	if c.Promote.HealthyFor.Duration < 0 {
+		ps.add("promote.healthyFor", "must not be negative")
+	}
 	seen := map[string]int{}
 	builds := map[string]int{} // "env/service" → repository index
 	for i, r := range c.Repositories {

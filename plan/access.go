@@ -48,7 +48,7 @@ func ExecuteAccess(plan Plan) []Access {
 			// RegistryImage check (lookup import) and the import itself.
 			add("get", imageGroup, "imagestreams", t.Stream)
 			add("create", imageGroup, "imagestreamimports", "")
-		case ActionPin, ActionTrack:
+		case ActionPin, ActionPromote, ActionTrack:
 			// oc tag: ImageStreamTag update, create, then the stream's spec.
 			add("update", imageGroup, "imagestreamtags", t.Stream+":"+t.Tag)
 			add("create", imageGroup, "imagestreamtags", "")
@@ -75,7 +75,7 @@ func ExecuteAccess(plan Plan) []Access {
 			}
 		}
 		if len(t.DeletePods) > 0 {
-			if plan.Action == ActionPin || plan.Action == ActionTrack {
+			if plan.Action.PinsTag() || plan.Action == ActionTrack {
 				// waiting for the trigger to update the template
 				add("list", "apps", "statefulsets", "")
 				add("watch", "apps", "statefulsets", "")

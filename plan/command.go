@@ -48,6 +48,9 @@ type Command struct {
 	// approval keeps them, so an approval binds to exactly those SHAs while
 	// the rolling branch moves on.
 	Pins map[string]string `json:"pins,omitempty"`
+	// From (promote) is the environment whose running image is promoted to
+	// Env.
+	From string `json:"from,omitempty"`
 	// Topic (help) is the command to explain; empty lists all commands.
 	Topic string `json:"topic,omitempty"`
 	// Text is the message without its /deploy prefix, for people to read:

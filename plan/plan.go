@@ -28,7 +28,15 @@ const (
 	// branch -f stable SHA && git push), so that their CI builds the env's
 	// images, and waits for those builds. Its targets are repositories.
 	ActionRelease Action = "release"
+	// ActionPromote pins each target tag at the digest another env runs,
+	// settled and healthy (oc tag --source=docker REPO@DIGEST): ActionPin
+	// with the digest taken from that env rather than the tag's history.
+	ActionPromote Action = "promote"
 )
+
+// PinsTag reports whether the action points the tag at repo@digest with
+// scheduled import off (revert and promote).
+func (a Action) PinsTag() bool { return a == ActionPin || a == ActionPromote }
 
 // Plan is plain data describing exactly what will change. It is rendered in the
 // confirmation prompt, hashed so an approval binds to exactly this content,

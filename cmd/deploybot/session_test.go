@@ -186,6 +186,17 @@ func TestScriptedSession(t *testing.T) {
 	s.send("history service prod")
 	s.expect(`REVISION\s+IMAGE\s+CHANGE-CAUSE`)
 
+	// Promote by digest: prod gets the bytes stg has run healthy for 26h.
+	s.send("promote worker stg prod")
+	id = s.expect(`#([a-z2-7]{10}) promote worker stg prod: waiting for the requester to confirm`)[1]
+	stgWorker := s.expect(`packit-worker: [0-9a-f]{12} → ([0-9a-f]{12})  \(pinned, scheduled import off\)`)[1]
+	s.expect(`Promotes what stg runs: ` + stgWorker + ` on 3 workloads, every pod Ready for 26h`)
+	s.send("confirm #" + id)
+	s.send("@bob approve #" + id)
+	s.expect(`#` + id + ` promote worker stg prod: succeeded`)
+	s.send("status prod worker")
+	s.expect(`packit-worker:\s+image\s+` + stgWorker + `.*\n\s+source\s+pinned quay.io/packit/packit-worker@sha256:` + stgWorker)
+
 	// Refusals: each says why and opens nothing.
 	s.send("import prod servce")
 	s.expect(`Unknown service "servce". Did you mean service \(packit-service\)\?`)
