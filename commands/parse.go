@@ -68,6 +68,13 @@ func Parse(cfg *config.Config, in Input) Result {
 	c := plan.Command{Name: spec.Name, Text: text}
 	if spec.Mutates {
 		c.DryRun, _ = fs.GetBool("dry-run")
+		if fs.Changed("break-glass") {
+			reason, _ := fs.GetString("break-glass")
+			if reason = strings.TrimSpace(reason); reason == "" {
+				return usageReply(spec, `--break-glass needs the reason, e.g. --break-glass "prod is down, the fix is in"`)
+			}
+			c.BreakGlass = clipReason(reason)
+		}
 	}
 	if spec.parse != nil {
 		if err := spec.parse(p, fs, &c); err != nil {

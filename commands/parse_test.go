@@ -383,6 +383,7 @@ func FuzzParse(f *testing.F) {
 		"\u201c", "\u2019\u2019\u2019", "status\u00a0prod\u200b", "CONFIRM #CUOGLDSIKT", "IMPORT PROD --DRY-RUN", "--UNTIL=2H",
 		"deny @carol wrong person", "approve @bob", "deny #abc123 ask @carol", "@", "@@", "status @", "status",
 		"promote worker stg prod", "PROMOTE Worker STG PROD", "promote worker prod", "promote worker stg stg", "promote stg prod", "promote worker service stg prod",
+		`import prod --break-glass "prod is down"`, "import prod --break-glass", `import prod --break-glass=""`, "import prod —break-glass “fix”",
 		"release", "release prod ogr packit-service", "release worker --to ABCDEF1", "release ogr —to 1234567 --dry-run",
 		"release ogr --to", "release ogr --to=zzzzzzz", "release ogr service --to 1234567", "RELEASE OGR", "release “ogr”",
 		"images worker prod 1a2b3c4", "images worker sha256:" + fullDigest, "revert worker prod https://quay.io/packit/packit-worker@sha256:" + fullDigest,

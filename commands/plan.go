@@ -32,7 +32,61 @@ func BuildPlan(ctx context.Context, d Deps, caller plan.Caller, c plan.Command) 
 	if caller.User == "" {
 		return plan.Plan{}, unmapped(caller)
 	}
-	return spec.plan(ctx, d, caller, c)
+	// Inside a freeze window a change is refused before anything is read.
+	if err := frozen(d, c); err != nil {
+		return plan.Plan{}, err
+	}
+	p, err := spec.plan(ctx, d, caller, c)
+	if err != nil {
+		return plan.Plan{}, err
+	}
+	return freeze(d, c, p)
+}
+
+// frozen refuses a change to an env inside one of its freeze windows, with
+// the window's reason and end, unless it is a dry run or breaks the glass.
+func frozen(d Deps, c plan.Command) error {
+	e, ok := d.Config.Env(c.Env)
+	if !ok || c.DryRun || c.BreakGlass != "" {
+		return nil
+	}
+	f, in := e.FrozenAt(d.now())
+	if !in {
+		return nil
+	}
+	return userFail("%s is frozen until %s: %s. Nothing is changed there until then; `%s --break-glass REASON` asks for it anyway, with one approval more than %s's policy.",
+		e.Name, fmtFreezeTime(e, f.End), f.Reason, c.Text, e.Name)
+}
+
+// freeze applies the env's freeze window to a Plan that frozen let
+// through: one that breaks the glass (--break-glass REASON) needs one
+// approval more than the env's policy; a dry run says it would be refused.
+func freeze(d Deps, c plan.Command, p plan.Plan) (plan.Plan, error) {
+	e, ok := d.Config.Env(p.Env)
+	if !ok {
+		return p, nil
+	}
+	f, frozen := e.FrozenAt(d.now())
+	if !frozen {
+		return p, nil
+	}
+	window := fmt.Sprintf("%s is frozen until %s: %s.", e.Name, fmtFreezeTime(e, f.End), f.Reason)
+	switch {
+	case c.BreakGlass != "":
+		p.Policy.Approvals++
+		p.Notes = append(p.Notes, fmt.Sprintf("%s Breaking the glass (%q): one approval more than %s's policy.", window, c.BreakGlass, e.Name))
+	default:
+		p.Notes = append(p.Notes, window+" Inside the window this would be refused; `--break-glass REASON` asks for it with one approval more.")
+	}
+	return p, nil
+}
+
+// fmtFreezeTime is a window's end in the env's time zone.
+func fmtFreezeTime(e *config.Environment, t time.Time) string {
+	if loc, err := e.Location(); err == nil {
+		t = t.In(loc)
+	}
+	return t.Format("Mon 2006-01-02 15:04 MST")
 }
 
 // newPlan starts a Plan for env with the env's policy as it is now.

@@ -120,6 +120,7 @@ func (s Spec) newFlagSet() *pflag.FlagSet {
 	}
 	if s.Mutates {
 		fs.Bool("dry-run", false, "show the plan, change nothing")
+		fs.String("break-glass", "", "change the env inside a freeze window, saying `REASON`; needs one approval more")
 	}
 	return fs
 }

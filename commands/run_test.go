@@ -47,7 +47,8 @@ func TestRun(t *testing.T) {
 		{name: "help works unmapped", caller: stranger, input: "help revert", want: runWant{lines: []string{
 			"revert: pin the stream tag to an image from its history (oc tag --source=docker REPO@DIGEST)",
 			"revert SERVICE [ENV] DIGEST [--dry-run]",
-			"  --dry-run  show the plan, change nothing",
+			"  --dry-run             show the plan, change nothing",
+			"  --break-glass REASON  change the env inside a freeze window, saying REASON; needs one approval more",
 			"revert worker prod 1a2b3c4",
 			"stg: needs: confirm by requester, expires in 1h",
 			"prod: needs: confirm by requester, 1 approval by someone else, expires in 30m",

@@ -144,8 +144,10 @@ type Environment struct {
 	Approvals Approvals `json:"approvals,omitempty"`
 	// Schedule is an optional cron expression (robfig/cron) for scheduled imports.
 	Schedule string `json:"schedule,omitempty"`
-	// TimeZone of Schedule, an IANA name; default UTC.
+	// TimeZone of Schedule and Freeze, an IANA name; default UTC.
 	TimeZone string `json:"timeZone,omitempty"`
+	// Freeze are the env's freeze windows (freeze.go): no changes inside.
+	Freeze []FreezeWindow `json:"freeze,omitempty"`
 	// Channels, when set, restrict mutating commands for this env to these channels.
 	Channels []string `json:"channels,omitempty"`
 	// Channel is where the scheduled imports of this env are announced: the

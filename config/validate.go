@@ -118,6 +118,7 @@ func (c *Config) Validate() error {
 		if e.Schedule != "" {
 			validateSchedule(&ps, p+".schedule", e.Schedule)
 		}
+		validateFreeze(&ps, p, e.Freeze)
 		if e.TimeZone != "" {
 			if _, err := time.LoadLocation(e.TimeZone); err != nil || e.TimeZone == "Local" {
 				ps.add(p+".timeZone", "unknown time zone %q (want an IANA name such as UTC or Europe/Prague)", e.TimeZone)

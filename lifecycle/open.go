@@ -104,7 +104,12 @@ func (l *Lifecycle) Open(ctx context.Context, o Open) (Opened, error) {
 	if err != nil {
 		return Opened{Plan: p}, err
 	}
-	l.Audit(ctx, store.AuditEvent{RequestID: r.ID, Actor: o.Caller.User, Action: "plan", To: store.Planned, Env: p.Env, PlanHash: r.PlanHash, Outcome: o.Note})
+	outcome := o.Note
+	if c.BreakGlass != "" {
+		// inside a freeze window: the audit keeps why the glass was broken
+		outcome = strings.TrimSpace(outcome + " break-glass: " + c.BreakGlass)
+	}
+	l.Audit(ctx, store.AuditEvent{RequestID: r.ID, Actor: o.Caller.User, Action: "plan", To: store.Planned, Env: p.Env, PlanHash: r.PlanHash, Outcome: outcome})
 
 	next, action := store.Approved, "open"
 	switch scheduled := o.Caller.Platform == SchedulePlatform; {

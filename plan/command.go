@@ -14,6 +14,10 @@ type Command struct {
 	Services []string `json:"services,omitempty"`
 	// DryRun shows the Plan and changes nothing (mutating commands).
 	DryRun bool `json:"dryRun,omitempty"`
+	// BreakGlass (mutating commands, --break-glass REASON) asks for a
+	// change inside the env's freeze window, saying why: it then needs one
+	// approval more than the env's policy, and the audit records the reason.
+	BreakGlass string `json:"breakGlass,omitempty"`
 	// Digest (revert) is either a full "sha256:<64 hex>" or a bare hex prefix
 	// of at least 7 characters, resolved against the tag's history by
 	// BuildPlan.

@@ -31,7 +31,7 @@ func (s *Scheduler) Show(ctx context.Context, env string) (commands.Output, erro
 			continue
 		}
 		if e.Schedule == "" {
-			lines = append(lines, fmt.Sprintf("%-6s no scheduled import by deploybot (the tags' own scheduled import: %s)", e.Name, onOff(e.Scheduled)))
+			lines = append(lines, fmt.Sprintf("%-6s no scheduled import by deploybot (the tags' own scheduled import: %s)", e.Name, onOff(e.Scheduled))+freezeNote(e, s.now()))
 			continue
 		}
 		loc, err := e.Location()
@@ -52,7 +52,7 @@ func (s *Scheduler) Show(ctx context.Context, env string) (commands.Output, erro
 				line += " until " + p.Until.In(loc).Format("Mon 2006-01-02 15:04 MST")
 			}
 		}
-		line += s.notes(ctx, e, sched.Next(now))
+		line += s.notes(ctx, e, sched.Next(now)) + freezeNote(e, now)
 		lines = append(lines, line)
 	}
 	return commands.Output{Title: "Scheduled imports", Sections: []commands.Section{{Lines: lines, Pre: true}}}, nil
@@ -225,6 +225,18 @@ func (s *Scheduler) notes(ctx context.Context, env *config.Environment, next tim
 		notes = append(notes, "a missed run is only reported")
 	}
 	return "; " + strings.Join(notes, "; ")
+}
+
+// freezeNote adds to `schedule`'s line for env the freeze window it is in
+// or the next one.
+func freezeNote(env *config.Environment, now time.Time) string {
+	if f, ok := env.FrozenAt(now); ok {
+		return fmt.Sprintf("; FROZEN until %s (%s): runs are deferred to its end, changes refused without --break-glass", fmtTime(env, f.End), f.Reason)
+	}
+	if f, ok := env.NextFreeze(now); ok {
+		return fmt.Sprintf("; next freeze %s to %s (%s)", fmtTime(env, f.Start), fmtTime(env, f.End), f.Reason)
+	}
+	return ""
 }
 
 // runStateText says what became of a scheduled run, for "That scheduled run ...".

@@ -75,6 +75,10 @@ func (s *Scheduler) poll(ctx context.Context, env *config.Environment, now time.
 		}
 		return
 	}
+	if _, frozen := env.FrozenAt(now); frozen {
+		// Not looked at: the first poll after the window imports what came.
+		return
+	}
 	var news []string
 	var seen []store.ImageRecord
 	for i := range s.cfg.Services {

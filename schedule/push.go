@@ -177,9 +177,13 @@ func (s *Scheduler) actOnPush(ctx context.Context, env *config.Environment, chan
 	if err != nil {
 		return nil, err
 	}
-	if !env.Scheduled || paused {
+	f, frozen := env.FrozenAt(now)
+	if !env.Scheduled || paused || frozen {
 		var why string
-		if paused {
+		switch {
+		case frozen:
+			why = fmt.Sprintf("%s is frozen until %s (%s), so this push was not imported.", env.Name, fmtTime(env, f.End), f.Reason)
+		case paused:
 			why = fmt.Sprintf("The schedule of %s is paused by %s", env.Name, p.By)
 			if !p.Until.IsZero() {
 				why += " until " + fmtTime(env, p.Until)

@@ -174,12 +174,17 @@ func (s *Scheduler) Run(ctx context.Context) {
 	now := s.now()
 	// cursor: runs of each env up to this time are handled.
 	cursor := map[string]time.Time{}
+	// deferred: when each env's run that a freeze window held runs.
+	deferred := map[string]time.Time{}
 	headsUp := map[string]time.Time{} // the run each env's last heads-up was for
 	for _, e := range envs {
 		if e.env.Channel == nil {
 			s.log.Warn("scheduled imports are announced nowhere: set environments[].channel", "env", e.env.Name)
 		}
 		cursor[e.env.Name] = s.checkMissed(ctx, e, now)
+		if d := s.deferredRun(ctx, e, now); !d.IsZero() {
+			deferred[e.env.Name] = d
+		}
 	}
 	for {
 		now = s.now()
@@ -192,7 +197,11 @@ func (s *Scheduler) Run(ctx context.Context) {
 					break
 				}
 				if !now.Before(t) {
-					if err := s.runOccurrence(ctx, e, t); err != nil {
+					until, err := s.runOccurrence(ctx, e, t, "")
+					if until.After(deferred[name]) {
+						deferred[name] = until
+					}
+					if err != nil {
 						if ctx.Err() != nil {
 							return
 						}
@@ -204,7 +213,8 @@ func (s *Scheduler) Run(ctx context.Context) {
 					cursor[name] = t
 					continue
 				}
-				if lead := e.env.ScheduleHeadsUp.Duration; lead > 0 && !headsUp[name].Equal(t) {
+				_, frozen := e.env.FrozenAt(t) // a run a freeze defers gets no heads-up
+				if lead := e.env.ScheduleHeadsUp.Duration; lead > 0 && !headsUp[name].Equal(t) && !frozen {
 					if at := t.Add(-lead); now.Before(at) {
 						wake = earliest(wake, at)
 					} else {
@@ -214,6 +224,29 @@ func (s *Scheduler) Run(ctx context.Context) {
 				}
 				wake = earliest(wake, t)
 				break
+			}
+			if d := deferred[name]; !d.IsZero() {
+				if now.Before(d) {
+					wake = earliest(wake, d)
+					continue
+				}
+				// The window is over: the run it held happens now, once
+				// (its ID is the window's end), unless another window
+				// holds it on.
+				note := fmt.Sprintf("The freeze of %s is over: this is the scheduled import it held back.", name)
+				until, err := s.runOccurrence(ctx, e, d, note)
+				switch {
+				case err != nil && ctx.Err() != nil:
+					return
+				case err != nil:
+					s.log.Error("running a scheduled import a freeze held back; trying again", "env", name, "err", err, "in", retryAfter)
+					wake = earliest(wake, now.Add(retryAfter))
+				case until.After(d):
+					deferred[name] = until
+					wake = earliest(wake, until)
+				default:
+					delete(deferred, name)
+				}
 			}
 		}
 		if ctx.Err() != nil {
@@ -293,17 +326,29 @@ func (s *Scheduler) checkMissed(ctx context.Context, e scheduled, now time.Time)
 // run by another replica) it is missed if too late, recorded if paused, and
 // otherwise opened as a request. An error means the run was not claimed and
 // may be tried again.
-func (s *Scheduler) runOccurrence(ctx context.Context, e scheduled, t time.Time) error {
+//
+// A run inside a freeze window is deferred: it leaves a cancelled request
+// saying until when, is announced, and until is the window's end, when the
+// loop runs it (note says why then).
+func (s *Scheduler) runOccurrence(ctx context.Context, e scheduled, t time.Time, note string) (until time.Time, err error) {
 	if done, err := s.handled(ctx, e.env, t); done || err != nil {
-		return err
+		return time.Time{}, err
 	}
-	if s.now().Sub(t) > lateLimit(e.sched, t) {
+	if s.now().Sub(t) > lateLimit(e.sched, t) && note == "" {
 		s.reportMissed(ctx, e, []time.Time{t})
-		return nil
+		return time.Time{}, nil
+	}
+	if f, frozen := e.env.FrozenAt(t); frozen {
+		reason := fmt.Sprintf("%s%s is frozen until %s (%s); this run happens when the window ends.", frozenPrefix, e.env.Name, fmtTime(e.env, f.End), f.Reason)
+		ok, err := s.record(ctx, run{env: e.env, at: t, state: store.Cancelled, reason: reason, action: "schedule-frozen"})
+		if ok {
+			s.notify(ctx, e.env, s.runNotice(e.env, t, reason))
+		}
+		return f.End, err
 	}
 	p, paused, err := s.pausedAt(ctx, e.env, t)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	if paused {
 		reason := "Paused by " + p.By
@@ -315,10 +360,34 @@ func (s *Scheduler) runOccurrence(ctx context.Context, e scheduled, t time.Time)
 		if ok {
 			s.notify(ctx, e.env, s.runNotice(e.env, t, reason))
 		}
-		return err
+		return time.Time{}, err
 	}
-	_, err = s.open(ctx, e.env, t, "")
-	return err
+	_, err = s.open(ctx, e.env, t, note)
+	return time.Time{}, err
+}
+
+// frozenPrefix starts the reason of a run a freeze window deferred.
+const frozenPrefix = "Deferred by a freeze: "
+
+// deferredRun finds, at start-up, a run of env that a freeze window
+// deferred and that has not run yet (the replica that deferred it stopped,
+// or leadership moved): when it is due, or zero.
+func (s *Scheduler) deferredRun(ctx context.Context, e scheduled, now time.Time) time.Time {
+	var due time.Time
+	for _, t := range recentRuns(e.sched, now, lookbackRuns) {
+		f, frozen := e.env.FrozenAt(t)
+		if !frozen || !f.End.After(due) {
+			continue
+		}
+		r, err := s.store.Get(ctx, RunID(e.env.Name, t))
+		if err != nil || !strings.HasPrefix(r.Reason, frozenPrefix) {
+			continue
+		}
+		if done, err := s.handled(ctx, e.env, f.End); err == nil && !done {
+			due = f.End
+		}
+	}
+	return due
 }
 
 // handled reports whether env's run at t has its request already.

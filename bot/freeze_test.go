@@ -1,0 +1,97 @@
+package bot_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deploybot/deploybot/bot/terminal"
+	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/internal/poll"
+	"github.com/deploybot/deploybot/schedule"
+	"github.com/deploybot/deploybot/store"
+)
+
+// TestFreezeWindow: inside prod's freeze window every change is refused
+// with the window's reason and end, the scheduled run is deferred and
+// announced, and runs (once) when the window ends, announced again; a
+// change that breaks the glass needs one approval more than prod's
+// policy, and the audit keeps why.
+func TestFreezeWindow(t *testing.T) {
+	h := newSchedHarness(t, func(prod *config.Environment) {
+		// prod's run is Tuesday 02:00 UTC; the window is that whole day.
+		prod.Freeze = []config.FreezeWindow{{From: "2026-11-24", To: "2026-11-24", Reason: "release week"}}
+	})
+	b := h.replica("a", nil)
+	h.lead(b)
+	h.idle(2)
+	if got := h.say(b, "alice", "schedule prod"); !strings.Contains(got, "next freeze Tue 2026-11-24 00:00 UTC to Wed 2026-11-25 00:00 UTC (release week)") {
+		t.Errorf("schedule before the window: %q", got)
+	}
+
+	h.clock.Set(h.run)
+	r := h.waitState(schedule.RunID("prod", h.run), store.Cancelled)
+	const frozen = "prod is frozen until Wed 2026-11-25 00:00 UTC (release week)"
+	if !strings.HasPrefix(r.Reason, "Deferred by a freeze: "+frozen+"; this run happens when the window ends.") {
+		t.Errorf("the run inside the window: %q", r.Reason)
+	}
+	poll.Until(t, 20*time.Second, "the deferral's notice", func() (bool, string) {
+		return h.announced("Deferred by a freeze") == 1, strings.Join(h.announcements(), "\n")
+	})
+	if n := h.announced("Heads-up"); n != 0 {
+		t.Errorf("%d heads-ups for a run the freeze defers", n)
+	}
+
+	for _, cmd := range []string{"import prod", "revert worker prod a67e8e3", "track worker prod", "undo service prod", "promote worker stg prod"} {
+		before := h.platform.count()
+		got := h.say(b, "alice", cmd)
+		if !strings.Contains(got, "prod is frozen until Wed 2026-11-25 00:00 UTC: release week.") || !strings.Contains(got, "--break-glass REASON") || h.platform.count() != before {
+			t.Errorf("%s inside the window: %q (%d posts)", cmd, got, h.platform.count()-before)
+		}
+	}
+	if got := h.say(b, "alice", "schedule prod"); !strings.Contains(got, "FROZEN until Wed 2026-11-25 00:00 UTC (release week)") {
+		t.Errorf("schedule inside the window: %q", got)
+	}
+	if got := h.say(b, "alice", `import prod --break-glass "  "`); !strings.Contains(got, "--break-glass needs the reason") {
+		t.Errorf("break-glass without a reason: %q", got)
+	}
+
+	// Breaking the glass: prod's one approval, and one more.
+	before := h.platform.count()
+	if got := h.say(b, "alice", `import prod worker --break-glass "the worker leaks memory, the fix is in"`); got != "" {
+		t.Fatalf("break-glass: %q", got)
+	}
+	post, ok := h.platform.post(before)
+	if !ok {
+		t.Fatal("break-glass opened no request")
+	}
+	text := strings.Join(terminal.Render(post.Output), "\n")
+	if !strings.Contains(text, `Breaking the glass ("the worker leaks memory, the fix is in"): one approval more than prod's policy.`) ||
+		!strings.Contains(text, "needs: confirm by requester, 2 approvals by others") || !strings.Contains(text, "Approvals: 0 of 2") {
+		t.Errorf("the break-glass request:\n%s", text)
+	}
+	events, err := h.store.Audit(context.Background(), 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range events {
+		found = found || e.RequestID == post.RequestID && e.Action == "plan" && strings.Contains(e.Outcome, "break-glass: the worker leaks memory, the fix is in")
+	}
+	if !found {
+		t.Errorf("no audit event records the break-glass reason: %+v", events)
+	}
+	h.say(b, "alice", "cancel #"+post.RequestID)
+
+	// The window ends: the deferred run happens, once, announced.
+	end := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	h.clock.Set(end)
+	h.waitState(schedule.RunID("prod", end), store.AwaitingApproval)
+	poll.Until(t, 20*time.Second, "the notice that the freeze is over", func() (bool, string) {
+		return h.announced("The freeze of prod is over: this is the scheduled import it held back.") == 1, strings.Join(h.announcements(), "\n")
+	})
+	if got := h.say(b, "alice", "import prod --dry-run"); strings.Contains(got, "frozen") {
+		t.Errorf("after the window: %q", got)
+	}
+}
