@@ -15,7 +15,8 @@ import (
 
 // TestFreezeWindow: inside prod's freeze window every change is refused
 // with the window's reason and end, the scheduled run is deferred and
-// announced, and runs (once) when the window ends, announced again; a
+// announced, and runs (once) when the window ends, announced again, by
+// the leader of then (which finds the deferred run in the store); a
 // change that breaks the glass needs one approval more than prod's
 // policy, and the audit keeps why.
 func TestFreezeWindow(t *testing.T) {
@@ -24,7 +25,7 @@ func TestFreezeWindow(t *testing.T) {
 		prod.Freeze = []config.FreezeWindow{{From: "2026-11-24", To: "2026-11-24", Reason: "release week"}}
 	})
 	b := h.replica("a", nil)
-	h.lead(b)
+	stopA := h.lead(b)
 	h.idle(2)
 	if got := h.say(b, "alice", "schedule prod"); !strings.Contains(got, "next freeze Tue 2026-11-24 00:00 UTC to Wed 2026-11-25 00:00 UTC (release week)") {
 		t.Errorf("schedule before the window: %q", got)
@@ -84,7 +85,11 @@ func TestFreezeWindow(t *testing.T) {
 	}
 	h.say(b, "alice", "cancel #"+post.RequestID)
 
-	// The window ends: the deferred run happens, once, announced.
+	// Leadership moves to replica b, which finds the deferred run in the
+	// store; the window ends: the run happens, once, announced.
+	stopA()
+	h.lead(h.replica("b", nil))
+	h.idle(2)
 	end := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
 	h.clock.Set(end)
 	h.waitState(schedule.RunID("prod", end), store.AwaitingApproval)
