@@ -159,8 +159,12 @@ func planPromote(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (pl
 		t.Changes = whatChanged(ctx, d, to, s, t.From, t.To)
 	}
 	p.Targets = []plan.Target{t}
-	p.Notes = append([]string{fmt.Sprintf("Promotes what %s runs: %s on %d workloads, every pod Ready for %s (at least %s asked).",
-		from.Name, plan.ShortDigest(digest), len(ws), coarse(healthy), fmtDuration(need))},
+	workloads := fmt.Sprintf("%d workloads", len(ws))
+	if len(ws) == 1 {
+		workloads = "1 workload"
+	}
+	p.Notes = append([]string{fmt.Sprintf("Promotes what %s runs: %s on %s, every pod Ready for %s (at least %s asked).",
+		from.Name, plan.ShortDigest(digest), workloads, coarse(healthy), fmtDuration(need))},
 		pinNotes(t, toTag, to, s)...)
 	p.Access = planAccess(p)
 	return p, nil
