@@ -100,3 +100,43 @@ func TestFreezeWindow(t *testing.T) {
 		t.Errorf("after the window: %q", got)
 	}
 }
+
+// TestFreezeBeginsMeanwhile: a request opened before a window is not
+// confirmed inside it (the reply says so, not that the cluster changed),
+// and a run no replica was up for, inside the window, is deferred to its
+// end like any other.
+func TestFreezeBeginsMeanwhile(t *testing.T) {
+	h := newSchedHarness(t, func(prod *config.Environment) {
+		prod.Freeze = []config.FreezeWindow{{From: "2026-11-24", To: "2026-11-24", Reason: "release week"}}
+	})
+	b := h.replica("a", nil)
+	h.clock.Set(time.Date(2026, 11, 23, 23, 50, 0, 0, time.UTC))
+	before := h.platform.count()
+	if got := h.say(b, "alice", "import prod worker"); got != "" {
+		t.Fatalf("import before the window: %q", got)
+	}
+	post, ok := h.platform.post(before)
+	if !ok {
+		t.Fatal("no request opened before the window")
+	}
+	h.clock.Set(time.Date(2026, 11, 24, 0, 30, 0, 0, time.UTC))
+	if got := h.say(b, "alice", "confirm #"+post.RequestID); !strings.Contains(got, "#"+post.RequestID+" cannot go ahead now: prod is frozen until Wed 2026-11-25 00:00 UTC: release week.") {
+		t.Errorf("confirm inside the window: %q", got)
+	}
+	h.say(b, "alice", "cancel #"+post.RequestID)
+
+	// Nobody leads at 02:00; at 03:00 a leader comes up and finds the run.
+	h.clock.Set(h.run.Add(time.Hour))
+	h.lead(b)
+	r := h.waitState(schedule.RunID("prod", h.run), store.Cancelled)
+	if !strings.HasPrefix(r.Reason, "Deferred by a freeze: prod is frozen until Wed 2026-11-25 00:00 UTC") {
+		t.Errorf("the run no replica was up for: %q", r.Reason)
+	}
+	h.idle(2)
+	end := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	h.clock.Set(end)
+	h.waitState(schedule.RunID("prod", end), store.AwaitingApproval)
+	if n := h.announced("Deferred by a freeze"); n != 1 {
+		t.Errorf("%d deferral notices, want 1", n)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // revisionAnnotation is where the Deployment controller records a
@@ -211,8 +212,10 @@ func templateImages(t *corev1.PodTemplateSpec) map[string]string {
 // ReadySince returns since when every pod of a Deployment or StatefulSet
 // has been Ready: the latest Ready transition among its pods, as kubelet
 // records it. ready is the number of its pods that are Ready now and pods
-// how many it has (terminating ones left out); since is zero unless all
-// are. promote asks it of the env an image is promoted from.
+// how many it has: those of its current revision's ReplicaSet (a
+// Deployment) or its own (a StatefulSet), not terminating, evicted or
+// finished; since is zero unless all are. promote asks it of the env an
+// image is promoted from.
 func (s *Set) ReadySince(ctx context.Context, env, kind, name string) (since time.Time, ready, pods int, err error) {
 	c, err := s.Env(env)
 	if err != nil {
@@ -222,7 +225,10 @@ func (s *Set) ReadySince(ctx context.Context, env, kind, name string) (since tim
 	if err != nil {
 		return time.Time{}, 0, 0, err
 	}
+	// The workload's own pods: owned by its current ReplicaSet (a
+	// Deployment) or by it (a StatefulSet), found by its selector.
 	var sel *metav1.LabelSelector
+	owners := map[types.UID]bool{}
 	switch kind {
 	case plan.KindDeployment:
 		d, err := c.Kube.AppsV1().Deployments(c.Namespace).Get(ctx, name, metav1.GetOptions{})
@@ -230,12 +236,27 @@ func (s *Set) ReadySince(ctx context.Context, env, kind, name string) (since tim
 			return time.Time{}, 0, 0, fmt.Errorf("reading deployment %s: %w", name, err)
 		}
 		sel = d.Spec.Selector
+		selector, err := metav1.LabelSelectorAsSelector(sel)
+		if err != nil {
+			return time.Time{}, 0, 0, fmt.Errorf("reading the pod selector of deployment/%s: %w", name, err)
+		}
+		rss, err := c.Kube.AppsV1().ReplicaSets(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
+		if err != nil {
+			return time.Time{}, 0, 0, fmt.Errorf("listing the replicasets of deployment/%s: %w", name, err)
+		}
+		for i := range rss.Items {
+			rs := &rss.Items[i]
+			if ref := metav1.GetControllerOf(rs); ref != nil && ref.UID == d.UID && rs.Annotations[revisionAnnotation] == d.Annotations[revisionAnnotation] {
+				owners[rs.UID] = true
+			}
+		}
 	default:
 		sts, err := c.Kube.AppsV1().StatefulSets(c.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return time.Time{}, 0, 0, fmt.Errorf("reading statefulset %s: %w", name, err)
 		}
 		sel = sts.Spec.Selector
+		owners[sts.UID] = true
 	}
 	selector, err := metav1.LabelSelectorAsSelector(sel)
 	if err != nil {
@@ -247,7 +268,9 @@ func (s *Set) ReadySince(ctx context.Context, env, kind, name string) (since tim
 	}
 	for i := range list.Items {
 		p := &list.Items[i]
-		if p.DeletionTimestamp != nil {
+		ref := metav1.GetControllerOf(p)
+		if p.DeletionTimestamp != nil || ref == nil || !owners[ref.UID] ||
+			p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed { // an evicted pod stays until collected
 			continue
 		}
 		pods++

@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/deploybot/deploybot/cluster"
 )
@@ -135,28 +136,44 @@ func TestWorkloadRolloutState(t *testing.T) {
 }
 
 // TestReadySince: since when every pod of a workload has been Ready is the
-// latest Ready transition among them, as kubelet records it; a pod not
-// Ready makes it zero, and terminating pods do not count.
+// latest Ready transition among its own pods (of its current ReplicaSet,
+// or of the StatefulSet), as kubelet records it; a pod not Ready makes it
+// zero, and terminating, evicted and other owners' pods do not count.
 func TestReadySince(t *testing.T) {
 	t1, t2 := metav1.NewTime(testNow.Add(-3*time.Hour)), metav1.NewTime(testNow.Add(-20*time.Minute))
-	pod := func(name, app string, ready corev1.ConditionStatus, at metav1.Time, terminating bool) *corev1.Pod {
+	controller := func(kind, name string, uid types.UID) []metav1.OwnerReference {
+		yes := true
+		return []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: kind, Name: name, UID: uid, Controller: &yes}}
+	}
+	pod := func(name, app string, owner []metav1.OwnerReference, ready corev1.ConditionStatus, at metav1.Time, phase corev1.PodPhase, terminating bool) *corev1.Pod {
 		p := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNS, Labels: map[string]string{"app": app}},
-			Status:     corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: ready, LastTransitionTime: at}}},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNS, Labels: map[string]string{"app": app}, OwnerReferences: owner},
+			Status:     corev1.PodStatus{Phase: phase, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: ready, LastTransitionTime: at}}},
 		}
 		if terminating {
 			p.DeletionTimestamp = &t2
 		}
 		return p
 	}
+	web := deployment("web", "x", 2, nil)
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: testNS, UID: "uid-rs-web-1",
+		Labels: map[string]string{"app": "web"}, OwnerReferences: controller("Deployment", "web", web.UID)}}
+	old := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: "web-0", Namespace: testNS, UID: "uid-rs-web-0",
+		Labels: map[string]string{"app": "web"}, Annotations: map[string]string{"deployment.kubernetes.io/revision": "1"},
+		OwnerReferences: controller("Deployment", "web", web.UID)}}
+	worker := statefulSet("worker", "x", 3, "r1", nil)
+	byRS, byOld, bySts, byJob := controller("ReplicaSet", "web-1", rs.UID), controller("ReplicaSet", "web-0", old.UID),
+		controller("StatefulSet", "worker", worker.UID), controller("Job", "migrate", "uid-job")
 	f := newFixture(t, []runtime.Object{
-		deployment("web", "x", 2, nil), statefulSet("worker", "x", 3, "r1", nil),
-		pod("web-a", "web", corev1.ConditionTrue, t1, false),
-		pod("web-b", "web", corev1.ConditionTrue, t2, false),
-		pod("web-old", "web", corev1.ConditionFalse, t1, true),
-		pod("worker-0", "worker", corev1.ConditionTrue, t1, false),
-		pod("worker-1", "worker", corev1.ConditionFalse, t2, false),
-		pod("other", "other", corev1.ConditionTrue, t1, false),
+		web, rs, old, worker,
+		pod("web-a", "web", byRS, corev1.ConditionTrue, t1, corev1.PodRunning, false),
+		pod("web-b", "web", byRS, corev1.ConditionTrue, t2, corev1.PodRunning, false),
+		pod("web-terminating", "web", byRS, corev1.ConditionFalse, t1, corev1.PodRunning, true),
+		pod("web-evicted", "web", byRS, corev1.ConditionFalse, t1, corev1.PodFailed, false),
+		pod("web-old", "web", byOld, corev1.ConditionFalse, t1, corev1.PodRunning, false),
+		pod("web-job", "web", byJob, corev1.ConditionFalse, t1, corev1.PodRunning, false),
+		pod("worker-0", "worker", bySts, corev1.ConditionTrue, t1, corev1.PodRunning, false),
+		pod("worker-1", "worker", bySts, corev1.ConditionFalse, t2, corev1.PodRunning, false),
 	}, nil)
 	ctx := context.Background()
 	since, ready, pods, err := f.set.ReadySince(ctx, testEnv, "deploy", "web")

@@ -59,24 +59,32 @@ func frozen(d Deps, c plan.Command) error {
 }
 
 // freeze applies the env's freeze window to a Plan that frozen let
-// through: one that breaks the glass (--break-glass REASON) needs one
-// approval more than the env's policy; a dry run says it would be refused.
+// through. One that breaks the glass (--break-glass REASON) needs one
+// approval more than the env's policy — also outside a window, so that a
+// request opened inside one and approved after it still binds to what it
+// was opened with. A dry run says it would be refused; a window that began
+// while the Plan was being read refuses it.
 func freeze(d Deps, c plan.Command, p plan.Plan) (plan.Plan, error) {
 	e, ok := d.Config.Env(p.Env)
 	if !ok {
 		return p, nil
 	}
-	f, frozen := e.FrozenAt(d.now())
-	if !frozen {
-		return p, nil
+	f, inWindow := e.FrozenAt(d.now())
+	window := ""
+	if inWindow {
+		window = fmt.Sprintf("%s is frozen until %s: %s. ", e.Name, fmtFreezeTime(e, f.End), f.Reason)
 	}
-	window := fmt.Sprintf("%s is frozen until %s: %s.", e.Name, fmtFreezeTime(e, f.End), f.Reason)
 	switch {
 	case c.BreakGlass != "":
 		p.Policy.Approvals++
-		p.Notes = append(p.Notes, fmt.Sprintf("%s Breaking the glass (%q): one approval more than %s's policy.", window, c.BreakGlass, e.Name))
+		p.Notes = append(p.Notes, fmt.Sprintf("%sBreaking the glass (%q): one approval more than %s's policy.", window, c.BreakGlass, e.Name))
+	case !inWindow:
+	case c.DryRun:
+		p.Notes = append(p.Notes, window+"Inside the window this would be refused; `--break-glass REASON` asks for it with one approval more.")
 	default:
-		p.Notes = append(p.Notes, window+" Inside the window this would be refused; `--break-glass REASON` asks for it with one approval more.")
+		if err := frozen(d, c); err != nil {
+			return plan.Plan{}, err
+		}
 	}
 	return p, nil
 }

@@ -39,14 +39,30 @@ const freezeDate = "2006-01-02"
 // few weeks is a one-off one, written with From and To.
 const maxFreeze = 31 * 24 * time.Hour
 
-// FrozenAt returns the freeze window the environment is in at t, if any;
-// of overlapping ones, the one that ends last. Windows the config
-// validation would refuse are skipped.
+// maxDateFreeze bounds a one-off window.
+const maxDateFreeze = 366 * 24 * time.Hour
+
+// FrozenAt returns the freeze window the environment is in at t, if any:
+// of overlapping ones, the one that ends last, and a window that another
+// one continues (holidays running into a weekend) until the last of them
+// ends. Windows the config validation would refuse are skipped.
 func (e *Environment) FrozenAt(t time.Time) (Freeze, bool) {
 	loc, err := e.Location()
 	if err != nil {
 		return Freeze{}, false
 	}
+	out, found := e.frozenOnce(t, loc)
+	for i := 0; found && i < 50; i++ {
+		next, ok := e.frozenOnce(out.End, loc)
+		if !ok || !next.End.After(out.End) {
+			break
+		}
+		out.End = next.End
+	}
+	return out, found
+}
+
+func (e *Environment) frozenOnce(t time.Time, loc *time.Location) (Freeze, bool) {
 	var out Freeze
 	found := false
 	for _, w := range e.Freeze {
@@ -58,39 +74,45 @@ func (e *Environment) FrozenAt(t time.Time) (Freeze, bool) {
 	return out, found
 }
 
-// at reports whether the window holds t, and from when until when.
+// at reports whether the window holds t, and from when until when. A
+// recurring window's Duration is wall-clock time in the env's zone:
+// "Friday 15:00 for 64h" ends Monday 07:00 on a weekend the clocks change,
+// too. (A start in the hour a spring change skips does not happen that
+// day: robfig/cron skips it.)
 func (w FreezeWindow) at(t time.Time, loc *time.Location) (Freeze, bool) {
 	if w.Cron != "" {
 		s, err := w.schedule(loc)
 		if err != nil || w.Duration.Duration <= 0 {
 			return Freeze{}, false
 		}
-		// The latest start at or before t is the first after t-Duration,
-		// if it is not after t.
-		start := s.Next(t.Add(-w.Duration.Duration - time.Nanosecond))
-		if start.IsZero() || start.After(t) {
-			return Freeze{}, false
-		}
-		// Windows of a schedule may overlap or touch: follow them to the
-		// end of the last one that holds on.
-		first, end := start, start.Add(w.Duration.Duration)
-		for i := 0; i < 100; i++ {
-			next := s.Next(start)
-			if next.IsZero() || next.After(end) {
-				break
+		// Starts from a little more than Duration before t, so that a
+		// clock change inside the window does not hide its start.
+		var out Freeze
+		found := false
+		start := s.Next(t.Add(-w.Duration.Duration - 2*time.Hour))
+		for i := 0; i < 1000 && !start.IsZero() && !start.After(t); i++ {
+			if end := wallAdd(start, w.Duration.Duration, loc); t.Before(end) {
+				out, found = Freeze{Reason: w.Reason, Start: start, End: end}, true
 			}
-			start, end = next, next.Add(w.Duration.Duration)
+			start = s.Next(start)
 		}
-		if !t.Before(end) {
-			return Freeze{}, false
-		}
-		return Freeze{Reason: w.Reason, Start: first, End: end}, true
+		return out, found
 	}
 	from, to, err := w.days(loc)
 	if err != nil || t.Before(from) || !t.Before(to) {
 		return Freeze{}, false
 	}
 	return Freeze{Reason: w.Reason, Start: from, End: to}, true
+}
+
+// wallAdd adds d to t as a wall clock in loc would: across a change of the
+// clocks, the hours the change adds or takes are not counted.
+func wallAdd(t time.Time, d time.Duration, loc *time.Location) time.Time {
+	lt := t.In(loc)
+	end := lt.Add(d)
+	_, before := lt.Zone()
+	_, after := end.Zone()
+	return end.Add(time.Duration(before-after) * time.Second)
 }
 
 func (w FreezeWindow) schedule(loc *time.Location) (cron.Schedule, error) {
@@ -138,7 +160,7 @@ func (e *Environment) NextFreeze(t time.Time) (Freeze, bool) {
 			if start.IsZero() || start.After(t.AddDate(1, 0, 0)) {
 				continue
 			}
-			f = Freeze{Reason: w.Reason, Start: start, End: start.Add(w.Duration.Duration)}
+			f = Freeze{Reason: w.Reason, Start: start, End: wallAdd(start, w.Duration.Duration, loc)}
 		default:
 			from, to, err := w.days(loc)
 			if err != nil || !from.After(t) {
@@ -167,11 +189,20 @@ func validateFreeze(ps *problems, path string, ws []FreezeWindow) {
 			if _, err := cron.ParseStandard(w.Cron); err != nil {
 				ps.add(p+".cron", "%q is not a cron expression (5 fields, e.g. \"0 15 * * 5\"): %v", w.Cron, err)
 			}
+			s, err := cron.ParseStandard(w.Cron)
+			gap := time.Duration(0)
+			if err == nil {
+				gap = ScheduleGap(s, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+			}
 			switch d := w.Duration.Duration; {
 			case d <= 0:
 				ps.add(p+".duration", "required with cron: how long each window lasts, e.g. 64h")
 			case d > maxFreeze:
 				ps.add(p+".duration", "%s is longer than %s; write a long freeze as from and to dates", d, maxFreeze)
+			case d%time.Minute != 0:
+				ps.add(p+".duration", "%s is not whole minutes", d)
+			case gap > 0 && d >= gap:
+				ps.add(p+".duration", "%s is at least the time between two starts of %q (%s): the windows would run into one that never ends", d, w.Cron, gap)
 			}
 		case w.From != "" || w.To != "":
 			from, errFrom := time.Parse(freezeDate, w.From)
@@ -182,8 +213,12 @@ func validateFreeze(ps *problems, path string, ws []FreezeWindow) {
 			if errTo != nil {
 				ps.add(p+".to", "%q is not a date YYYY-MM-DD", w.To)
 			}
-			if errFrom == nil && errTo == nil && to.Before(from) {
+			switch {
+			case errFrom != nil || errTo != nil:
+			case to.Before(from):
 				ps.add(p+".to", "%s is before from %s", w.To, w.From)
+			case to.Sub(from) > maxDateFreeze:
+				ps.add(p+".to", "%s to %s is more than a year; a freeze that long is a typo, or no deploys at all", w.From, w.To)
 			}
 			if w.Duration.Duration != 0 {
 				ps.add(p+".duration", "only with cron; from and to are whole days")

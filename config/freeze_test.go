@@ -93,3 +93,56 @@ services:
 		t.Errorf("%d problems, want %d:\n  %s", len(got), len(want), strings.Join(got, "\n  "))
 	}
 }
+
+// TestFrozenAtAcrossClockChanges: a recurring window's duration is
+// wall-clock time, so "Friday 15:00 for 64h" ends Monday 07:00 on the
+// weekends the clocks change too; and a window another one continues ends
+// when the last of them does.
+func TestFrozenAtAcrossClockChanges(t *testing.T) {
+	prague, err := time.LoadLocation("Europe/Prague")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(s string) time.Time {
+		v, err := time.ParseInLocation("2006-01-02 15:04", s, prague)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	e := &Environment{Name: "prod", TimeZone: "Europe/Prague", Freeze: []FreezeWindow{
+		{Cron: "0 15 * * 5", Duration: Duration{64 * time.Hour}, Reason: "weekend"},
+	}}
+	for _, tc := range []struct {
+		at     string
+		frozen bool
+	}{
+		{"2026-03-30 06:59", true}, {"2026-03-30 07:00", false}, // spring forward on Sunday 03-29
+		{"2026-10-26 06:30", true}, {"2026-10-26 07:00", false}, // fall back on Sunday 10-25
+	} {
+		f, ok := e.FrozenAt(at(tc.at))
+		if ok != tc.frozen || ok && !f.End.Equal(at(tc.at[:10]+" 07:00")) {
+			t.Errorf("%s: %+v, %v; want frozen %v until 07:00", tc.at, f, ok, tc.frozen)
+		}
+	}
+
+	chained := &Environment{Name: "prod", Freeze: []FreezeWindow{
+		{From: "2026-12-28", To: "2027-01-01", Reason: "holidays"},                   // until Saturday 00:00 UTC
+		{Cron: "0 0 * * 6", Duration: Duration{48 * time.Hour}, Reason: "weekend"}, // Saturday and Sunday
+	}}
+	f, ok := chained.FrozenAt(time.Date(2027, 1, 1, 12, 0, 0, 0, time.UTC))
+	if !ok || f.Reason != "holidays" || !f.End.Equal(time.Date(2027, 1, 4, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("holidays into a weekend: %+v, %v; want frozen until Monday 2027-01-04", f, ok)
+	}
+
+	for _, tc := range []struct{ yaml, want string }{
+		{`{cron: "0 2 * * *", duration: 24h, reason: x}`, "the windows would run into one that never ends"},
+		{`{cron: "0 15 * * 5", duration: 64h30s, reason: x}`, "is not whole minutes"},
+		{`{from: "2026-12-23", to: "2072-01-02", reason: x}`, "is more than a year"},
+	} {
+		got := snippetProblems(t, "environments:\n  - name: prod\n    namespace: p\n    freeze:\n      - "+tc.yaml+"\nservices:\n  - {name: web, repository: quay.io/x/web}\n")
+		if len(got) != 1 || !strings.Contains(got[0], tc.want) {
+			t.Errorf("%s: %q, want one problem with %q", tc.yaml, got, tc.want)
+		}
+	}
+}

@@ -140,6 +140,12 @@ func (l *Lifecycle) afterRelease(ctx context.Context, r *store.Request, result p
 	}
 	c := plan.Command{Name: "import", Env: r.Plan.Env, Services: built,
 		Text: "import " + r.Plan.Env + " " + strings.Join(built, " ")}
+	if r.Intent != nil && r.Intent.BreakGlass != "" {
+		// a release that broke the glass: its import does too, and needs
+		// the extra approval as well
+		c.BreakGlass = r.Intent.BreakGlass
+		c.Text += fmt.Sprintf(" --break-glass %q", c.BreakGlass)
+	}
 	platform := r.Requester.Platform
 	if platform == SchedulePlatform {
 		platform = ""

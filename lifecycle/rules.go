@@ -175,6 +175,10 @@ func checkPlan(r *store.Request, currentPlanHash string) error {
 		}
 		why := ""
 		if reason, ok := strings.CutPrefix(currentPlanHash, "changed: "); ok {
+			if strings.Contains(reason, " is frozen until ") {
+				// not a change of the cluster: the env's freeze began
+				return refuse(r.ID, RefusedPlanChanged, "#%s cannot go ahead now: %s", r.ID, reason)
+			}
 			why = " (" + reason + ")"
 		}
 		return refuse(r.ID, RefusedPlanChanged, "%s changed since #%s was planned%s; run the command again", what, r.ID, why)

@@ -230,8 +230,12 @@ func (s *Scheduler) notes(ctx context.Context, env *config.Environment, next tim
 // freezeNote adds to `schedule`'s line for env the freeze window it is in
 // or the next one.
 func freezeNote(env *config.Environment, now time.Time) string {
+	openshift := ""
+	if !env.Kubernetes() && env.Scheduled {
+		openshift = ", but OpenShift's own scheduled import of the tags (importPolicy.scheduled) goes on"
+	}
 	if f, ok := env.FrozenAt(now); ok {
-		return fmt.Sprintf("; FROZEN until %s (%s): runs are deferred to its end, changes refused without --break-glass", fmtTime(env, f.End), f.Reason)
+		return fmt.Sprintf("; FROZEN until %s (%s): runs are deferred to its end, changes refused without --break-glass%s", fmtTime(env, f.End), f.Reason, openshift)
 	}
 	if f, ok := env.NextFreeze(now); ok {
 		return fmt.Sprintf("; next freeze %s to %s (%s)", fmtTime(env, f.Start), fmtTime(env, f.End), f.Reason)

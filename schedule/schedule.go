@@ -304,6 +304,17 @@ func (s *Scheduler) checkMissed(ctx context.Context, e scheduled, now time.Time)
 	var missed []time.Time
 	for _, t := range runs {
 		_, err := s.store.Get(ctx, RunID(e.env.Name, t))
+		if errors.Is(err, store.ErrNotFound) {
+			if f, frozen := e.env.FrozenAt(t); frozen && f.End.After(now) {
+				// No replica was up for it, but the freeze that holds
+				// now held it anyway: deferred, as if one had been
+				// (deferredRun runs it at the window's end).
+				if _, derr := s.deferRun(ctx, e.env, t, f); derr != nil {
+					s.log.Error("recording a scheduled run a freeze held back", "env", e.env.Name, "err", derr)
+				}
+				continue
+			}
+		}
 		if err == nil {
 			if len(missed) > 0 {
 				s.reportMissed(ctx, e, missed)
@@ -334,17 +345,12 @@ func (s *Scheduler) runOccurrence(ctx context.Context, e scheduled, t time.Time,
 	if done, err := s.handled(ctx, e.env, t); done || err != nil {
 		return time.Time{}, err
 	}
+	if f, frozen := e.env.FrozenAt(t); frozen {
+		return s.deferRun(ctx, e.env, t, f)
+	}
 	if s.now().Sub(t) > lateLimit(e.sched, t) && note == "" {
 		s.reportMissed(ctx, e, []time.Time{t})
 		return time.Time{}, nil
-	}
-	if f, frozen := e.env.FrozenAt(t); frozen {
-		reason := fmt.Sprintf("%s%s is frozen until %s (%s); this run happens when the window ends.", frozenPrefix, e.env.Name, fmtTime(e.env, f.End), f.Reason)
-		ok, err := s.record(ctx, run{env: e.env, at: t, state: store.Cancelled, reason: reason, action: "schedule-frozen"})
-		if ok {
-			s.notify(ctx, e.env, s.runNotice(e.env, t, reason))
-		}
-		return f.End, err
 	}
 	p, paused, err := s.pausedAt(ctx, e.env, t)
 	if err != nil {
@@ -364,6 +370,20 @@ func (s *Scheduler) runOccurrence(ctx context.Context, e scheduled, t time.Time,
 	}
 	_, err = s.open(ctx, e.env, t, note)
 	return time.Time{}, err
+}
+
+// deferRun records env's run at t, inside freeze window f, as deferred to
+// the window's end, and announces that once per window (a schedule every
+// 15 minutes over a weekend is one notice, not 256).
+func (s *Scheduler) deferRun(ctx context.Context, env *config.Environment, t time.Time, f config.Freeze) (time.Time, error) {
+	reason := fmt.Sprintf("%s%s is frozen until %s (%s); this run happens when the window ends.", frozenPrefix, env.Name, fmtTime(env, f.End), f.Reason)
+	ok, err := s.record(ctx, run{env: env, at: t, state: store.Cancelled, reason: reason, action: "schedule-frozen"})
+	if ok {
+		if first, oerr := s.store.Once(ctx, "freeze-notice/"+env.Name+"/"+f.End.UTC().Format(time.RFC3339), f.End.Sub(s.now())+24*time.Hour); oerr != nil || first {
+			s.notify(ctx, env, s.runNotice(env, t, reason))
+		}
+	}
+	return f.End, err
 }
 
 // frozenPrefix starts the reason of a run a freeze window deferred.
