@@ -127,7 +127,7 @@ func TestFrozenAtAcrossClockChanges(t *testing.T) {
 	}
 
 	chained := &Environment{Name: "prod", Freeze: []FreezeWindow{
-		{From: "2026-12-28", To: "2027-01-01", Reason: "holidays"},                   // until Saturday 00:00 UTC
+		{From: "2026-12-28", To: "2027-01-01", Reason: "holidays"},                 // until Saturday 00:00 UTC
 		{Cron: "0 0 * * 6", Duration: Duration{48 * time.Hour}, Reason: "weekend"}, // Saturday and Sunday
 	}}
 	f, ok := chained.FrozenAt(time.Date(2027, 1, 1, 12, 0, 0, 0, time.UTC))
