@@ -624,11 +624,17 @@ func newShopBot(t *testing.T, cp *controlplane.ControlPlane, cfg *config.Config,
 // the ID of the request it opened, if any (its message is the answer then).
 func (sb *shopBot) say(ctx context.Context, t *testing.T, text string) (reply, requestID string) {
 	t.Helper()
+	return sb.sayIn(ctx, t, kubeUser, kubeChan, text)
+}
+
+// sayIn is say as user in channel.
+func (sb *shopBot) sayIn(ctx context.Context, t *testing.T, user, channel, text string) (reply, requestID string) {
+	t.Helper()
 	before := sb.chat.postCount()
 	var resp repReplies
-	req := bot.Request{Platform: terminal.Name, User: bot.ChatUser{ID: kubeUser, Name: kubeUser}, Channel: kubeChan, Text: text}
+	req := bot.Request{Platform: terminal.Name, User: bot.ChatUser{ID: user, Name: user}, Channel: channel, Text: text}
 	if err := sb.b.Handle(ctx, req, &resp); err != nil {
-		t.Fatalf("Handle(%q): %v", text, err)
+		t.Fatalf("Handle(%q) as %s: %v", text, user, err)
 	}
 	reply = resp.text()
 	for _, p := range sb.chat.postsSince(before) {

@@ -27,7 +27,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/deploybot/deploybot/bot"
-	"github.com/deploybot/deploybot/bot/terminal"
 	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/gitrepo"
@@ -562,26 +561,10 @@ func newReleaseBot(t *testing.T, cp *controlplane.ControlPlane, cfg *config.Conf
 	return newShopBot(t, cp, cfg, bot.WithGit(git), bot.WithReleaser(rel), bot.WithRolloutDeadline(time.Minute))
 }
 
-// sayAs is shopBot.say as user.
+// sayAs is shopBot.say as user, in the releases' channel.
 func sayAs(ctx context.Context, t *testing.T, sb *shopBot, user, text string) (reply, requestID string) {
 	t.Helper()
-	before := sb.chat.postCount()
-	var resp repReplies
-	req := bot.Request{Platform: terminal.Name, User: bot.ChatUser{ID: user, Name: user}, Channel: relChan, Text: text}
-	if err := sb.b.Handle(ctx, req, &resp); err != nil {
-		t.Fatalf("Handle(%q) as %s: %v", text, user, err)
-	}
-	reply = resp.text()
-	for _, p := range sb.chat.postsSince(before) {
-		if p.reply.RequestID != "" {
-			requestID = p.reply.RequestID
-			if reply == "" {
-				reply = strings.Join(terminal.Render(p.reply.Output), "\n")
-			}
-			break
-		}
-	}
-	return reply, requestID
+	return sb.sayIn(ctx, t, user, relChan, text)
 }
 
 // confirm is alice confirming her request id, which must then wait for
