@@ -43,7 +43,17 @@ func (b *Bot) renderRequest(r *store.Request) Reply {
 	}
 	switch r.State {
 	case store.Succeeded:
-		out.Sections = append(out.Sections, commands.Section{Lines: []string{"Done: " + outcomeText(r)}})
+		lines := []string{"Done: " + outcomeText(r)}
+		if a := r.Plan.Action; a == plan.ActionPin || a == plan.ActionRollback {
+			// after going back, the offer to keep it there, saying why
+			for _, t := range r.Plan.Targets {
+				if !t.Unchanged {
+					lines = append(lines, fmt.Sprintf("To keep %s there until someone unholds it, with a reason everyone sees: `hold %s %s --reason \"...\"`.", t.Service, r.Plan.Env, t.Service))
+					break
+				}
+			}
+		}
+		out.Sections = append(out.Sections, commands.Section{Lines: lines})
 	case store.Failed:
 		lines := []string{"Failed: " + r.Reason}
 		if moved := changedTargets(r); len(moved) > 0 {

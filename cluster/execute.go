@@ -54,6 +54,10 @@ func (s *Set) Execute(ctx context.Context, p plan.Plan, report func(plan.Progres
 		run = c.executeTrack
 	case p.Action == plan.ActionRollback:
 		run = c.executeRollback
+	case p.Action == plan.ActionHold:
+		run = c.executeHold
+	case p.Action == plan.ActionUnhold:
+		run = c.executeUnhold
 	default:
 		return plan.Result{}, fmt.Errorf("executing plan: unknown action %q", p.Action)
 	}

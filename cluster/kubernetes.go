@@ -136,6 +136,7 @@ func (c EnvClient) kubeTag(ctx context.Context, env, stream, tag string) (plan.T
 	if pin := annotations[PinnedAnnotation]; pin != "" {
 		ts.SpecFrom, ts.Scheduled = pin, false
 	}
+	ts.Hold = parseHold(annotations[HoldAnnotation])
 	running := images[names[0]]
 	var records []plan.ImageRecord
 	if c.Kubernetes.History != nil {
@@ -318,6 +319,10 @@ func (c EnvClient) executeKube(ctx context.Context, action plan.Action, t plan.T
 		return failed(t, "%v", err)
 	}
 	switch action {
+	case plan.ActionHold:
+		return c.kubeHold(ctx, t, t.Hold)
+	case plan.ActionUnhold:
+		return c.kubeHold(ctx, t, nil)
 	case plan.ActionImport:
 		// As an import re-checks the registry: what it names now must be
 		// what was approved.

@@ -68,6 +68,11 @@ func importTarget(ctx context.Context, d Deps, e *config.Environment, s *config.
 		return t, nil, err
 	}
 	t.From = currentImage(ts)
+	if ts.Hold != nil {
+		// Held: no import moves it, the schedule's and a push's included.
+		t.To, t.Unchanged = t.From, true
+		return t, []string{fmt.Sprintf("%s is %s; left as it is until `unhold %s %s`.", s.Name, holdText(*ts.Hold), e.Name, s.Name)}, nil
+	}
 	ws, err := serviceWorkloads(ctx, d, e, s)
 	if err != nil {
 		return t, nil, err

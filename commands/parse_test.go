@@ -322,7 +322,7 @@ func TestEveryMutatingCommandTakesDryRun(t *testing.T) {
 // TestTable pins the shape of the command table: every command of DESIGN,
 // each carried out in exactly one way, with help text.
 func TestTable(t *testing.T) {
-	want := []string{"help", "status", "images", "history", "import", "revert", "undo", "track", "release", "promote", "schedule",
+	want := []string{"help", "status", "images", "history", "import", "revert", "undo", "track", "release", "promote", "hold", "unhold", "holds", "schedule",
 		"pending", "confirm", "approve", "deny", "cancel", "whoami", "audit"}
 	var got []string
 	for _, s := range Commands() {

@@ -13,10 +13,9 @@ import (
 
 func promoteCommand() Spec {
 	return Spec{
-		Name:  "promote",
-		Usage: "promote SERVICE FROM TO [--dry-run]",
-		Summary: "pin TO's tag to the exact image FROM runs, once it has run there settled and healthy " +
-			"(promote.healthyFor, default 10m): the bytes FROM verified, not a rebuild",
+		Name:     "promote",
+		Usage:    "promote SERVICE FROM TO [--dry-run]",
+		Summary:  "pin TO's tag to the exact image FROM runs, once it has run there healthy (promote.healthyFor)",
 		Examples: []string{"promote worker stg prod", "promote service stg prod --dry-run"},
 		Who:      "mapped users whose Kubernetes identity may update TO's image stream tags (imagestreamtags), as for revert; then TO's policy:",
 		Mutates:  true,
@@ -141,6 +140,9 @@ func planPromote(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (pl
 
 	toTag, err := readTag(ctx, d, to, s)
 	if err != nil {
+		return plan.Plan{}, err
+	}
+	if err := heldRefusal(to, s, toTag); err != nil {
 		return plan.Plan{}, err
 	}
 	wsTo, err := serviceWorkloads(ctx, d, to, s)

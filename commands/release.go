@@ -15,10 +15,9 @@ import (
 
 func releaseCommand() Spec {
 	return Spec{
-		Name:  "release",
-		Usage: "release [ENV] [REPO...] [--to SHA] [--dry-run]",
-		Summary: "move the repositories' stable branches to their main branch (fast-forward only), so CI builds the env's images; " +
-			"then wait for the builds and offer the import (all repositories by default)",
+		Name:     "release",
+		Usage:    "release [ENV] [REPO...] [--to SHA] [--dry-run]",
+		Summary:  "move stable branches to main (fast-forward only) so CI builds the env's images; wait for them, offer the import",
 		Examples: []string{"release", "release packit-service", "release ogr --to 3f2a9c1", "release --dry-run"},
 		Who: "mapped users whose Kubernetes identity may import the images the repositories build into the env " +
 			"(imagestreamimports, or the workloads' patch on plain Kubernetes; every service of the env for repositories that build none); then the env's policy:",

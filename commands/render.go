@@ -21,7 +21,7 @@ func RenderPlan(p plan.Plan) Output {
 			continue
 		}
 		lines = append(lines, targetLine(p.Action, t))
-		if p.Action != plan.ActionRollback && !t.Unchanged && len(t.Workloads) > 0 {
+		if p.Action != plan.ActionRollback && p.Action != plan.ActionHold && p.Action != plan.ActionUnhold && !t.Unchanged && len(t.Workloads) > 0 {
 			lines = append(lines, "  rolls: "+workloadList(t.Workloads))
 		}
 		if b := builtFrom(t.To); b != "" && !t.Unchanged {
@@ -126,6 +126,20 @@ func targetLine(action plan.Action, t plan.Target) string {
 	}
 	if t.Unchanged {
 		return fmt.Sprintf("%s: %s (unchanged)", name, shortImage(t.From))
+	}
+	switch {
+	case action == plan.ActionHold && t.Hold != nil:
+		line := fmt.Sprintf("%s: held at %s", name, shortImage(t.From))
+		if len(t.Hold.Paused) > 0 || t.Hold.Scheduled {
+			line += fmt.Sprintf("  (scheduled import %s → off, image triggers paused: %s)", onOff(t.Hold.Scheduled), listOrNone(t.Hold.Paused))
+		}
+		return line
+	case action == plan.ActionUnhold && t.Hold != nil:
+		line := fmt.Sprintf("%s: unheld at %s (%s)", name, shortImage(t.From), holdText(*t.Hold))
+		if len(t.Hold.Paused) > 0 || t.Hold.Scheduled {
+			line += fmt.Sprintf("  (scheduled import back %s, image triggers resumed: %s)", onOff(t.Hold.Scheduled), listOrNone(t.Hold.Paused))
+		}
+		return line
 	}
 	line := fmt.Sprintf("%s: %s → %s", name, shortImage(t.From), shortImage(t.To))
 	switch action {
@@ -241,6 +255,13 @@ func fmtDuration(d time.Duration) string {
 		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
+}
+
+func listOrNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
 }
 
 func onOff(b bool) string {

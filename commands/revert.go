@@ -71,6 +71,9 @@ func planRevert(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (pla
 	if err != nil {
 		return plan.Plan{}, err
 	}
+	if err := heldRefusal(e, s, ts); err != nil {
+		return plan.Plan{}, err
+	}
 	ev, err := resolveDigest(ts, c.Digest, d)
 	if err != nil {
 		return plan.Plan{}, err

@@ -78,6 +78,9 @@ func serviceStatus(ctx context.Context, d Deps, now time.Time, e *config.Environ
 	if ts.ImportError != "" {
 		sec.Lines = append(sec.Lines, "error    last import failed: "+ts.ImportError)
 	}
+	if ts.Hold != nil {
+		sec.Lines = append(sec.Lines, fmt.Sprintf("hold     %s (`unhold %s %s` ends it)", holdText(*ts.Hold), e.Name, s.Name))
+	}
 	if b := runningBuild(ctx, d, e, s, ts); b != "" {
 		sec.Lines = append(sec.Lines, "build    "+b)
 	}

@@ -32,6 +32,9 @@ func planTrack(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (plan
 	if err != nil {
 		return plan.Plan{}, err
 	}
+	if err := heldRefusal(e, s, ts); err != nil {
+		return plan.Plan{}, err
+	}
 	ws, err := serviceWorkloads(ctx, d, e, s)
 	if err != nil {
 		return plan.Plan{}, err

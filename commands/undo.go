@@ -89,10 +89,13 @@ func planUndo(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (plan.
 		}
 	}
 	var p plan.Plan
+	if u.tag, err = readTag(ctx, d, e, s); err != nil {
+		return plan.Plan{}, err
+	}
+	if err := heldRefusal(e, s, u.tag); err != nil {
+		return plan.Plan{}, err
+	}
 	if len(u.follow) > 0 {
-		if u.tag, err = readTag(ctx, d, e, s); err != nil {
-			return plan.Plan{}, err
-		}
 		p, err = u.planPin(ctx, d)
 	} else {
 		p, err = u.planRollback(ctx, d)

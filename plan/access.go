@@ -1,5 +1,7 @@
 package plan
 
+import "strings"
+
 // imageGroup is the API group of ImageStreams and their subresources.
 const imageGroup = "image.openshift.io"
 
@@ -26,6 +28,10 @@ func ExecuteAccess(plan Plan) []Access {
 	}
 	for _, t := range plan.Targets {
 		if t.Unchanged {
+			continue
+		}
+		if plan.Action == ActionHold || plan.Action == ActionUnhold {
+			out = append(out, holdAccess(plan, t)...)
 			continue
 		}
 		if plan.Kubernetes() && plan.Action != ActionRollback {
@@ -89,9 +95,44 @@ func ExecuteAccess(plan Plan) []Access {
 	return dedupeAccess(out)
 }
 
+// holdAccess is what holding (or unholding) one target takes: on OpenShift
+// the stream (its spec tag and the hold annotation) and the workloads
+// whose triggers pause or resume; on plain Kubernetes the workloads' hold
+// annotation.
+func holdAccess(plan Plan, t Target) []Access {
+	ns := plan.Namespace
+	var out []Access
+	var workloads []string
+	if plan.Kubernetes() {
+		for _, w := range t.Workloads {
+			workloads = append(workloads, w.Kind+"/"+w.Name)
+		}
+	} else {
+		out = append(out,
+			Access{Verb: "get", Group: imageGroup, Resource: "imagestreams", Namespace: ns, Name: t.Stream},
+			Access{Verb: "update", Group: imageGroup, Resource: "imagestreams", Namespace: ns, Name: t.Stream})
+		if t.Hold != nil {
+			workloads = t.Hold.Paused
+		}
+	}
+	for _, w := range workloads {
+		kind, name, _ := strings.Cut(w, "/")
+		if r := workloadResource(kind); r != "" {
+			if !plan.Kubernetes() {
+				out = append(out, Access{Verb: "get", Group: "apps", Resource: r, Namespace: ns, Name: name})
+			}
+			out = append(out, Access{Verb: "patch", Group: "apps", Resource: r, Namespace: ns, Name: name})
+		}
+	}
+	return out
+}
+
 // FollowAccess returns the API calls Follow makes for the Plan's workloads:
 // it watches (list and watch) their kinds and the namespace's pods.
 func FollowAccess(plan Plan) []Access {
+	if plan.Action == ActionHold || plan.Action == ActionUnhold {
+		return nil // nothing rolls
+	}
 	var deps, sets bool
 	for _, t := range plan.Targets {
 		if t.Unchanged {

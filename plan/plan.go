@@ -32,6 +32,15 @@ const (
 	// settled and healthy (oc tag --source=docker REPO@DIGEST): ActionPin
 	// with the digest taken from that env rather than the tag's history.
 	ActionPromote Action = "promote"
+	// ActionHold holds each target service where it is: on OpenShift the
+	// tag's scheduled import goes off and the image triggers of the
+	// workloads that follow it pause, so neither the bot nor the cluster
+	// moves it; what was there is kept with the hold, for ActionUnhold to
+	// restore exactly.
+	ActionHold Action = "hold"
+	// ActionUnhold ends each target's hold and restores the tag's
+	// scheduled import and the triggers the hold paused.
+	ActionUnhold Action = "unhold"
 )
 
 // PinsTag reports whether the action points the tag at repo@digest with
@@ -98,6 +107,22 @@ type Target struct {
 	// Builds (release) are the services whose Env images the branch builds:
 	// the release waits for each to be rebuilt from To.Revision.
 	Builds []string `json:"builds,omitempty"`
+	// Hold (hold, unhold) is the hold a hold places, or the one an unhold
+	// ends (what it restores).
+	Hold *Hold `json:"hold,omitempty"`
+}
+
+// Hold keeps a service on its image in an env: no import moves it (the
+// bot's, the schedule's, a registry push's) until it is unheld. Scheduled
+// and Paused are what the hold changed, so that unhold restores exactly
+// that: the tag's importPolicy.scheduled before, and the workloads
+// ("deployment/NAME") whose image triggers on the tag the hold paused.
+type Hold struct {
+	By        string    `json:"by"`
+	Reason    string    `json:"reason"`
+	Since     time.Time `json:"since,omitzero"`
+	Scheduled bool      `json:"scheduled,omitempty"`
+	Paused    []string  `json:"paused,omitempty"`
 }
 
 // Changes are the commits an image change brings: git log FROM..TO of

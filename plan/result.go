@@ -151,8 +151,12 @@ func (t TargetResult) Summary() string {
 	return t.Service + " " + t.Outcome
 }
 
-// ImageChange is "from → to" by short digest, else by reference.
+// ImageChange is "from → to" by short digest, else by reference; "kept at
+// X" when the image stays (a hold, a pin of the running image).
 func ImageChange(from, to Image) string {
+	if from.Digest != "" && from.Digest == to.Digest {
+		return "kept at " + ShortDigest(to.Digest)
+	}
 	return ShortImage(from, "(none)") + " → " + ShortImage(to, "(unknown)")
 }
 

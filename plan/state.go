@@ -22,6 +22,8 @@ type TagState struct {
 	History []TagEvent `json:"history"`
 	// ImportError is the message of a False ImportSuccess condition.
 	ImportError string `json:"importError,omitempty"`
+	// Hold is the service's hold in the env, if it is held.
+	Hold *Hold `json:"hold,omitempty"`
 }
 
 // Pinned reports whether the tag's spec names a digest rather than a registry tag.

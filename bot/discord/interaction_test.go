@@ -261,7 +261,7 @@ func TestAutocomplete(t *testing.T) {
 		want        []string
 	}{
 		{"first word completes commands", "imp", []string{"import"}},
-		{"h is help and history", "h", []string{"help", "history"}},
+		{"h is help, history, hold and holds", "h", []string{"help", "history", "hold", "holds"}},
 		{"after the command, envs and services", "import p", []string{"import prod", "import packit-service", "import packit-worker"}},
 		{"after a space, every word", "status ", []string{"status stg", "status prod", "status packit-service", "status service", "status packit-worker", "status worker"}},
 		{"case-insensitive", "import PR", []string{"import prod"}},

@@ -197,6 +197,23 @@ func TestScriptedSession(t *testing.T) {
 	s.send("status prod worker")
 	s.expect(`packit-worker:\s+image\s+` + stgWorker + `.*\n\s+source\s+pinned quay.io/packit/packit-worker@sha256:` + stgWorker)
 
+	// Hold stg's worker where it is, with why; unhold restores it.
+	s.send(`hold stg worker --reason "crash-loops since a244bf4; fix in review"`)
+	id = s.expect(`#([a-z2-7]{10}) hold stg worker --reason "crash-loops since a244bf4; fix in review": waiting for the requester to confirm`)[1]
+	s.expect(`packit-worker: held at [0-9a-f]{12}  \(scheduled import on → off, image triggers paused: deployment/packit-service-beat, statefulset/packit-worker-long-running, statefulset/packit-worker-short-running\)`)
+	s.send("confirm #" + id)
+	s.expect(`#` + id + ` hold stg worker [^\n]*: succeeded`)
+	s.send("holds")
+	s.expect(`stg packit-worker: held by alice since [^\n]*: crash-loops since a244bf4; fix in review`)
+	s.send("track worker stg")
+	s.expect("A held service changes only through `unhold stg packit-worker`.")
+	s.send("unhold stg worker")
+	id = s.expect(`#([a-z2-7]{10}) unhold stg worker: waiting for the requester to confirm`)[1]
+	s.send("confirm #" + id)
+	s.expect(`#` + id + ` unhold stg worker: succeeded`)
+	s.send("status stg worker")
+	s.expect(`source\s+tracking quay.io/packit/packit-worker:stg\s+import\s+scheduled on`)
+
 	// Refusals: each says why and opens nothing.
 	s.send("import prod servce")
 	s.expect(`Unknown service "servce". Did you mean service \(packit-service\)\?`)

@@ -1,0 +1,117 @@
+package bot_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deploybot/deploybot/internal/fakeopenshift"
+	"github.com/deploybot/deploybot/internal/poll"
+	"github.com/deploybot/deploybot/plan"
+	"github.com/deploybot/deploybot/store"
+)
+
+// TestHold: a held stg service stays on its image while OpenShift's
+// scheduled import (the tag's importPolicy.scheduled) and the bot's imports
+// both try to move it — the hold turned the one off and paused the image
+// triggers, and the bot's imports leave it; only unhold changes it, and
+// unhold restores scheduled and the triggers exactly as they were.
+func TestHold(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	before := h.tag("stg", "packit-worker")
+	if !before.Scheduled || before.Hold != nil {
+		t.Fatalf("set-up: stg's worker tag %+v", before)
+	}
+	triggers := func() map[string]bool { // workload → paused
+		t.Helper()
+		ws, err := h.set.TriggeredWorkloads(ctx, "stg", "packit-worker", "stg")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, w := range ws {
+			for _, tr := range w.Triggers {
+				if tr.Follows("packit--stg", "packit-worker", "stg") {
+					out[strings.ToLower(w.Kind)+"/"+w.Name] = tr.Paused
+				}
+			}
+		}
+		return out
+	}
+	if got := triggers(); len(got) != 3 || slices.Contains(mapValues(got), true) {
+		t.Fatalf("set-up: triggers %v", got)
+	}
+
+	if got := h.say("alice", "hold stg worker"); !strings.Contains(got, `Say why: --reason "TEXT"`) {
+		t.Errorf("hold without a reason: %q", got)
+	}
+	if got := h.say("carol", `hold stg worker --reason "x"`); !strings.Contains(got, "carol may not do this in stg") {
+		t.Errorf("carol's hold: %q", got)
+	}
+	id := h.open("alice", `hold stg worker --reason "crash-loops since 06b144c; fix in review"`)
+	msg := h.platform.all(id)
+	if !strings.Contains(msg, "packit-worker: held at "+before.Current.Digest[7:19]+"  (scheduled import on → off, image triggers paused: deployment/packit-service-beat, statefulset/packit-worker-long-running, statefulset/packit-worker-short-running)") {
+		t.Errorf("the hold's Plan:\n%s", msg)
+	}
+	h.say("alice", "confirm #"+id)
+	poll.Until(t, 20*time.Second, "the hold's final message", func() (bool, string) {
+		return h.platform.last(id).Final, string(h.request(id).State)
+	})
+	if r := h.request(id); r.State != store.Succeeded {
+		t.Fatalf("hold #%s is %s: %s", id, r.State, r.Reason)
+	}
+	held := h.tag("stg", "packit-worker")
+	if held.Scheduled || held.Hold == nil || held.Hold.By != "alice" || !held.Hold.Scheduled || len(held.Hold.Paused) != 3 {
+		t.Fatalf("after hold: %+v (hold %+v)", held, held.Hold)
+	}
+	if got := triggers(); slices.Contains(mapValues(got), false) {
+		t.Errorf("after hold the triggers are %v, want all paused", got)
+	}
+
+	// A new stg image in the registry: OpenShift's scheduled import and the
+	// bot's import both leave the held worker alone.
+	h.demo.Registry().Push("quay.io/packit/packit-worker", "stg", fakeopenshift.Digest("quay.io/packit/packit-worker", "stg", 9))
+	if err := h.demo.ImageServer("stg").ImportScheduled(); err != nil {
+		t.Fatal(err)
+	}
+	if text := h.say("alice", "import stg worker"); !strings.Contains(text, "packit-worker: "+before.Current.Digest[7:19]+" (unchanged)") ||
+		!strings.Contains(text, "packit-worker is held by alice since") || !strings.Contains(text, "left as it is until `unhold stg packit-worker`") {
+		t.Errorf("import stg worker with worker held:\n%s", text)
+	}
+	if got := h.tag("stg", "packit-worker").Current.Digest; got != before.Current.Digest {
+		t.Errorf("the held worker moved to %s", plan.ShortDigest(got))
+	}
+	if got := h.say("alice", "track worker stg"); !strings.Contains(got, "A held service changes only through `unhold stg packit-worker`.") {
+		t.Errorf("track of a held service: %q", got)
+	}
+	if got := h.say("alice", "holds"); !strings.Contains(got, "stg packit-worker: held by alice since") || !strings.Contains(got, "crash-loops since 06b144c; fix in review") {
+		t.Errorf("holds: %q", got)
+	}
+	if got := h.say("alice", "status stg worker"); !strings.Contains(got, "hold     held by alice since") {
+		t.Errorf("status of the held worker: %q", got)
+	}
+
+	un := h.open("alice", "unhold stg worker")
+	h.say("alice", "confirm #"+un)
+	poll.Until(t, 20*time.Second, "the unhold's final message", func() (bool, string) {
+		return h.platform.last(un).Final, string(h.request(un).State)
+	})
+	after := h.tag("stg", "packit-worker")
+	if !after.Scheduled || after.Hold != nil {
+		t.Errorf("after unhold: scheduled %v, hold %+v; want scheduled back on and no hold", after.Scheduled, after.Hold)
+	}
+	if got := triggers(); slices.Contains(mapValues(got), true) {
+		t.Errorf("after unhold the triggers are %v, want none paused", got)
+	}
+}
+
+func mapValues(m map[string]bool) []bool {
+	var out []bool
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
