@@ -7,10 +7,15 @@ import (
 	"testing"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/deploybot/deploybot/internal/fakeopenshift"
 	"github.com/deploybot/deploybot/internal/poll"
 	"github.com/deploybot/deploybot/plan"
+	"github.com/deploybot/deploybot/schedule"
 	"github.com/deploybot/deploybot/store"
+	"github.com/deploybot/deploybot/webhook"
 )
 
 // TestHold: a held stg service stays on its image while OpenShift's
@@ -114,4 +119,58 @@ func mapValues(m map[string]bool) []bool {
 		out = append(out, v)
 	}
 	return out
+}
+
+// TestHoldAgainstAPush: a registry push to stg (scheduled: true), which
+// imports at once, leaves the held worker on its image and imports the
+// others.
+func TestHoldAgainstAPush(t *testing.T) {
+	h := newSchedHarness(t, nil)
+	stg, _ := h.cfg.Env("stg")
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "deploybot-deployer", Namespace: stg.Namespace},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "system:serviceaccount:deploybot:deploybot"}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "deploybot-demo-deployer"},
+	}
+	if _, err := h.demo.Kube("stg").RbacV1().RoleBindings(stg.Namespace).Create(context.Background(), binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b := h.replica("a", nil)
+	tag := func(svc string) plan.TagState {
+		ts, err := h.set.Tag(context.Background(), "stg", svc, "stg")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ts
+	}
+	worker := tag("packit-worker").Current.Digest
+	before := h.platform.count()
+	h.say(b, "alice", `hold stg worker --reason "crash-loops"`)
+	post, ok := h.platform.post(before)
+	if !ok {
+		t.Fatal("the hold opened no request")
+	}
+	id := post.RequestID
+	h.say(b, "alice", "confirm #"+id)
+	h.waitState(id, store.Succeeded)
+
+	reg := h.demo.Registry()
+	newWorker := fakeopenshift.Digest("quay.io/packit/packit-worker", "stg", 9)
+	newTokman := fakeopenshift.Digest("quay.io/packit/tokman", "stg", 9)
+	reg.Push("quay.io/packit/packit-worker", "stg", newWorker)
+	reg.Push("quay.io/packit/tokman", "stg", newTokman)
+	b.Pushed(context.Background(), webhook.Delivery{Source: webhook.Distribution, ID: "t1", Pushes: []webhook.Push{
+		{Repository: "quay.io/packit/packit-worker", Tag: "stg"}, {Repository: "quay.io/packit/tokman", Tag: "stg"},
+	}})
+	imp := h.waitState(schedule.RunID("stg", h.clock.Now().Truncate(time.Minute)), store.Succeeded, store.Failed)
+	if tag("tokman").Current.Digest != newTokman || imp.State != store.Succeeded {
+		t.Fatalf("the push's import #%s is %s (%s); tokman at %s", imp.ID, imp.State, imp.Reason, plan.ShortDigest(tag("tokman").Current.Digest))
+	}
+	if !slices.ContainsFunc(imp.Plan.Targets, func(t plan.Target) bool { return t.Service == "packit-worker" && t.Unchanged }) ||
+		!slices.ContainsFunc(imp.Plan.Notes, func(n string) bool { return strings.Contains(n, "packit-worker is held by alice") }) {
+		t.Errorf("the push's import Plan: %+v", imp.Plan)
+	}
+	if got := tag("packit-worker").Current.Digest; got != worker {
+		t.Errorf("the held worker moved to %s with the push", plan.ShortDigest(got))
+	}
 }
