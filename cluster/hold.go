@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
@@ -16,7 +17,8 @@ import (
 )
 
 // Holds. On OpenShift a hold lives on the ImageStream, in the annotation
-// HoldAnnotationPrefix+TAG (the tag's hold, with what it changed), and
+// HoldsAnnotation (a JSON object of tag → hold, with what it changed: a
+// tag may not be a valid annotation name), and
 // acts through the cluster itself: the tag's importPolicy.scheduled goes
 // off, so openshift-controller-manager's scheduled importer leaves it, and
 // the image triggers on the tag of the workloads that follow it pause, so
@@ -24,25 +26,85 @@ import (
 // bot is the only importer, so the hold is the annotation HoldAnnotation
 // on the service's workloads, which its imports read.
 
-// HoldAnnotationPrefix, followed by a tag, holds that tag of an
-// ImageStream (a plan.Hold as JSON).
-const HoldAnnotationPrefix = "hold.deploybot.io/"
+// HoldsAnnotation holds tags of an ImageStream: a JSON object of tag →
+// plan.Hold.
+const HoldsAnnotation = "deploybot.io/holds"
 
 // HoldAnnotation holds the service of a plain Kubernetes workload.
 const HoldAnnotation = "deploybot.io/hold"
 
 // parseHold reads a hold annotation; nil when there is none. One that
 // cannot be read is still a hold — someone meant to hold the service —
-// with the text as its reason.
+// with the text as its reason, marked Foreign: deploybot did not place it,
+// so unhold knows nothing it changed.
 func parseHold(v string) *plan.Hold {
 	if v == "" {
 		return nil
 	}
 	var h plan.Hold
-	if err := json.Unmarshal([]byte(v), &h); err != nil {
-		return &plan.Hold{By: "unknown", Reason: "unreadable hold annotation: " + v}
+	if err := json.Unmarshal([]byte(v), &h); err != nil || h.By == "" {
+		return &plan.Hold{By: "unknown", Reason: "unreadable hold annotation: " + v, Foreign: true}
 	}
 	return &h
+}
+
+// streamHolds reads an ImageStream's holds; a value that cannot be read
+// holds every tag, as a foreign hold.
+func streamHolds(annotations map[string]string) map[string]*plan.Hold {
+	v := annotations[HoldsAnnotation]
+	if v == "" {
+		return nil
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(v), &raw); err != nil {
+		return map[string]*plan.Hold{"*": {By: "unknown", Reason: "unreadable hold annotation: " + v, Foreign: true}}
+	}
+	out := make(map[string]*plan.Hold, len(raw))
+	for tag, h := range raw {
+		out[tag] = parseHold(string(h))
+	}
+	return out
+}
+
+// streamHold is the hold of one tag of a stream, if any.
+func streamHold(annotations map[string]string, tag string) *plan.Hold {
+	hs := streamHolds(annotations)
+	if h, ok := hs[tag]; ok {
+		return h
+	}
+	return hs["*"]
+}
+
+// setStreamHold writes (or, with nil, removes) one tag's hold.
+func setStreamHold(annotations map[string]string, tag string, h *plan.Hold) (map[string]string, error) {
+	raw := map[string]json.RawMessage{}
+	if v := annotations[HoldsAnnotation]; v != "" {
+		if err := json.Unmarshal([]byte(v), &raw); err != nil {
+			raw = map[string]json.RawMessage{} // unreadable: replaced by what is known
+		}
+	}
+	if h == nil {
+		delete(raw, tag)
+	} else {
+		b, err := json.Marshal(h)
+		if err != nil {
+			return nil, err
+		}
+		raw[tag] = b
+	}
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	if len(raw) == 0 {
+		delete(annotations, HoldsAnnotation)
+		return annotations, nil
+	}
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return nil, err
+	}
+	annotations[HoldsAnnotation] = string(b)
+	return annotations, nil
 }
 
 // executeHold holds one tag: first the stream (the hold with what it
@@ -54,17 +116,16 @@ func (c EnvClient) executeHold(ctx context.Context, t plan.Target, _ func(plan.P
 	}
 	h := *t.Hold
 	h.Since = time.Now().UTC().Truncate(time.Second)
-	body, err := json.Marshal(h)
-	if err != nil {
-		return failed(t, "encoding the hold: %v", err)
-	}
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		is, err := c.Images.ImageStreams(c.Namespace).Get(ctx, t.Stream, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		if parseHold(is.Annotations[HoldAnnotationPrefix+t.Tag]) != nil {
+		if streamHold(is.Annotations, t.Tag) != nil {
 			return errors.New("it is held already (someone held it since the plan); nothing was changed")
+		}
+		if st, _ := tagState(is, t.Tag); t.From.Digest != "" && st.Current.Digest != t.From.Digest {
+			return fmt.Errorf("it moved to %s since the plan; nothing was changed, plan it again", plan.ShortDigest(st.Current.Digest))
 		}
 		ref := specTag(is, t.Tag)
 		if ref == nil {
@@ -74,10 +135,9 @@ func (c EnvClient) executeHold(ctx context.Context, t plan.Target, _ func(plan.P
 			return fmt.Errorf("its scheduled import changed since the plan (now %t); nothing was changed, plan it again", ref.ImportPolicy.Scheduled)
 		}
 		ref.ImportPolicy.Scheduled = false
-		if is.Annotations == nil {
-			is.Annotations = map[string]string{}
+		if is.Annotations, err = setStreamHold(is.Annotations, t.Tag, &h); err != nil {
+			return err
 		}
-		is.Annotations[HoldAnnotationPrefix+t.Tag] = string(body)
 		_, err = c.Images.ImageStreams(c.Namespace).Update(ctx, is, metav1.UpdateOptions{FieldManager: fieldManager})
 		return err
 	})
@@ -85,7 +145,7 @@ func (c EnvClient) executeHold(ctx context.Context, t plan.Target, _ func(plan.P
 		return failed(t, "holding %s:%s: %v", t.Stream, t.Tag, err)
 	}
 	if err := c.pauseTriggers(ctx, t, h.Paused, true); err != nil {
-		return failed(t, "%s:%s is held (scheduled import off), but pausing the image triggers failed: %v; `unhold` ends the hold", t.Stream, t.Tag, err)
+		return failed(t, "%s:%s is held (scheduled import off), but pausing the image triggers failed: %v; unhold it and hold it again", t.Stream, t.Tag, err)
 	}
 	return plan.TargetResult{Service: t.Service, Outcome: plan.PhaseChanged, From: t.From, To: t.To}
 }
@@ -97,20 +157,22 @@ func (c EnvClient) executeUnhold(ctx context.Context, t plan.Target, _ func(plan
 		return failed(t, "the plan names no hold for %s", t.Service)
 	}
 	if err := c.pauseTriggers(ctx, t, t.Hold.Paused, false); err != nil {
-		return failed(t, "resuming the image triggers: %v; %s stays held", err, t.Service)
+		return failed(t, "resuming the image triggers: %v; %s stays held (the others resumed; unhold again)", err, t.Service)
 	}
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		is, err := c.Images.ImageStreams(c.Namespace).Get(ctx, t.Stream, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		if parseHold(is.Annotations[HoldAnnotationPrefix+t.Tag]) == nil {
+		if streamHold(is.Annotations, t.Tag) == nil {
 			return errors.New("it is not held (someone unheld it since the plan)")
 		}
 		if ref := specTag(is, t.Tag); ref != nil {
 			ref.ImportPolicy.Scheduled = t.Hold.Scheduled
 		}
-		delete(is.Annotations, HoldAnnotationPrefix+t.Tag)
+		if is.Annotations, err = setStreamHold(is.Annotations, t.Tag, nil); err != nil {
+			return err
+		}
 		_, err = c.Images.ImageStreams(c.Namespace).Update(ctx, is, metav1.UpdateOptions{FieldManager: fieldManager})
 		return err
 	})
@@ -122,26 +184,27 @@ func (c EnvClient) executeUnhold(ctx context.Context, t plan.Target, _ func(plan
 
 // pauseTriggers sets "paused" on the image triggers on the target's tag of
 // the named workloads ("deployment/NAME"), keeping every other entry and
-// field of the annotation as it is.
+// field of the annotation as it is. Each is an Update bound to the
+// workload's resourceVersion, so a concurrent hold of another tag on the
+// same annotation is retried, not overwritten. On resume, a workload that
+// is gone or no longer follows the tag is done.
 func (c EnvClient) pauseTriggers(ctx context.Context, t plan.Target, workloads []string, paused bool) error {
 	var errs []error
 	for _, name := range workloads {
 		kind, wname, _ := strings.Cut(name, "/")
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			_, annotations, err := c.podTemplate(ctx, kind, wname)
-			if err != nil {
-				return err
-			}
-			value, changed, err := setPaused(annotations[TriggerAnnotation], c.Namespace, t.Stream, t.Tag, paused)
-			if err != nil || !changed {
-				return err
-			}
-			patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{TriggerAnnotation: value}}})
-			if err != nil {
-				return err
-			}
-			return c.mergePatchWorkload(ctx, kind, wname, patch)
+			return c.updateAnnotations(ctx, kind, wname, func(annotations map[string]string) (bool, error) {
+				value, changed, err := setPaused(annotations[TriggerAnnotation], c.Namespace, t.Stream, t.Tag, paused)
+				if err != nil || !changed {
+					return false, err
+				}
+				annotations[TriggerAnnotation] = value
+				return true, nil
+			})
 		})
+		if !paused && apierrors.IsNotFound(err) {
+			continue
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		}
@@ -149,11 +212,45 @@ func (c EnvClient) pauseTriggers(ctx context.Context, t plan.Target, workloads [
 	return errors.Join(errs...)
 }
 
+// updateAnnotations reads a Deployment or StatefulSet, lets edit change its
+// annotations and, if it did, updates it at the resourceVersion read.
+func (c EnvClient) updateAnnotations(ctx context.Context, kind, name string, edit func(map[string]string) (bool, error)) error {
+	if k, _ := plan.NormalizeKind(kind); k == plan.KindDeployment {
+		d, err := c.Kube.AppsV1().Deployments(c.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if d.Annotations == nil {
+			d.Annotations = map[string]string{}
+		}
+		if changed, err := edit(d.Annotations); err != nil || !changed {
+			return err
+		}
+		_, err = c.Kube.AppsV1().Deployments(c.Namespace).Update(ctx, d, metav1.UpdateOptions{FieldManager: fieldManager})
+		return err
+	}
+	s, err := c.Kube.AppsV1().StatefulSets(c.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if s.Annotations == nil {
+		s.Annotations = map[string]string{}
+	}
+	if changed, err := edit(s.Annotations); err != nil || !changed {
+		return err
+	}
+	_, err = c.Kube.AppsV1().StatefulSets(c.Namespace).Update(ctx, s, metav1.UpdateOptions{FieldManager: fieldManager})
+	return err
+}
+
 // setPaused rewrites a triggers annotation with "paused" set on the
 // entries that follow namespace/stream:tag; the other entries and fields
-// are kept as they are.
+// are kept byte for byte. An empty annotation has nothing to change.
 func setPaused(annotation, namespace, stream, tag string, paused bool) (string, bool, error) {
-	var entries []map[string]any
+	if strings.TrimSpace(annotation) == "" {
+		return annotation, false, nil
+	}
+	var entries []map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(annotation), &entries); err != nil {
 		return "", false, fmt.Errorf("reading %s: %w", TriggerAnnotation, err)
 	}
@@ -166,8 +263,9 @@ func setPaused(annotation, namespace, stream, tag string, paused bool) (string, 
 		if !tr.Follows(namespace, stream, tag) || tr.Paused == paused {
 			continue
 		}
+		delete(entries[i], "Paused") // the controller reads it case-insensitively
 		if paused {
-			entries[i]["paused"] = true
+			entries[i]["paused"] = json.RawMessage("true")
 		} else {
 			delete(entries[i], "paused")
 		}

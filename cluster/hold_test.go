@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -45,7 +46,8 @@ func TestHoldAndUnhold(t *testing.T) {
 		if err != nil || res.Targets[0].Outcome != plan.PhaseChanged {
 			t.Fatalf("%s: %+v, %v", p.Action, res, err)
 		}
-		if r := f.set.Follow(ctx, p, res, 0, nil); len(r) != 0 {
+		r := f.set.Follow(ctx, p, res, 0, nil)
+		if p.Action == plan.ActionHold && len(r) != 0 || slices.ContainsFunc(r, func(r plan.RolloutResult) bool { return r.Outcome != plan.PhaseSettled }) {
 			t.Errorf("%s followed rollouts %+v", p.Action, r)
 		}
 		for _, a := range append(f.images.Actions(), f.kube.Actions()...) {

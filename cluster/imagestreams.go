@@ -50,7 +50,7 @@ func (s *Set) Tag(ctx context.Context, env, stream, tag string) (plan.TagState, 
 // tagState extracts one tag from an ImageStream; ok is false when the stream
 // has neither a spec nor a status entry for it.
 func tagState(is *imagev1.ImageStream, tag string) (plan.TagState, bool) {
-	st := plan.TagState{Stream: is.Name, Tag: tag, Hold: parseHold(is.Annotations[HoldAnnotationPrefix+tag])}
+	st := plan.TagState{Stream: is.Name, Tag: tag, Hold: streamHold(is.Annotations, tag)}
 	found := false
 	if ref := specTag(is, tag); ref != nil {
 		found = true

@@ -42,6 +42,10 @@ var annotationsToSkip = map[string]bool{
 	"deployment.kubernetes.io/desired-replicas": true,
 	"deployment.kubernetes.io/max-replicas":     true,
 	appsv1.DeprecatedRollbackTo:                 true,
+	// A hold is the Deployment's now, not a revision's: the controller
+	// copies annotations onto ReplicaSets and never removes them, so an
+	// old ReplicaSet may carry a hold long ended (hold.go).
+	HoldAnnotation: true,
 }
 
 // Revisions returns the workload's rollout history, oldest first (what

@@ -55,7 +55,9 @@ func fedmsgHistory() []runtime.Object {
 	}
 	return []runtime.Object{
 		d,
-		rs("fedmsg-1", "img:1", "1", 72*time.Hour, d.UID, map[string]string{cluster.ChangeCauseAnnotation: "deploy 1", "custom": "from-rs1"}),
+		rs("fedmsg-1", "img:1", "1", 72*time.Hour, d.UID, map[string]string{cluster.ChangeCauseAnnotation: "deploy 1", "custom": "from-rs1",
+			// a hold long ended, copied here while it lasted: not restored
+			cluster.HoldAnnotation: `{"by":"alice","reason":"old"}`}),
 		rs("fedmsg-2", "img:2", "2", 48*time.Hour, d.UID, map[string]string{cluster.ChangeCauseAnnotation: "deploy 2"}),
 		rs("fedmsg-3", "img:3", "3", 24*time.Hour, d.UID, map[string]string{cluster.ChangeCauseAnnotation: "deploy 3"}),
 		rs("foreign-9", "img:9", "9", 12*time.Hour, "uid-someone-else", nil),

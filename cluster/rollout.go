@@ -217,7 +217,7 @@ func (s *Set) Follow(ctx context.Context, p plan.Plan, res plan.Result, deadline
 
 // followTargets lists the workloads of the Plan's changed targets, once each.
 func followTargets(p plan.Plan, res plan.Result) []*followed {
-	if p.Action == plan.ActionHold || p.Action == plan.ActionUnhold {
+	if p.Action == plan.ActionHold {
 		return nil // a hold changes no image: nothing rolls
 	}
 	var ws []*followed

@@ -100,7 +100,7 @@ func planHold(ctx context.Context, d Deps, caller plan.Caller, c plan.Command) (
 
 // planUnhold ends each service's hold, restoring what it changed.
 func planUnhold(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (plan.Plan, error) {
-	return planHolds(ctx, d, c, plan.ActionUnhold, func(t *plan.Target, _ *config.Environment, ts plan.TagState, _ []plan.Workload) string {
+	return planHolds(ctx, d, c, plan.ActionUnhold, func(t *plan.Target, e *config.Environment, ts plan.TagState, ws []plan.Workload) string {
 		if ts.Hold == nil {
 			t.Unchanged = true
 			if len(c.Services) > 0 {
@@ -108,7 +108,28 @@ func planUnhold(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (pla
 			}
 			return ""
 		}
-		t.Hold = ts.Hold
+		h := *ts.Hold
+		if h.Foreign {
+			// Not deploybot's: nothing known of what it changed, so the
+			// tag gets the env's configured scheduled import.
+			h.Scheduled = e.Scheduled
+		}
+		t.Hold = &h
+		// The tag may have moved while held (oc tag by hand): resuming
+		// the triggers then rolls the workloads to it.
+		for _, w := range ws {
+			if !slices.Contains(h.Paused, strings.ToLower(w.Kind)+"/"+w.Name) {
+				continue
+			}
+			for _, img := range w.Images {
+				if d := digestOf(img); d != "" && d != ts.Current.Digest && plan.Repository(img) == strings.Split(ts.Current.Ref, "@")[0] {
+					t.From = plan.Image{Ref: img, Digest: d}
+				}
+			}
+		}
+		if t.From.Digest != t.To.Digest {
+			return fmt.Sprintf("%s's tag moved while it was held: resuming its image triggers rolls it %s → %s.", t.Service, plan.ShortDigest(t.From.Digest), plan.ShortDigest(t.To.Digest))
+		}
 		return ""
 	})
 }

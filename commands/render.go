@@ -21,7 +21,8 @@ func RenderPlan(p plan.Plan) Output {
 			continue
 		}
 		lines = append(lines, targetLine(p.Action, t))
-		if p.Action != plan.ActionRollback && p.Action != plan.ActionHold && p.Action != plan.ActionUnhold && !t.Unchanged && len(t.Workloads) > 0 {
+		rolls := p.Action != plan.ActionRollback && p.Action != plan.ActionHold && (p.Action != plan.ActionUnhold || t.From.Digest != t.To.Digest)
+		if rolls && !t.Unchanged && len(t.Workloads) > 0 {
 			lines = append(lines, "  rolls: "+workloadList(t.Workloads))
 		}
 		if b := builtFrom(t.To); b != "" && !t.Unchanged {
@@ -135,7 +136,7 @@ func targetLine(action plan.Action, t plan.Target) string {
 		}
 		return line
 	case action == plan.ActionUnhold && t.Hold != nil:
-		line := fmt.Sprintf("%s: unheld at %s (%s)", name, shortImage(t.From), holdText(*t.Hold))
+		line := fmt.Sprintf("%s: unheld at %s (%s)", name, shortImage(t.To), holdText(*t.Hold))
 		if len(t.Hold.Paused) > 0 || t.Hold.Scheduled {
 			line += fmt.Sprintf("  (scheduled import back %s, image triggers resumed: %s)", onOff(t.Hold.Scheduled), listOrNone(t.Hold.Paused))
 		}

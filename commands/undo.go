@@ -89,8 +89,13 @@ func planUndo(ctx context.Context, d Deps, _ plan.Caller, c plan.Command) (plan.
 		}
 	}
 	var p plan.Plan
-	if u.tag, err = readTag(ctx, d, e, s); err != nil {
-		return plan.Plan{}, err
+	if len(u.follow) > 0 {
+		if u.tag, err = readTag(ctx, d, e, s); err != nil {
+			return plan.Plan{}, err
+		}
+	} else if ts, err := readTag(ctx, d, e, s); err == nil {
+		// A rollback needs no tag; one that cannot be read holds nothing.
+		u.tag = ts
 	}
 	if err := heldRefusal(e, s, u.tag); err != nil {
 		return plan.Plan{}, err

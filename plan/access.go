@@ -118,10 +118,14 @@ func holdAccess(plan Plan, t Target) []Access {
 	for _, w := range workloads {
 		kind, name, _ := strings.Cut(w, "/")
 		if r := workloadResource(kind); r != "" {
-			if !plan.Kubernetes() {
-				out = append(out, Access{Verb: "get", Group: "apps", Resource: r, Namespace: ns, Name: name})
+			if plan.Kubernetes() {
+				out = append(out, Access{Verb: "patch", Group: "apps", Resource: r, Namespace: ns, Name: name})
+				continue
 			}
-			out = append(out, Access{Verb: "patch", Group: "apps", Resource: r, Namespace: ns, Name: name})
+			// the triggers annotation, rewritten at the resourceVersion read
+			out = append(out,
+				Access{Verb: "get", Group: "apps", Resource: r, Namespace: ns, Name: name},
+				Access{Verb: "update", Group: "apps", Resource: r, Namespace: ns, Name: name})
 		}
 	}
 	return out
@@ -130,8 +134,8 @@ func holdAccess(plan Plan, t Target) []Access {
 // FollowAccess returns the API calls Follow makes for the Plan's workloads:
 // it watches (list and watch) their kinds and the namespace's pods.
 func FollowAccess(plan Plan) []Access {
-	if plan.Action == ActionHold || plan.Action == ActionUnhold {
-		return nil // nothing rolls
+	if plan.Action == ActionHold {
+		return nil // nothing rolls (an unhold may: the tag moved meanwhile)
 	}
 	var deps, sets bool
 	for _, t := range plan.Targets {

@@ -123,6 +123,9 @@ type Hold struct {
 	Since     time.Time `json:"since,omitzero"`
 	Scheduled bool      `json:"scheduled,omitempty"`
 	Paused    []string  `json:"paused,omitempty"`
+	// Foreign marks a hold deploybot did not place (an annotation it cannot
+	// read): unhold restores the env's configured scheduled import.
+	Foreign bool `json:"foreign,omitempty"`
 }
 
 // Changes are the commits an image change brings: git log FROM..TO of

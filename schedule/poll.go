@@ -99,6 +99,11 @@ func (s *Scheduler) poll(ctx context.Context, env *config.Environment, now time.
 		if slices.ContainsFunc(known, func(r store.ImageRecord) bool { return r.Digest == img.Digest }) {
 			continue
 		}
+		if s.tags != nil {
+			if st, err := s.tags.Tag(ctx, env.Name, svc.Stream(), env.ImageTag()); err == nil && st.Hold != nil {
+				continue // not seen yet: the first poll after unhold imports it
+			}
+		}
 		seen = append(seen, store.ImageRecord{Env: env.Name, Service: svc.Name, Digest: img.Digest, Ref: img.Ref, Seen: now})
 		news = append(news, fmt.Sprintf("%s %s", svc.Name, plan.ShortDigest(img.Digest)))
 	}

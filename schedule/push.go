@@ -124,6 +124,13 @@ func (s *Scheduler) pushedServices(ctx context.Context, env *config.Environment,
 				s.log.Warn("reading the tag a push names", "env", env.Name, "service", svc.Name, "err", err)
 			} else {
 				from = plan.Image{Ref: st.Current.Ref, Digest: st.Current.Digest}
+				if st.Hold != nil {
+					// Neither imported nor claimed: after unhold the
+					// env's own imports take it.
+					out.From, out.Did, out.Reason = from.Digest, PushUnchanged, "held by "+st.Hold.By+": "+st.Hold.Reason
+					outs = append(outs, out)
+					continue
+				}
 			}
 		}
 		out.From = from.Digest
