@@ -184,7 +184,7 @@ func (c EnvClient) executeUnhold(ctx context.Context, t plan.Target, _ func(plan
 
 // pauseTriggers sets "paused" on the image triggers on the target's tag of
 // the named workloads ("deployment/NAME"), keeping every other entry and
-// field of the annotation as it is. Each is an Update bound to the
+// field of the annotation as it is. Each write is bound to the
 // workload's resourceVersion, so a concurrent hold of another tag on the
 // same annotation is retried, not overwritten. On resume, a workload that
 // is gone or no longer follows the tag is done.
@@ -213,34 +213,36 @@ func (c EnvClient) pauseTriggers(ctx context.Context, t plan.Target, workloads [
 }
 
 // updateAnnotations reads a Deployment or StatefulSet, lets edit change its
-// annotations and, if it did, updates it at the resourceVersion read.
+// annotations and, if it did, writes them with a merge patch that carries
+// the resourceVersion read, so the API server refuses it (409) when the
+// workload changed meanwhile, and the caller retries.
 func (c EnvClient) updateAnnotations(ctx context.Context, kind, name string, edit func(map[string]string) (bool, error)) error {
+	var meta metav1.ObjectMeta
 	if k, _ := plan.NormalizeKind(kind); k == plan.KindDeployment {
 		d, err := c.Kube.AppsV1().Deployments(c.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		if d.Annotations == nil {
-			d.Annotations = map[string]string{}
-		}
-		if changed, err := edit(d.Annotations); err != nil || !changed {
+		meta = d.ObjectMeta
+	} else {
+		s, err := c.Kube.AppsV1().StatefulSets(c.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
 			return err
 		}
-		_, err = c.Kube.AppsV1().Deployments(c.Namespace).Update(ctx, d, metav1.UpdateOptions{FieldManager: fieldManager})
+		meta = s.ObjectMeta
+	}
+	annotations := map[string]string{}
+	for k, v := range meta.Annotations {
+		annotations[k] = v
+	}
+	if changed, err := edit(annotations); err != nil || !changed {
 		return err
 	}
-	s, err := c.Kube.AppsV1().StatefulSets(c.Namespace).Get(ctx, name, metav1.GetOptions{})
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"resourceVersion": meta.ResourceVersion, "annotations": annotations}})
 	if err != nil {
 		return err
 	}
-	if s.Annotations == nil {
-		s.Annotations = map[string]string{}
-	}
-	if changed, err := edit(s.Annotations); err != nil || !changed {
-		return err
-	}
-	_, err = c.Kube.AppsV1().StatefulSets(c.Namespace).Update(ctx, s, metav1.UpdateOptions{FieldManager: fieldManager})
-	return err
+	return c.mergePatchWorkload(ctx, kind, name, patch)
 }
 
 // setPaused rewrites a triggers annotation with "paused" set on the

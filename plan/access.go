@@ -122,10 +122,10 @@ func holdAccess(plan Plan, t Target) []Access {
 				out = append(out, Access{Verb: "patch", Group: "apps", Resource: r, Namespace: ns, Name: name})
 				continue
 			}
-			// the triggers annotation, rewritten at the resourceVersion read
+			// the triggers annotation, patched at the resourceVersion read
 			out = append(out,
 				Access{Verb: "get", Group: "apps", Resource: r, Namespace: ns, Name: name},
-				Access{Verb: "update", Group: "apps", Resource: r, Namespace: ns, Name: name})
+				Access{Verb: "patch", Group: "apps", Resource: r, Namespace: ns, Name: name})
 		}
 	}
 	return out
