@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/deploybot/deploybot/internal/fakeopenshift"
 	"github.com/deploybot/deploybot/internal/poll"
 	"github.com/deploybot/deploybot/plan"
@@ -126,15 +123,7 @@ func mapValues(m map[string]bool) []bool {
 // others.
 func TestHoldAgainstAPush(t *testing.T) {
 	h := newSchedHarness(t, nil)
-	stg, _ := h.cfg.Env("stg")
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "deploybot-deployer", Namespace: stg.Namespace},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "system:serviceaccount:deploybot:deploybot"}},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "deploybot-demo-deployer"},
-	}
-	if _, err := h.demo.Kube("stg").RbacV1().RoleBindings(stg.Namespace).Create(context.Background(), binding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	h.letScheduleDeploy("stg")
 	b := h.replica("a", nil)
 	tag := func(svc string) plan.TagState {
 		ts, err := h.set.Tag(context.Background(), "stg", svc, "stg")

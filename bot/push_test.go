@@ -12,9 +12,6 @@ import (
 	"testing"
 	"time"
 
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/bot/terminal"
 	"github.com/deploybot/deploybot/config"
@@ -43,14 +40,7 @@ func TestRegistryWebhook(t *testing.T) {
 	h := newSchedHarness(t, nil)
 	stg, _ := h.cfg.Env("stg")
 	stg.Channel = &config.ChannelRef{Platform: terminal.Name, ID: stgChannel}
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "deploybot-deployer", Namespace: stg.Namespace},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "system:serviceaccount:deploybot:deploybot"}},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "deploybot-demo-deployer"},
-	}
-	if _, err := h.demo.Kube("stg").RbacV1().RoleBindings(stg.Namespace).Create(context.Background(), binding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	h.letScheduleDeploy("stg")
 	b := h.replica("a", nil)
 	hooks, err := webhook.New(map[webhook.Source]string{webhook.Distribution: hookToken}, h.store, b.Pushed,
 		webhook.WithHosts(webhook.Hosts{Distribution: "quay.io"}), webhook.WithLogger(slog.New(slog.DiscardHandler)))

@@ -122,6 +122,22 @@ func (h *schedHarness) replicaOn(st store.Store, name string, exec lifecycle.Exe
 	return b
 }
 
+// letScheduleDeploy binds the schedule's identity (the bot's service
+// account) to the demo's deployer role in env, so its imports pass the
+// access checks there.
+func (h *schedHarness) letScheduleDeploy(env string) {
+	h.t.Helper()
+	e, _ := h.cfg.Env(env)
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "deploybot-deployer", Namespace: e.Namespace},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "system:serviceaccount:deploybot:deploybot"}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "deploybot-demo-deployer"},
+	}
+	if _, err := h.demo.Kube(env).RbacV1().RoleBindings(e.Namespace).Create(context.Background(), binding, metav1.CreateOptions{}); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 // lead runs b's leader duties until the returned stop is called.
 func (h *schedHarness) lead(b *bot.Bot) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())

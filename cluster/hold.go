@@ -242,7 +242,7 @@ func (c EnvClient) updateAnnotations(ctx context.Context, kind, name string, edi
 	if err != nil {
 		return err
 	}
-	return c.mergePatchWorkload(ctx, kind, name, patch)
+	return c.patchWorkload(ctx, kind, name, types.MergePatchType, patch)
 }
 
 // setPaused rewrites a triggers annotation with "paused" set on the
@@ -280,18 +280,6 @@ func setPaused(annotation, namespace, stream, tag string, paused bool) (string, 
 	return string(b), true, err
 }
 
-// mergePatchWorkload applies a JSON merge patch to a Deployment or
-// StatefulSet.
-func (c EnvClient) mergePatchWorkload(ctx context.Context, kind, name string, patch []byte) error {
-	var err error
-	if k, _ := plan.NormalizeKind(kind); k == plan.KindDeployment {
-		_, err = c.Kube.AppsV1().Deployments(c.Namespace).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager})
-	} else {
-		_, err = c.Kube.AppsV1().StatefulSets(c.Namespace).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager})
-	}
-	return err
-}
-
 // kubeHold places (or, with nil, ends) the hold annotation on every
 // workload of a plain Kubernetes service.
 func (c EnvClient) kubeHold(ctx context.Context, t plan.Target, h *plan.Hold) plan.TargetResult {
@@ -311,7 +299,7 @@ func (c EnvClient) kubeHold(ctx context.Context, t plan.Target, h *plan.Hold) pl
 	}
 	var errs []error
 	for _, w := range t.Workloads {
-		if err := c.mergePatchWorkload(ctx, w.Kind, w.Name, patch); err != nil {
+		if err := c.patchWorkload(ctx, w.Kind, w.Name, types.MergePatchType, patch); err != nil {
 			errs = append(errs, fmt.Errorf("%s %s: %w", w.Kind, w.Name, err))
 		}
 	}

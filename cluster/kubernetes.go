@@ -265,8 +265,8 @@ func (c EnvClient) setImages(ctx context.Context, t plan.Target, ref string, pin
 		if err != nil {
 			return fmt.Errorf("encoding the patch of %s %s: %w", w.Kind, w.Name, err)
 		}
-		if err := c.patchWorkload(ctx, w, body); err != nil {
-			errs = append(errs, err)
+		if err := c.patchWorkload(ctx, w.Kind, w.Name, types.StrategicMergePatchType, body); err != nil {
+			errs = append(errs, fmt.Errorf("setting the image of %s %s: %w", w.Kind, w.Name, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -293,19 +293,16 @@ func (c EnvClient) checkContainers(ctx context.Context, w plan.WorkloadRef) erro
 	return nil
 }
 
-// patchWorkload patches one workload.
-func (c EnvClient) patchWorkload(ctx context.Context, w plan.WorkloadRef, body []byte) error {
+// patchWorkload patches one Deployment or StatefulSet as deploybot (its
+// field manager).
+func (c EnvClient) patchWorkload(ctx context.Context, kind, name string, pt types.PatchType, body []byte) error {
 	var err error
-	kind, _ := plan.NormalizeKind(w.Kind)
-	if kind == plan.KindDeployment {
-		_, err = c.Kube.AppsV1().Deployments(c.Namespace).Patch(ctx, w.Name, types.StrategicMergePatchType, body, metav1.PatchOptions{FieldManager: fieldManager})
+	if k, _ := plan.NormalizeKind(kind); k == plan.KindDeployment {
+		_, err = c.Kube.AppsV1().Deployments(c.Namespace).Patch(ctx, name, pt, body, metav1.PatchOptions{FieldManager: fieldManager})
 	} else {
-		_, err = c.Kube.AppsV1().StatefulSets(c.Namespace).Patch(ctx, w.Name, types.StrategicMergePatchType, body, metav1.PatchOptions{FieldManager: fieldManager})
+		_, err = c.Kube.AppsV1().StatefulSets(c.Namespace).Patch(ctx, name, pt, body, metav1.PatchOptions{FieldManager: fieldManager})
 	}
-	if err != nil {
-		return fmt.Errorf("setting the image of %s %s: %w", w.Kind, w.Name, err)
-	}
-	return nil
+	return err
 }
 
 // fieldManager names deploybot in managedFields, so `kubectl get -o yaml

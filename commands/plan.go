@@ -54,9 +54,20 @@ func frozen(d Deps, c plan.Command) error {
 	if !in {
 		return nil
 	}
-	return userFail("%s is frozen until %s: %s. Nothing is changed there until then; `%s --break-glass REASON` asks for it anyway, with one approval more than %s's policy.",
-		e.Name, fmtFreezeTime(e, f.End), f.Reason, c.Text, e.Name)
+	return &FrozenError{UserError: *userFail("%s is frozen until %s: %s. Nothing is changed there until then; `%s --break-glass REASON` asks for it anyway, with one approval more than %s's policy.",
+		e.Name, fmtFreezeTime(e, f.End), f.Reason, c.Text, e.Name)}
 }
+
+// FrozenError is a change refused because its env is inside a freeze
+// window: a UserError the lifecycle tells apart (Frozen), so that a
+// request opened before the window is refused as frozen, not as changed.
+type FrozenError struct{ UserError }
+
+// Frozen marks the refusal as a freeze's.
+func (e *FrozenError) Frozen() bool { return true }
+
+// Unwrap gives the UserError, for callers that show its Output.
+func (e *FrozenError) Unwrap() error { return &e.UserError }
 
 // freeze applies the env's freeze window to a Plan that frozen let
 // through. One that breaks the glass (--break-glass REASON) needs one

@@ -116,14 +116,7 @@ func wallAdd(t time.Time, d time.Duration, loc *time.Location) time.Time {
 }
 
 func (w FreezeWindow) schedule(loc *time.Location) (cron.Schedule, error) {
-	s, err := cron.ParseStandard(w.Cron)
-	if err != nil {
-		return nil, err
-	}
-	if spec, ok := s.(*cron.SpecSchedule); ok {
-		spec.Location = loc
-	}
-	return s, nil
+	return cronIn(w.Cron, loc)
 }
 
 // days are a one-off window's bounds: the start of From and the end of To.

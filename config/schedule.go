@@ -22,9 +22,18 @@ func (e *Environment) Cron() (cron.Schedule, error) {
 	if err != nil {
 		return nil, fmt.Errorf("time zone of %s: %w", e.Name, err)
 	}
-	s, err := cron.ParseStandard(e.Schedule)
+	s, err := cronIn(e.Schedule, loc)
 	if err != nil {
 		return nil, fmt.Errorf("schedule of %s: %w", e.Name, err)
+	}
+	return s, nil
+}
+
+// cronIn parses a standard cron expression evaluated in loc.
+func cronIn(spec string, loc *time.Location) (cron.Schedule, error) {
+	s, err := cron.ParseStandard(spec)
+	if err != nil {
+		return nil, err
 	}
 	// ParseStandard leaves the zone Local, which means "the zone of the time
 	// Next is given"; pin it so Next is right whatever zone callers use.

@@ -360,6 +360,41 @@ func TestKubernetesRegistryFlow(t *testing.T) {
 			t.Fatalf("after the scheduled import the workloads are %s, want web at %s and worker unchanged", got, webRef("auto", webB))
 		}
 		waitShopRolled(ctx, t, admin, auto, got.web, got.worker)
+
+		// Held, the worker is left by the poller, which does not count its
+		// new image as seen: the first poll after unhold imports it.
+		if final := ab.open(ctx, t, "hold "+autoEnv+` worker --reason "crash-loops"`); !strings.Contains(final, "succeeded") {
+			t.Fatalf("hold did not succeed:\n%s", final)
+		}
+		workerB := pushImage(ctx, t, reg, workerRep, "auto", "bbbbbb2")
+		clock.Add(time.Minute)
+		waitFor(ctx, t, "the poll while held done", func() (bool, string) {
+			n := clock.Sleepers()
+			return n >= 2, fmt.Sprintf("%d sleepers", n)
+		})
+		if ids := ab.chat.requestsIn(autoChan); len(ids) != 1 {
+			t.Fatalf("the poll opened a request for a held worker: %v", ab.chat.texts())
+		}
+		if got := readShop(ctx, t, admin, auto); got.worker != workerRef("auto", workerA) {
+			t.Fatalf("the held worker moved: %s", got)
+		}
+		if final := ab.open(ctx, t, "unhold "+autoEnv+" worker"); !strings.Contains(final, "succeeded") {
+			t.Fatalf("unhold did not succeed:\n%s", final)
+		}
+		clock.Add(time.Minute)
+		waitFor(ctx, t, "the poller's import of the worker after unhold", func() (bool, string) {
+			ids := ab.chat.requestsIn(autoChan)
+			if len(ids) < 2 {
+				return false, fmt.Sprintf("posts: %v", ab.chat.texts())
+			}
+			id = ids[1]
+			return true, ""
+		})
+		final = ab.waitFinal(ctx, t, id)
+		if !containsAll(final, []string{"succeeded", plan.ShortDigest(workerB)}) {
+			t.Fatalf("after unhold the poll did not import %s:\n%s", plan.ShortDigest(workerB), final)
+		}
+		t.Logf("after unhold the poller imported the worker:\n%s", final)
 	})
 }
 

@@ -32,6 +32,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/memory"
+
+	"github.com/deploybot/deploybot/plan"
 )
 
 // Remote is one repository: its URL and how to authenticate (nil for
@@ -54,12 +56,7 @@ type Commit struct {
 func (c Commit) Short() string { return Short(c.SHA) }
 
 // Short abbreviates a SHA to 7 characters, as git log --oneline does.
-func Short(sha string) string {
-	if len(sha) > 7 {
-		return sha[:7]
-	}
-	return sha
-}
+func Short(sha string) string { return plan.ShortSHA(sha) }
 
 // Comparison is what moving the stable branch to Target would bring.
 type Comparison struct {

@@ -168,6 +168,9 @@ func expired(r *store.Request) *Refusal {
 }
 
 func checkPlan(r *store.Request, currentPlanHash string) error {
+	if reason, ok := strings.CutPrefix(currentPlanHash, frozenHash); ok {
+		return refuse(r.ID, RefusedPlanChanged, "#%s cannot go ahead now: %s", r.ID, reason)
+	}
 	if currentPlanHash != r.PlanHash {
 		what := "the cluster"
 		if r.Plan.Action == plan.ActionRelease {
@@ -175,10 +178,6 @@ func checkPlan(r *store.Request, currentPlanHash string) error {
 		}
 		why := ""
 		if reason, ok := strings.CutPrefix(currentPlanHash, "changed: "); ok {
-			if strings.Contains(reason, " is frozen until ") {
-				// not a change of the cluster: the env's freeze began
-				return refuse(r.ID, RefusedPlanChanged, "#%s cannot go ahead now: %s", r.ID, reason)
-			}
 			why = " (" + reason + ")"
 		}
 		return refuse(r.ID, RefusedPlanChanged, "%s changed since #%s was planned%s; run the command again", what, r.ID, why)

@@ -141,6 +141,10 @@ func (l *Lifecycle) currentPlanHash(ctx context.Context, r *store.Request, waiti
 		return "changed: opened by an earlier deploybot, which kept no typed command", nil
 	}
 	p, err := l.planner.BuildPlan(ctx, caller(r.Requester, r.Plan.Env), *r.Intent)
+	var frozen interface{ Frozen() bool }
+	if errors.As(err, &frozen) && frozen.Frozen() {
+		return frozenHash + err.Error(), nil
+	}
 	if err != nil {
 		var rf *Refusal
 		if errors.As(err, &rf) || isUserError(err) {
@@ -150,6 +154,10 @@ func (l *Lifecycle) currentPlanHash(ctx context.Context, r *store.Request, waiti
 	}
 	return p.Hash(), nil
 }
+
+// frozenHash starts what currentPlanHash returns for a request whose env
+// is now inside a freeze window: no Plan, and why.
+const frozenHash = "frozen: "
 
 // isUserError reports whether err is one the planner says the user can fix
 // (it has an Output for them), as opposed to a failure to read state.

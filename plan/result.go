@@ -46,9 +46,7 @@ type Build struct {
 	Service    string `json:"service"`
 	Repository string `json:"repository"`
 	Tag        string `json:"tag"`
-	// From is the git repository whose branch moved, by config name.
-	From   string `json:"from"`
-	Commit string `json:"commit"`
+	Commit     string `json:"commit"`
 	// Before is what the tag held just before the push; BeforeKnown is
 	// false when the registry could not say (an image without a revision
 	// label then never counts as built: it may be the old one).

@@ -119,7 +119,7 @@ func (r *Releaser) push(ctx context.Context, env *config.Environment, t plan.Tar
 		if !ok {
 			return nil, fmt.Errorf("service %s is no longer configured; nothing was pushed", name)
 		}
-		b := plan.Build{Service: s.Name, Repository: s.Repository, Tag: env.ImageTag(), From: t.Service, Commit: t.To.Revision}
+		b := plan.Build{Service: s.Name, Repository: s.Repository, Tag: env.ImageTag(), Commit: t.To.Revision}
 		b.Before, b.BeforeKnown = r.before(ctx, b)
 		builds = append(builds, b)
 	}
