@@ -8,9 +8,11 @@ import (
 
 	"github.com/deploybot/deploybot/bot/terminal"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/internal/fakeopenshift"
 	"github.com/deploybot/deploybot/internal/poll"
 	"github.com/deploybot/deploybot/schedule"
 	"github.com/deploybot/deploybot/store"
+	"github.com/deploybot/deploybot/webhook"
 )
 
 // TestFreezeWindow: inside prod's freeze window every change is refused
@@ -51,6 +53,12 @@ func TestFreezeWindow(t *testing.T) {
 			t.Errorf("%s inside the window: %q (%d posts)", cmd, got, h.platform.count()-before)
 		}
 	}
+	// A registry push is announced, not imported.
+	h.demo.Registry().Push("quay.io/packit/packit-worker", "prod", fakeopenshift.Digest("quay.io/packit/packit-worker", "prod", 9))
+	b.Pushed(context.Background(), webhook.Delivery{Source: webhook.Distribution, ID: "f1", Pushes: []webhook.Push{{Repository: "quay.io/packit/packit-worker", Tag: "prod"}}})
+	poll.Until(t, 20*time.Second, "the push's heads-up", func() (bool, string) {
+		return h.announced("prod is frozen until Wed 2026-11-25 00:00 UTC (release week), so this push was not imported.") == 1, strings.Join(h.announcements(), "\n")
+	})
 	if got := h.say(b, "alice", "schedule prod"); !strings.Contains(got, "FROZEN until Wed 2026-11-25 00:00 UTC (release week)") {
 		t.Errorf("schedule inside the window: %q", got)
 	}
