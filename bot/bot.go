@@ -13,6 +13,7 @@ import (
 	"github.com/deploybot/deploybot/clock"
 	"github.com/deploybot/deploybot/commands"
 	"github.com/deploybot/deploybot/config"
+	"github.com/deploybot/deploybot/feed"
 	"github.com/deploybot/deploybot/lifecycle"
 	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/schedule"
@@ -34,11 +35,14 @@ type Access interface {
 // stage that owns it: read-only commands to commands.Run, mutating ones and
 // clicks to the request lifecycle, schedule commands to the scheduler.
 type Bot struct {
-	cfg     *config.Config
-	deps    commands.Deps
-	store   store.Store
-	life    *lifecycle.Lifecycle
-	sched   *schedule.Scheduler
+	cfg   *config.Config
+	deps  commands.Deps
+	store store.Store
+	life  *lifecycle.Lifecycle
+	sched *schedule.Scheduler
+	// feed is the deploy feed, nil when no env has one or the cluster
+	// cannot be watched.
+	feed    *feed.Feed
 	clock   clock.Clock
 	log     *slog.Logger
 	metrics Metrics
@@ -64,6 +68,7 @@ type settings struct {
 	scheduleGroups  []string
 	git             commands.Git
 	releaser        lifecycle.Executor
+	feed            []feed.Option
 }
 
 // Option configures a Bot.
@@ -77,6 +82,12 @@ func WithGit(g commands.Git) Option { return func(s *settings) { s.git = g } }
 // WithReleaser executes release Plans (release.Releaser): the pushes and
 // the wait for the builds. Without it a release fails, saying why.
 func WithReleaser(e lifecycle.Executor) Option { return func(s *settings) { s.releaser = e } }
+
+// WithFeedOptions passes options to the deploy feed (its timings, in
+// tests).
+func WithFeedOptions(opts ...feed.Option) Option {
+	return func(s *settings) { s.feed = append(s.feed, opts...) }
+}
 
 // WithLogger sets the structured logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.log = l } }
@@ -170,7 +181,29 @@ func New(cfg *config.Config, cl commands.Cluster, access Access, st store.Store,
 		sopts = append(sopts, schedule.WithIdentity(s.scheduleUser, s.scheduleGroups))
 	}
 	b.sched = schedule.New(cfg, st, b.life, messages{b}, sopts...)
+	if w, ok := cl.(feed.Watcher); ok {
+		fopts := []feed.Option{feed.WithClock(s.clock), feed.WithLogger(s.log), feed.WithReplicaName(b.life.Replica())}
+		if s.rolloutDeadline > 0 {
+			fopts = append(fopts, feed.WithRolloutDeadline(s.rolloutDeadline))
+		}
+		fopts = append(fopts, s.feed...)
+		if f := feed.New(cfg, st, feedObserver{b.deps}, w, exec, feedMessages{b}, fopts...); f.Enabled() {
+			b.feed = f
+		}
+	} else if hasFeed(cfg) {
+		s.log.Warn("the deploy feed is configured, but this cluster cannot be watched; no feed")
+	}
 	return b
+}
+
+// hasFeed reports whether any env of cfg has a deploy feed.
+func hasFeed(cfg *config.Config) bool {
+	for i := range cfg.Environments {
+		if _, ok := cfg.Environments[i].FeedChannel(); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // planner is commands.BuildPlan as the lifecycle consumes it.
@@ -225,6 +258,9 @@ func (b *Bot) Lead(ctx context.Context) {
 	b.log.Info("leading: running the scheduler and the sweeper", "replica", b.ReplicaName())
 	var wg sync.WaitGroup
 	wg.Go(func() { b.sched.Run(ctx) })
+	if b.feed != nil {
+		wg.Go(func() { b.feed.Run(ctx) })
+	}
 	for {
 		if err := b.Sweep(ctx); err != nil && ctx.Err() == nil {
 			b.log.Error("sweeping requests", "err", err)
@@ -342,6 +378,8 @@ func (b *Bot) handleAction(ctx context.Context, req Request, caller plan.Caller,
 		return b.answer(ctx, resp, "skipping the run", out, err)
 	case ActionImport:
 		return b.importOffered(ctx, req, caller, resp)
+	case ActionUndoChange, ActionPinChange:
+		return b.changeClicked(ctx, req, caller, resp)
 	}
 	return b.refuse(ctx, resp, "Unknown button %q.", req.Action.Kind)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/deploybot/deploybot/commands"
+	"github.com/deploybot/deploybot/plan"
 	"github.com/deploybot/deploybot/store"
 )
 
@@ -14,13 +15,16 @@ func (b *Bot) pending(ctx context.Context, resp Responder) error {
 	if err != nil {
 		return b.fail(ctx, resp, "listing open requests", err)
 	}
-	if len(open) == 0 {
-		return resp.Respond(ctx, Reply{Output: joinLines("No open requests.")})
-	}
 	var lines []string
 	for _, r := range open {
+		if r.Plan.Action == plan.ActionObserved {
+			continue // the deploy feed's: nothing to do with them
+		}
 		lines = append(lines, fmt.Sprintf("#%s  %-40s  %-36s  by %s, expires %s", r.ID, r.Command, r.State.Status(),
 			r.Requester.Name, r.ExpiresAt.UTC().Format("2006-01-02 15:04 MST")))
+	}
+	if len(lines) == 0 {
+		return resp.Respond(ctx, Reply{Output: joinLines("No open requests.")})
 	}
 	return resp.Respond(ctx, Reply{Output: commands.Output{Title: "Open requests", Sections: []commands.Section{{Lines: lines, Pre: true}}}})
 }

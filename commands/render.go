@@ -14,6 +14,9 @@ import (
 // what the request needs before it runs.
 func RenderPlan(p plan.Plan) Output {
 	out := Output{Title: fmt.Sprintf("Plan: %s %s (namespace %s)", p.Action, p.Env, p.Namespace)}
+	if p.Action == plan.ActionObserved {
+		out.Title = fmt.Sprintf("Changed in %s without deploybot (namespace %s)", p.Env, p.Namespace)
+	}
 	var lines []string
 	for _, t := range p.Targets {
 		if p.Action == plan.ActionRelease {
@@ -42,7 +45,9 @@ func RenderPlan(p plan.Plan) Output {
 	if len(p.Notes) > 0 {
 		out.Sections = append(out.Sections, Section{Lines: p.Notes})
 	}
-	out.Sections = append(out.Sections, Section{Lines: []string{policyText(p.Policy)}})
+	if p.Action != plan.ActionObserved { // nobody asked: no policy applied
+		out.Sections = append(out.Sections, Section{Lines: []string{policyText(p.Policy)}})
+	}
 	return out
 }
 
@@ -150,6 +155,10 @@ func targetLine(action plan.Action, t plan.Target) string {
 		line += fmt.Sprintf("  (tracking %s, scheduled import %s)", t.SpecFrom, onOff(t.Scheduled))
 	case plan.ActionRollback:
 		line += fmt.Sprintf("  (rollback to revision %d)", t.ToRevision)
+	case plan.ActionObserved:
+		if t.ChangedBy != "" {
+			line += "  (by " + t.ChangedBy + ")"
+		}
 	}
 	return line
 }

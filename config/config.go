@@ -162,6 +162,8 @@ type Environment struct {
 	// CatchUp runs a scheduled import that was missed while no replica was
 	// up, once, when one is up again; without it the miss is only reported.
 	CatchUp bool `json:"catchUp,omitempty"`
+	// Feed posts the changes to this env made without the bot (feed.go).
+	Feed *Feed `json:"feed,omitempty"`
 }
 
 // ChannelRef is one chat channel on one platform.

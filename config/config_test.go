@@ -577,3 +577,42 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestFeedChannel(t *testing.T) {
+	base := `services: [{name: web, repository: quay.io/o/web}]
+environments:
+  - name: stg
+    namespace: stg
+`
+	for _, tc := range []struct {
+		name, env, want, problem string
+	}{
+		{name: "no feed", env: "", want: ""},
+		{name: "env channel", env: "    channel: {platform: terminal, id: deploys}\n    feed: {}\n", want: "terminal/deploys"},
+		{name: "own channel", env: "    channel: {platform: terminal, id: deploys}\n    feed: {channel: {platform: terminal, id: feed}, failuresOnly: true}\n", want: "terminal/feed"},
+		{name: "off", env: "    channel: {platform: terminal, id: deploys}\n    feed: {enabled: false}\n", want: ""},
+		{name: "no channel", env: "    feed: {}\n", problem: "environments[0].feed: needs a channel to post to"},
+		{name: "slack name", env: "    feed: {channel: {platform: slack, id: '#deploys'}}\n", problem: "is not a Slack channel ID"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(base + tc.env))
+			if tc.problem != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.problem) {
+					t.Fatalf("Parse: %v, want a problem %q", err, tc.problem)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ch, ok := cfg.Environments[0].FeedChannel()
+			got := ""
+			if ok {
+				got = ch.Platform + "/" + ch.ID
+			}
+			if got != tc.want {
+				t.Errorf("FeedChannel = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -166,6 +166,7 @@ func (c *Config) Validate() error {
 	}
 
 	validateScheduling(&ps, c)
+	validateFeeds(&ps, c)
 	validateStore(&ps, c.Store)
 	validateDiscord(&ps, c)
 	validateSlack(&ps, c)

@@ -55,7 +55,7 @@ func (l *Lifecycle) execute(ctx context.Context, id string) {
 	defer stopHeartbeat()
 	l.Refresh(ctx, id)
 	report := func(p plan.Progress) {
-		l.progressFor(id).add(p)
+		l.progressFor(id).Add(p)
 		// A target that finishes while shutting down is still recorded.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 		defer cancel()
@@ -316,7 +316,9 @@ func (l *Lifecycle) finish(r *store.Request, result plan.Result, final store.Sta
 // heartbeat is older than the stale limit, or it names this replica, which
 // is not running it (an earlier life of this replica).
 func (l *Lifecycle) orphaned(r *store.Request, now time.Time) bool {
-	if r.State != store.Executing {
+	if r.State != store.Executing || r.Plan.Action == plan.ActionObserved {
+		// The deploy feed's records execute nothing: the leader's feed
+		// takes over the ones another replica followed.
 		return false
 	}
 	if r.Executor == l.replica {

@@ -117,7 +117,7 @@ type Lifecycle struct {
 	// running are the requests this process is executing now.
 	running map[string]bool
 	// progress is the live progress of the requests executing here.
-	progress map[string]*progressLog
+	progress map[string]*ProgressLog
 }
 
 // Option configures a Lifecycle.
@@ -172,7 +172,7 @@ func New(d Deps, opts ...Option) *Lifecycle {
 		ctx:             ctx,
 		cancel:          cancel,
 		running:         map[string]bool{},
-		progress:        map[string]*progressLog{},
+		progress:        map[string]*ProgressLog{},
 	}
 	for _, o := range opts {
 		o(l)

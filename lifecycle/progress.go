@@ -8,20 +8,24 @@ import (
 	"github.com/deploybot/deploybot/plan"
 )
 
-// progressLog keeps a request's live progress lines: one line per target and
-// per workload, replaced as the rollout moves.
-type progressLog struct {
+// ProgressLog keeps a request's live progress lines: one line per target
+// and per workload, replaced as the rollout moves. The deploy feed keeps
+// one per change it follows.
+type ProgressLog struct {
 	mu    sync.Mutex
 	keys  []string
 	lines map[string]string
 }
 
-func (l *Lifecycle) progressFor(id string) *progressLog {
+// NewProgressLog returns an empty ProgressLog.
+func NewProgressLog() *ProgressLog { return &ProgressLog{lines: map[string]string{}} }
+
+func (l *Lifecycle) progressFor(id string) *ProgressLog {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	p, ok := l.progress[id]
 	if !ok {
-		p = &progressLog{lines: map[string]string{}}
+		p = NewProgressLog()
 		l.progress[id] = p
 	}
 	return p
@@ -36,10 +40,11 @@ func (l *Lifecycle) Progress(id string) []string {
 	if !ok {
 		return nil
 	}
-	return p.snapshot()
+	return p.Lines()
 }
 
-func (p *progressLog) add(ev plan.Progress) {
+// Add replaces the line of ev's target or workload with ev.
+func (p *ProgressLog) Add(ev plan.Progress) {
 	key, line := progressLine(ev)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -49,7 +54,9 @@ func (p *progressLog) add(ev plan.Progress) {
 	p.lines[key] = line
 }
 
-func (p *progressLog) snapshot() []string {
+// Lines returns the lines, in the order their targets and workloads first
+// reported.
+func (p *ProgressLog) Lines() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := make([]string, 0, len(p.keys))

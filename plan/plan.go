@@ -41,6 +41,12 @@ const (
 	// ActionUnhold ends each target's hold and restores the tag's
 	// scheduled import and the triggers the hold paused.
 	ActionUnhold Action = "unhold"
+	// ActionObserved is no command: it records a change to an env that
+	// the deploy feed saw made without the bot (a scheduled import, oc tag,
+	// kubectl set image), so that its rollout is followed and shown once.
+	// Its targets' From and To are the digests before and after, ChangedBy
+	// who or what made the change. Nothing executes it.
+	ActionObserved Action = "observed"
 )
 
 // PinsTag reports whether the action points the tag at repo@digest with
@@ -110,6 +116,9 @@ type Target struct {
 	// Hold (hold, unhold) is the hold a hold places, or the one an unhold
 	// ends (what it restores).
 	Hold *Hold `json:"hold,omitempty"`
+	// ChangedBy (observed) is who or what made the change, as the cluster
+	// tells it (TagState.ChangedBy).
+	ChangedBy string `json:"changedBy,omitempty"`
 }
 
 // Hold keeps a service on its image in an env: no import moves it (the

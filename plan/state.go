@@ -24,6 +24,11 @@ type TagState struct {
 	ImportError string `json:"importError,omitempty"`
 	// Hold is the service's hold in the env, if it is held.
 	Hold *Hold `json:"hold,omitempty"`
+	// ChangedBy is who or what last changed the image the tag (or, on
+	// plain Kubernetes, the workload) has, as far as the objects tell:
+	// "scheduled import", "kubectl set image", "oc", "deploybot"; empty
+	// when they do not say.
+	ChangedBy string `json:"changedBy,omitempty"`
 }
 
 // Pinned reports whether the tag's spec names a digest rather than a registry tag.

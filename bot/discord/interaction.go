@@ -59,6 +59,10 @@ func parseCustomID(s string) (action bot.ActionKind, requestID string, ask, ok b
 		if _, _, ok := bot.ParseImportOffer(parts[2]); !ok {
 			return "", "", false, false
 		}
+	case bot.ActionUndoChange, bot.ActionPinChange:
+		if _, _, ok := bot.ParseChangeButton(parts[2]); !ok {
+			return "", "", false, false
+		}
 	default:
 		return "", "", false, false
 	}

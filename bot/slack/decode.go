@@ -190,13 +190,17 @@ func fromInteraction(ic slackgo.InteractionCallback, raw []byte) (inbound, error
 	act := ic.ActionCallback.BlockActions[0]
 	k := bot.ActionKind(act.ActionID)
 	switch k {
-	case bot.ActionConfirm, bot.ActionCancel, bot.ActionApprove, bot.ActionDeny, bot.ActionSkip, bot.ActionImport:
+	case bot.ActionConfirm, bot.ActionCancel, bot.ActionApprove, bot.ActionDeny, bot.ActionSkip, bot.ActionImport, bot.ActionUndoChange, bot.ActionPinChange:
 	default:
 		return inbound{}, fmt.Errorf("action %q: %w", clipRunes(act.ActionID, 40), errNotAButton)
 	}
 	if k == bot.ActionImport {
 		if _, _, ok := bot.ParseImportOffer(act.Value); !ok {
 			return inbound{}, fmt.Errorf("action %s: %q is not an import deploybot offers", k, clipRunes(act.Value, 40))
+		}
+	} else if k == bot.ActionUndoChange || k == bot.ActionPinChange {
+		if _, _, ok := bot.ParseChangeButton(act.Value); !ok {
+			return inbound{}, fmt.Errorf("action %s: %q is not a change deploybot posted", k, clipRunes(act.Value, 40))
 		}
 	} else if !validRequestID(act.Value) {
 		return inbound{}, fmt.Errorf("action %s: request ID %q is not one deploybot issues", k, clipRunes(act.Value, 40))
