@@ -275,6 +275,14 @@ func (b *Bot) Lead(ctx context.Context) {
 	}
 }
 
+// RunFeed runs only the deploy feed until ctx ends (a process that leads
+// alone without running the schedule: the demo's chat); Lead runs it too.
+func (b *Bot) RunFeed(ctx context.Context) {
+	if b.feed != nil {
+		b.feed.Run(ctx)
+	}
+}
+
 // Handle takes one inbound request to its reply. It returns an error only
 // when replying itself failed; everything the user did wrong is a reply.
 func (b *Bot) Handle(ctx context.Context, req Request, resp Responder) (err error) {

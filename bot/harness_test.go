@@ -12,11 +12,13 @@ import (
 	"github.com/deploybot/deploybot/auth/access"
 	"github.com/deploybot/deploybot/bot"
 	"github.com/deploybot/deploybot/bot/terminal"
+	"github.com/deploybot/deploybot/clock"
 	"github.com/deploybot/deploybot/clock/clocktest"
 	"github.com/deploybot/deploybot/cluster"
 	"github.com/deploybot/deploybot/config"
 	"github.com/deploybot/deploybot/demo"
 	"github.com/deploybot/deploybot/examples"
+	"github.com/deploybot/deploybot/feed"
 	"github.com/deploybot/deploybot/gitrepo"
 	"github.com/deploybot/deploybot/kubeclient"
 	"github.com/deploybot/deploybot/lifecycle"
@@ -50,7 +52,7 @@ func newHarness(t testing.TB, opts ...func(*harnessOptions)) *harness {
 		t.Fatalf("parsing examples/packit.yaml: %v", err)
 	}
 	h := &harness{t: t, cfg: cfg, clock: clocktest.New(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))}
-	h.demo, err = demo.New(cfg, demo.WithTick(5*time.Millisecond))
+	h.demo, err = demo.New(cfg, append([]demo.Option{demo.WithTick(5 * time.Millisecond)}, o.demo...)...)
 	if err != nil {
 		t.Fatalf("building the demo cluster: %v", err)
 	}
@@ -82,6 +84,16 @@ func newHarness(t testing.TB, opts ...func(*harnessOptions)) *harness {
 		git := gitrepo.Configured{C: gitrepo.New()}
 		bopts = append(bopts, bot.WithGit(git), bot.WithReleaser(release.New(cfg, git, h.demo.ImageRegistry(), release.WithPoll(10*time.Millisecond))))
 	}
+	if o.feed {
+		// stg's deploy feed in the terminal channel, on the real clock
+		// (the demo's objects carry real times) and with short timings.
+		for i := range cfg.Environments {
+			if cfg.Environments[i].Name == "stg" {
+				cfg.Environments[i].Feed = &config.Feed{Channel: &config.ChannelRef{Platform: terminal.Name, ID: terminal.Channel}}
+			}
+		}
+		bopts = append(bopts, bot.WithClock(clock.Real), bot.WithFeedOptions(feed.WithTimings(50*time.Millisecond, time.Second, feedMinUpdate)))
+	}
 	h.bot = bot.New(cfg, h.set, access.NewChecker(kube), h.store, h.exec, bopts...)
 	t.Cleanup(h.bot.Close)
 	return h
@@ -89,6 +101,8 @@ func newHarness(t testing.TB, opts ...func(*harnessOptions)) *harness {
 
 type harnessOptions struct {
 	store      store.Store
+	demo       []demo.Option
+	feed       bool // stg's deploy feed on, and the real clock
 	release    bool   // with git and the releaser
 	afterBuild string // release.afterBuild
 }
@@ -97,6 +111,15 @@ type harnessOptions struct {
 func withRelease(afterBuild string) func(*harnessOptions) {
 	return func(o *harnessOptions) { o.release, o.afterBuild = true, afterBuild }
 }
+
+// withFeed turns on stg's deploy feed, with the demo options given.
+func withFeed(opts ...demo.Option) func(*harnessOptions) {
+	return func(o *harnessOptions) { o.feed, o.demo = true, opts }
+}
+
+// feedMinUpdate is the least time between two updates of a feed message
+// in the harness.
+const feedMinUpdate = 200 * time.Millisecond
 
 func withStore(s store.Store) func(*harnessOptions) { return func(o *harnessOptions) { o.store = s } }
 

@@ -44,6 +44,7 @@ func (s *Set) Tag(ctx context.Context, env, stream, tag string) (plan.TagState, 
 	if !ok {
 		return plan.TagState{}, tagNotFound(stream, tag)
 	}
+	st.ChangedBy = streamTagChangedBy(is, tag)
 	return st, nil
 }
 

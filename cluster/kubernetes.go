@@ -86,6 +86,15 @@ func (k *Kubernetes) service(stream string) (Service, error) {
 
 // podTemplate reads a workload's pod template and annotations.
 func (c EnvClient) podTemplate(ctx context.Context, kind, name string) (*corev1.PodTemplateSpec, map[string]string, error) {
+	tmpl, meta, err := c.podTemplateMeta(ctx, kind, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tmpl, meta.Annotations, nil
+}
+
+// podTemplateMeta reads a workload's pod template and metadata.
+func (c EnvClient) podTemplateMeta(ctx context.Context, kind, name string) (*corev1.PodTemplateSpec, *metav1.ObjectMeta, error) {
 	k, err := plan.NormalizeKind(kind)
 	if err != nil {
 		return nil, nil, err
@@ -95,13 +104,13 @@ func (c EnvClient) podTemplate(ctx context.Context, kind, name string) (*corev1.
 		if err != nil {
 			return nil, nil, fmt.Errorf("reading deployment %s: %w", name, err)
 		}
-		return &d.Spec.Template, d.Annotations, nil
+		return &d.Spec.Template, &d.ObjectMeta, nil
 	}
 	sts, err := c.Kube.AppsV1().StatefulSets(c.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading statefulset %s: %w", name, err)
 	}
-	return &sts.Spec.Template, sts.Annotations, nil
+	return &sts.Spec.Template, &sts.ObjectMeta, nil
 }
 
 // digestOf is the sha256 digest in an image reference, or "".
@@ -123,16 +132,18 @@ func (c EnvClient) kubeTag(ctx context.Context, env, stream, tag string) (plan.T
 		return plan.TagState{}, err
 	}
 	w := svc.Workloads[0]
-	tmpl, annotations, err := c.podTemplate(ctx, w.Kind, w.Name)
+	tmpl, meta, err := c.podTemplateMeta(ctx, w.Kind, w.Name)
 	if err != nil {
 		return plan.TagState{}, err
 	}
+	annotations := meta.Annotations
 	images := containerImages(tmpl)
 	names, err := plan.Containers(images, w.Container, svc.Repository)
 	if err != nil {
 		return plan.TagState{}, fmt.Errorf("%s %s: %w", w.Kind, w.Name, err)
 	}
-	ts := plan.TagState{Stream: stream, Tag: tag, SpecFrom: svc.Repository + ":" + tag, SpecFromKind: "DockerImage", Scheduled: c.Kubernetes.Scheduled}
+	ts := plan.TagState{Stream: stream, Tag: tag, SpecFrom: svc.Repository + ":" + tag, SpecFromKind: "DockerImage", Scheduled: c.Kubernetes.Scheduled,
+		ChangedBy: workloadChangedBy(meta.ManagedFields)}
 	if pin := annotations[PinnedAnnotation]; pin != "" {
 		ts.SpecFrom, ts.Scheduled = pin, false
 	}

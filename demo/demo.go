@@ -69,6 +69,8 @@ type options struct {
 	tick            time.Duration
 	now             func() time.Time
 	scheduledImport time.Duration
+	firstImport     time.Duration
+	brokenNext      map[string]bool // "service/env"
 	workloads       map[string][]config.Workload
 	broken          map[string]bool
 	onError         func(error)
@@ -91,6 +93,19 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 // WithScheduledImport sets how often tags with importPolicy.scheduled are
 // re-imported (default 15 minutes, as on OpenShift; 0 disables).
 func WithScheduledImport(d time.Duration) Option { return func(o *options) { o.scheduledImport = d } }
+
+// WithFirstScheduledImport makes the first scheduled import come d after
+// Start rather than a whole interval, as when OpenShift's scheduled
+// importer happens to be due soon (the demo's deploy feed then has
+// something to show).
+func WithFirstScheduledImport(d time.Duration) Option { return func(o *options) { o.firstImport = d } }
+
+// WithBrokenNext makes the image of service that env's registry tag has
+// but env has not imported yet never become Ready (CrashLoopBackOff), so
+// the next import of it fails its rollout.
+func WithBrokenNext(env, service string) Option {
+	return func(o *options) { o.brokenNext[service+"/"+env] = true }
+}
 
 // WithWorkloads sets the workloads seeded for a service whose config lists
 // none (default: the packit layout for packit-worker, otherwise one
@@ -136,6 +151,7 @@ func New(cfg *config.Config, opts ...Option) (*Cluster, error) {
 		now:             time.Now,
 		scheduledImport: 15 * time.Minute,
 		workloads:       map[string][]config.Workload{},
+		brokenNext:      map[string]bool{},
 		broken:          map[string]bool{"packit-worker": true, "packit-service": true},
 		onError:         func(error) {},
 	}
@@ -338,13 +354,16 @@ func (c *Cluster) Start(ctx context.Context) error {
 		c.running.Add(1)
 		go func() {
 			defer c.running.Done()
-			t := time.NewTicker(c.opts.scheduledImport)
-			defer t.Stop()
+			wait := c.opts.scheduledImport
+			if c.opts.firstImport > 0 {
+				wait = c.opts.firstImport
+			}
 			for {
 				select {
 				case <-ctx.Done():
 					return
-				case <-t.C:
+				case <-time.After(wait):
+					wait = c.opts.scheduledImport
 					for _, fc := range c.clusters {
 						if err := fc.server.ImportScheduled(); err != nil {
 							c.opts.onError(err)

@@ -86,6 +86,9 @@ func (c *Cluster) seedEnv(fc *fakeCluster, env config.Environment) error {
 			c.broken[svc.Name+"/"+env.Name] = digests[brokenN]
 			c.brokenSet[digests[brokenN]] = true
 		}
+		if c.opts.brokenNext[svc.Name+"/"+env.Name] {
+			c.brokenSet[digests[historyLen+1]] = true
+		}
 		is := seedStream(fc, env, stream, svc.Repository, digests, now)
 		if err := add(false, is); err != nil {
 			return err

@@ -113,7 +113,17 @@ type setup struct {
 	envs map[string]cluster.EnvClient
 }
 
-func build(ctx context.Context, configPath string, useDemo bool, statePath string, tick time.Duration, log *slog.Logger) (*setup, error) {
+// demoFlags are how the demo cluster runs.
+type demoFlags struct {
+	// tick is how long one demo pod takes to become ready.
+	tick time.Duration
+	// selfImport is when stg's first scheduled import comes (built-in
+	// config only): one of its images then crash-loops, for the deploy
+	// feed to show.
+	selfImport time.Duration
+}
+
+func build(ctx context.Context, configPath string, useDemo bool, statePath string, df demoFlags, log *slog.Logger) (*setup, error) {
 	var s setup
 	var err error
 	switch {
@@ -131,8 +141,14 @@ func build(ctx context.Context, configPath string, useDemo bool, statePath strin
 	envs := map[string]cluster.EnvClient{}
 	if useDemo {
 		var opts []demo.Option
-		if tick > 0 {
-			opts = append(opts, demo.WithTick(tick))
+		if df.tick > 0 {
+			opts = append(opts, demo.WithTick(df.tick))
+		}
+		if configPath == "" && df.selfImport > 0 {
+			// What the deploy feed shows in the demo: stg imports by itself,
+			// as OpenShift's scheduled import does, and packit-service's new
+			// image crash-loops.
+			opts = append(opts, demo.WithFirstScheduledImport(df.selfImport), demo.WithBrokenNext("stg", "packit-service"))
 		}
 		s.demo, err = demo.New(s.cfg, opts...)
 		if err != nil {
@@ -339,6 +355,16 @@ func (s *setup) close() {
 	}
 }
 
+// demoFeed turns on the deploy feed of the built-in config's scheduled
+// (stg) environments, posting in the terminal.
+func demoFeed(cfg *config.Config) {
+	for i := range cfg.Environments {
+		if e := &cfg.Environments[i]; e.Scheduled && e.Feed == nil {
+			e.Feed = &config.Feed{Channel: &config.ChannelRef{Platform: terminal.Name, ID: terminal.Channel}}
+		}
+	}
+}
+
 func chat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -358,9 +384,20 @@ func chat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	if err != nil {
 		return err
 	}
+	if s.demo != nil && *common.configPath == "" {
+		demoFeed(s.cfg)
+	}
 	b := bot.New(s.cfg, s.set, s.checker, s.store, s.set, append(opts, bot.WithLogger(logger), bot.WithPlatform(tc))...)
 	defer b.Close()
 	go sweep(ctx, b, logger)
+	if s.demo != nil {
+		// The demo's chat is its only process: it runs the deploy feed
+		// (a real deployment's leader does).
+		feedCtx, stopFeed := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); b.RunFeed(feedCtx) }()
+		defer func() { stopFeed(); <-done }()
+	}
 
 	if f, ok := stdin.(*os.File); ok && terminal.IsTerminal(f) {
 		return tc.RunInteractive(ctx, b, f)
@@ -373,7 +410,7 @@ func chat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 type commonFlags struct {
 	configPath, statePath, logLevel *string
 	useDemo                         *bool
-	tick                            *time.Duration
+	tick, selfImport                *time.Duration
 }
 
 func addCommonFlags(fs *flag.FlagSet, defaultLevel string) commonFlags {
@@ -382,6 +419,7 @@ func addCommonFlags(fs *flag.FlagSet, defaultLevel string) commonFlags {
 		useDemo:    fs.Bool("demo", false, "run against the built-in demo cluster (examples/packit.yaml unless --config is given)"),
 		statePath:  fs.String("state", "", "state: the database state.db beside the given state.json, into which an existing state.json is migrated once (default: a temporary one with --demo, else $XDG_STATE_HOME/deploybot/state.json)"),
 		tick:       fs.Duration("demo-tick", 0, "how long one demo pod takes to become ready (default 1s)"),
+		selfImport: fs.Duration("demo-self-import", 30*time.Second, "with --demo and the built-in config: when stg first imports by itself, bringing a crash-looping packit-service (0: every 15 minutes only, its new images healthy)"),
 		logLevel:   fs.String("log-level", defaultLevel, "log level: debug, info, warn, error (JSON logs on stderr)"),
 	}
 }
@@ -396,7 +434,7 @@ func (c commonFlags) setUp(ctx context.Context, stderr io.Writer) (*setup, *slog
 	// client-go (the informers' reflectors, the REST client) logs through
 	// klog: into our JSON log.
 	klog.SetSlogLogger(logger)
-	s, err := build(ctx, *c.configPath, *c.useDemo, *c.statePath, *c.tick, logger)
+	s, err := build(ctx, *c.configPath, *c.useDemo, *c.statePath, demoFlags{tick: *c.tick, selfImport: *c.selfImport}, logger)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -58,7 +58,7 @@ func startChat(t *testing.T, args ...string) *chatSession {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go func() {
-		s.done <- run(ctx, append([]string{"chat", "--demo", "--demo-tick", "10ms"}, args...), pr, s.out, io.Discard)
+		s.done <- run(ctx, append([]string{"chat", "--demo", "--demo-tick", "10ms", "--demo-self-import", "0"}, args...), pr, s.out, io.Discard)
 	}()
 	return s
 }
@@ -270,5 +270,47 @@ func TestVersionAndUsage(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"chat"}, strings.NewReader(""), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "--demo") {
 		t.Errorf("chat without a config: %v, want a hint at --config/--demo", err)
+	}
+}
+
+var feedTranscript = flag.String("feed-transcript", "", "write the deploy feed session's output to this file")
+
+// TestFeedSession: the demo's stg imports by itself (as OpenShift's
+// scheduled import does) and packit-service's new image crash-loops. The
+// deploy feed posts the change once, follows it to FAILED and says what
+// goes back; alice types it (the Undo button's request) and stg settles.
+func TestFeedSession(t *testing.T) {
+	s := startChat(t, "--demo-self-import", "2s")
+	id := s.expect(`#([a-z2-7]{10}) stg: changed without deploybot, rolling out`)[1]
+	s.expect(`packit-service: [0-9a-f]{12} → [0-9a-f]{12}  \(by scheduled import\)`)
+	s.expect(`packit-worker: [0-9a-f]{12} → [0-9a-f]{12}  \(by scheduled import\)`)
+	s.expect(`#` + id + ` stg: changed without deploybot, FAILED`)
+	s.expect(`Failed: deployment/packit-service failed: packit-service-[^\n]*CrashLoopBackOff`)
+	undo := s.expect("To go back: `(undo packit-service stg)`")[1]
+	s.send(undo)
+	rid := s.expect(`#([a-z2-7]{10}) undo packit-service stg: waiting for the requester to confirm`)[1]
+	s.send("confirm #" + rid)
+	s.expect(`#` + rid + ` undo packit-service stg: succeeded`)
+	s.send("status stg service")
+	s.expect(`source\s+pinned quay.io/packit/packit-service@sha256:`)
+	if err := s.in.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Fatalf("chat ended with %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("chat did not end after its input closed")
+	}
+	out := s.out.String()
+	if n := strings.Count(out, "stg: changed without deploybot, rolling out"); n != 1 {
+		t.Errorf("the change was posted %d times, want once:\n%s", n, out)
+	}
+	if *feedTranscript != "" {
+		if err := os.WriteFile(*feedTranscript, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
