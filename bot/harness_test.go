@@ -102,7 +102,7 @@ func newHarness(t testing.TB, opts ...func(*harnessOptions)) *harness {
 type harnessOptions struct {
 	store      store.Store
 	demo       []demo.Option
-	feed       bool // stg's deploy feed on, and the real clock
+	feed       bool   // stg's deploy feed on, and the real clock
 	release    bool   // with git and the releaser
 	afterBuild string // release.afterBuild
 }
