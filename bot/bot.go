@@ -243,15 +243,19 @@ func (b *Bot) Shutdown(grace time.Duration) int { return b.life.Shutdown(grace) 
 // ReplicaName returns the name this replica executes requests under.
 func (b *Bot) ReplicaName() string { return b.life.Replica() }
 
-// Sweep expires requests whose approval window has passed and reports
-// executions whose replica died.
-func (b *Bot) Sweep(ctx context.Context) error { return b.life.Sweep(ctx) }
+// Sweep expires requests whose approval window has passed, reports
+// executions whose replica died, and ends the holds whose --until time
+// has come.
+func (b *Bot) Sweep(ctx context.Context) error {
+	return errors.Join(b.life.Sweep(ctx), b.sched.EndHolds(ctx))
+}
 
 // Recover reports executions a dead replica left behind, at start-up.
 func (b *Bot) Recover(ctx context.Context) error { return b.life.Recover(ctx) }
 
-// Lead runs the duties of the leader replica until ctx ends: the scheduler
-// and, every sweep interval, the sweeper (expiry, dead executions). Every
+// Lead runs the duties of the leader replica until ctx ends: the
+// scheduler, the deploy feed and, every sweep interval, the sweeper
+// (expiry, dead executions) and the end of holds placed with --until. Every
 // step is a compare-and-swap claim in the store, so a second leader for a
 // moment (a lost lease) does no harm.
 func (b *Bot) Lead(ctx context.Context) {
@@ -265,6 +269,7 @@ func (b *Bot) Lead(ctx context.Context) {
 		if err := b.Sweep(ctx); err != nil && ctx.Err() == nil {
 			b.log.Error("sweeping requests", "err", err)
 		}
+
 		select {
 		case <-ctx.Done():
 			wg.Wait()
@@ -319,7 +324,7 @@ func (b *Bot) Handle(ctx context.Context, req Request, resp Responder) (err erro
 		}
 		return b.handleAction(ctx, req, caller, resp)
 	}
-	res := commands.Parse(b.cfg, commands.Input{Text: req.Text, ChannelEnv: caller.ChannelEnv})
+	res := commands.Parse(b.cfg, commands.Input{Text: req.Text, ChannelEnv: caller.ChannelEnv, Now: b.clock.Now()})
 	switch res.Kind {
 	case commands.Ignore:
 		markOutcome(resp, OutcomeIgnored)

@@ -163,3 +163,56 @@ func TestHoldAgainstAPush(t *testing.T) {
 		t.Errorf("the held worker moved to %s with the push", plan.ShortDigest(got))
 	}
 }
+
+// TestHoldUntil: a hold placed with --until shows its end, and at that
+// time the leader's sweep unholds it as the bot, without asking again
+// (the hold's approval covered its end), once: scheduled import and the
+// triggers are back as they were.
+func TestHoldUntil(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	before := h.tag("stg", "packit-worker")
+	id := h.open("alice", `hold stg worker --reason "bad migration" --until 2h`)
+	until := h.clock.Now().Add(2 * time.Hour).UTC().Format("2006-01-02 15:04 MST")
+	if msg := h.platform.all(id); !strings.Contains(msg, "held at "+before.Current.Digest[7:19]+" until "+until+", then unheld by itself") {
+		t.Errorf("the hold's Plan does not show its end:\n%s", msg)
+	}
+	h.say("alice", "confirm #"+id)
+	h.bot.Wait()
+	if r := h.request(id); r.State != store.Succeeded {
+		t.Fatalf("hold: %s %q", r.State, r.Reason)
+	}
+	if got := h.say("alice", "holds stg"); !strings.Contains(got, "until "+until+": bad migration") {
+		t.Errorf("holds: %q", got)
+	}
+	if err := h.bot.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ts := h.tag("stg", "packit-worker"); ts.Hold == nil {
+		t.Fatal("the hold ended before its time")
+	}
+	h.advance(2*time.Hour + time.Minute)
+	for range 2 { // a second sweep (or leader) opens nothing more
+		if err := h.bot.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.bot.Wait()
+	end := h.request(id + "-until")
+	if end.State != store.Succeeded || end.Command != "unhold stg packit-worker" || end.Requester.User != "deploybot" {
+		t.Fatalf("the hold's end: #%s %q by %s: %s %q", end.ID, end.Command, end.Requester.User, end.State, end.Reason)
+	}
+	after := h.tag("stg", "packit-worker")
+	if after.Hold != nil || after.Scheduled != before.Scheduled || after.Current.Digest != before.Current.Digest {
+		t.Errorf("after the hold's end: held %v, scheduled %v (was %v), at %s (was %s)", after.Hold, after.Scheduled, before.Scheduled, after.Current.Digest, before.Current.Digest)
+	}
+	n := 0
+	for _, r := range h.requests() {
+		if r.Plan.Action == plan.ActionUnhold {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d unhold requests, want 1", n)
+	}
+}

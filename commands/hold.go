@@ -16,14 +16,15 @@ import (
 func holdCommand() Spec {
 	return Spec{
 		Name:     "hold",
-		Usage:    "hold ENV [SERVICE...] --reason TEXT [--dry-run]",
+		Usage:    "hold ENV [SERVICE...] --reason TEXT [--until TIME] [--dry-run]",
 		Summary:  "keep services where they are until unhold: no import moves them, nor (OpenShift) the cluster itself",
-		Examples: []string{`hold stg worker --reason "crash-loops since 06b144c; fix in review"`, `hold prod --reason "incident 4711"`},
+		Examples: []string{`hold stg worker --reason "crash-loops since 06b144c; fix in review"`, `hold prod --reason "incident 4711" --until 2d`},
 		Who: "mapped users whose Kubernetes identity may update the env's image streams and patch the workloads that follow them " +
 			"(the workloads on plain Kubernetes); then the env's policy:",
 		Mutates: true,
 		flags: func(fs *pflag.FlagSet) {
 			fs.String("reason", "", "why, for everyone who finds the service held (`TEXT`, required)")
+			fs.String("until", "", "end the hold by itself at `TIME` (2h, 3d, 2026-12-01, \"2026-12-01 09:00\" in the env's time zone, RFC 3339)")
 		},
 		parse: parseHold,
 		plan:  planHold,
@@ -64,6 +65,14 @@ func parseHold(p *parser, fs *pflag.FlagSet, c *plan.Command) error {
 		return userErrorf(`Say why: --reason "TEXT" is shown to everyone who finds it held.`)
 	}
 	c.Reason = clipReason(reason)
+	if until, _ := fs.GetString("until"); until != "" {
+		e, _ := findEnv(p.cfg, c.Env)
+		t, err := parseUntil(until, p.now, envLocation(e))
+		if err != nil {
+			return err
+		}
+		c.Until = t
+	}
 	return nil
 }
 
@@ -88,7 +97,7 @@ func planHold(ctx context.Context, d Deps, caller plan.Caller, c plan.Command) (
 			t.Unchanged, t.Hold = true, ts.Hold
 			return fmt.Sprintf("%s is held already: %s.", t.Service, holdText(*ts.Hold))
 		}
-		h := &plan.Hold{By: caller.User, Reason: c.Reason}
+		h := &plan.Hold{By: caller.User, Reason: c.Reason, Until: c.Until}
 		if !e.Kubernetes() {
 			h.Scheduled = ts.Scheduled
 			h.Paused = runningTriggers(ws, e, t.Stream)
@@ -198,6 +207,9 @@ func holdText(h plan.Hold) string {
 	s := "held by " + h.By
 	if !h.Since.IsZero() {
 		s += " since " + h.Since.UTC().Format("2006-01-02 15:04 MST")
+	}
+	if !h.Until.IsZero() {
+		s += " until " + h.Until.UTC().Format("2006-01-02 15:04 MST")
 	}
 	return s + ": " + h.Reason
 }

@@ -148,6 +148,10 @@ func TestParse(t *testing.T) {
 		{"track dry run", "track worker stg --dry-run", "", run(plan.Command{Name: "track", Env: "stg", Services: []string{"packit-worker"}, DryRun: true})},
 		{"track missing service", "track", "", reply("Which service?")},
 
+		// hold
+		{"hold until", `hold prod worker --reason "incident 4711" --until 2d`, "", run(plan.Command{Name: "hold", Env: "prod", Services: []string{"packit-worker"}, Reason: "incident 4711", Until: t0.AddDate(0, 0, 2)})},
+		{"hold until a date in the env's zone", `hold prod --reason x --until 2026-12-01`, "", run(plan.Command{Name: "hold", Env: "prod", Reason: "x", Until: time.Date(2026, 12, 1, 0, 0, 0, 0, prague)})},
+
 		// schedule
 		{"schedule all envs", "schedule", "", run(plan.Command{Name: "schedule"})},
 		{"schedule channel env", "schedule", "prod", run(plan.Command{Name: "schedule", Env: "prod"})},

@@ -136,6 +136,9 @@ func targetLine(action plan.Action, t plan.Target) string {
 	switch {
 	case action == plan.ActionHold && t.Hold != nil:
 		line := fmt.Sprintf("%s: held at %s", name, shortImage(t.From))
+		if !t.Hold.Until.IsZero() {
+			line += " until " + t.Hold.Until.UTC().Format("2006-01-02 15:04 MST") + ", then unheld by itself"
+		}
 		if len(t.Hold.Paused) > 0 || t.Hold.Scheduled {
 			line += fmt.Sprintf("  (scheduled import %s → off, image triggers paused: %s)", onOff(t.Hold.Scheduled), listOrNone(t.Hold.Paused))
 		}

@@ -127,9 +127,12 @@ type Target struct {
 // that: the tag's importPolicy.scheduled before, and the workloads
 // ("deployment/NAME") whose image triggers on the tag the hold paused.
 type Hold struct {
-	By        string    `json:"by"`
-	Reason    string    `json:"reason"`
-	Since     time.Time `json:"since,omitzero"`
+	By     string    `json:"by"`
+	Reason string    `json:"reason"`
+	Since  time.Time `json:"since,omitzero"`
+	// Until, when set, is when the hold ends by itself (hold --until): the
+	// leader then unholds it, as the hold's approval covered.
+	Until     time.Time `json:"until,omitzero"`
 	Scheduled bool      `json:"scheduled,omitempty"`
 	Paused    []string  `json:"paused,omitempty"`
 	// Foreign marks a hold deploybot did not place (an annotation it cannot
