@@ -216,3 +216,41 @@ func TestHoldUntil(t *testing.T) {
 		t.Errorf("%d unhold requests, want 1", n)
 	}
 }
+
+// TestHoldAfterUndo: with holdAfterUndo a succeeded revert holds the
+// service where it went back to, confirmed and approved by the revert's
+// own confirmation and approvals, so the scheduled import cannot bring
+// the bad image back.
+func TestHoldAfterUndo(t *testing.T) {
+	h := newHarness(t)
+	for i := range h.cfg.Environments {
+		h.cfg.Environments[i].HoldAfterUndo = true
+	}
+	before := h.tag("prod", "packit-worker")
+	older := before.History[1].Digest
+	if older == h.demo.BrokenDigest("packit-worker", "prod") {
+		t.Fatalf("set-up: prod's previous worker image is the demo's broken one")
+	}
+	id := h.open("alice", "revert worker prod "+older)
+	h.say("alice", "confirm #"+id)
+	h.say("bob", "approve #"+id)
+	h.bot.Wait()
+	if r := h.request(id); r.State != store.Succeeded {
+		t.Fatalf("revert: %s %q", r.State, r.Reason)
+	}
+	h.bot.Wait()
+	hold := h.request(id + "-hold")
+	if hold.State != store.Succeeded || hold.Requester.User != "alice" || !strings.Contains(hold.Command, `--reason "went back with #`+id) {
+		t.Fatalf("the hold after the revert: %q by %s: %s %q", hold.Command, hold.Requester.User, hold.State, hold.Reason)
+	}
+	if len(hold.Approvals) != 1 || hold.Approvals[0].By.User != "alice" {
+		t.Errorf("the hold's approvals %+v, want the revert's requester's own (the revert's covered it)", hold.Approvals)
+	}
+	ts := h.tag("prod", "packit-worker")
+	if ts.Hold == nil || ts.Current.Digest != older || !strings.HasPrefix(ts.Hold.Reason, "went back with #"+id) {
+		t.Errorf("after the revert prod's worker is at %s, held %+v", ts.Current.Digest, ts.Hold)
+	}
+	if msg := h.platform.all(id); !strings.Contains(msg, "holdAfterUndo: #"+id+"-hold holds it there") {
+		t.Errorf("the revert's message does not say it is held:\n%s", msg)
+	}
+}

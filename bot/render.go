@@ -44,7 +44,13 @@ func (b *Bot) renderRequest(r *store.Request) Reply {
 	switch r.State {
 	case store.Succeeded:
 		lines := []string{"Done: " + outcomeText(r)}
-		if a := r.Plan.Action; a == plan.ActionPin || a == plan.ActionRollback {
+		if e, ok := b.cfg.Env(r.Plan.Env); ok && e.HoldAfterUndo && (r.Plan.Action == plan.ActionPin || r.Plan.Action == plan.ActionRollback) {
+			if r.Reason != "" {
+				lines = append(lines, r.Reason) // the hold after it failed: why
+			} else {
+				lines = append(lines, fmt.Sprintf("holdAfterUndo: #%s-hold holds it there, so no import brings the image it left back; `unhold %s` ends that.", r.ID, r.Plan.Env))
+			}
+		} else if a := r.Plan.Action; a == plan.ActionPin || a == plan.ActionRollback {
 			// after going back, the offer to keep it there, saying why
 			for _, t := range r.Plan.Targets {
 				if !t.Unchanged {

@@ -162,6 +162,11 @@ type Environment struct {
 	// CatchUp runs a scheduled import that was missed while no replica was
 	// up, once, when one is up again; without it the miss is only reported.
 	CatchUp bool `json:"catchUp,omitempty"`
+	// HoldAfterUndo holds what a succeeded undo or revert went back to
+	// (hold ENV SERVICE), so that no import brings the bad image back
+	// until someone unholds it; the undo's confirmation and approvals
+	// cover the hold.
+	HoldAfterUndo bool `json:"holdAfterUndo,omitempty"`
 	// Feed posts the changes to this env made without the bot (feed.go).
 	Feed *Feed `json:"feed,omitempty"`
 }

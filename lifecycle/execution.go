@@ -126,7 +126,51 @@ func (l *Lifecycle) execute(ctx context.Context, id string) {
 	l.mu.Unlock()
 	if err == nil && final == store.Succeeded && !interrupted {
 		l.afterRelease(rctx, r, result)
+		l.afterUndo(rctx, r, result)
 	}
+}
+
+// afterUndo holds what an undo or revert went back to when the env says
+// holdAfterUndo, so that no import brings the bad image back: a hold
+// request of the requester's, opened after the rollout settled (pausing
+// the triggers before would stop it), confirmed and approved by the
+// undo's own confirmation and approvals. Its access is checked for the
+// requester like any hold; when it cannot be opened the undo's message
+// says why and offers the hold instead.
+func (l *Lifecycle) afterUndo(ctx context.Context, r *store.Request, result plan.Result) {
+	env, ok := l.cfg.Env(r.Plan.Env)
+	if a := r.Plan.Action; !ok || !env.HoldAfterUndo || (a != plan.ActionRollback && a != plan.ActionPin) {
+		return
+	}
+	var services []string
+	for _, t := range result.Targets {
+		if t.Outcome == plan.PhaseChanged {
+			services = append(services, t.Service)
+		}
+	}
+	if len(services) == 0 {
+		return
+	}
+	reason := fmt.Sprintf("went back with %s (%s)", shortID(r.ID), r.Command)
+	c := plan.Command{Name: "hold", Env: env.Name, Services: services, Reason: reason,
+		Text: fmt.Sprintf("hold %s %s --reason %q", env.Name, strings.Join(services, " "), reason)}
+	platform := r.Requester.Platform
+	if platform == SchedulePlatform {
+		platform = ""
+	}
+	_, err := l.Open(ctx, Open{Caller: caller(r.Requester, env.Name), Command: c, Platform: platform, Channel: r.Channel,
+		ID: r.ID + "-hold", AutoApprove: true, Confirmed: true, Note: "after " + shortID(r.ID)})
+	if err == nil {
+		return
+	}
+	l.log.Error("holding after an undo", "request", r.ID, "err", err)
+	if _, uerr := l.store.Update(ctx, r.ID, func(r *store.Request) error {
+		r.Reason = fmt.Sprintf("The hold after it could not be placed: %v.", err)
+		return nil
+	}); uerr != nil {
+		l.log.Error("recording that the hold after an undo was not placed", "request", r.ID, "err", uerr)
+	}
+	l.Refresh(ctx, r.ID)
 }
 
 // afterRelease opens, for a release whose images are all built, the import

@@ -27,6 +27,9 @@ type Open struct {
 	AutoApprove bool
 	// Note is audited with the opening, e.g. the scheduled time.
 	Note string
+	// Confirmed skips the requester's confirmation: the request follows
+	// one they confirmed (a hold placed after their undo).
+	Confirmed bool
 }
 
 // Opened is what Open did. Request is nil when nothing was opened: a dry
@@ -113,7 +116,7 @@ func (l *Lifecycle) Open(ctx context.Context, o Open) (Opened, error) {
 
 	next, action := store.Approved, "open"
 	switch scheduled := o.Caller.Platform == SchedulePlatform; {
-	case p.Policy.Confirm && !scheduled: // the schedule has nobody to confirm
+	case p.Policy.Confirm && !scheduled && !o.Confirmed: // the schedule has nobody to confirm
 		next = store.AwaitingConfirm
 	case p.Policy.Approvals > 0 && o.AutoApprove:
 		action = "auto-approve"
