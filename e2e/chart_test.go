@@ -109,6 +109,12 @@ func botCalls() []chartAccess {
 		// status reads a StatefulSet's update revision (cluster/workloads.go).
 		add(plan.Access{Verb: "get", Group: "apps", Resource: "controllerrevisions", Namespace: ns.ns})
 		add(plan.Access{Verb: "create", Group: "authorization.k8s.io", Resource: "localsubjectaccessreviews", Namespace: ns.ns})
+		// The deploy feed watches the streams and workloads (cluster/watch.go).
+		for _, verb := range []string{"list", "watch"} {
+			add(plan.Access{Verb: verb, Group: "image.openshift.io", Resource: "imagestreams", Namespace: ns.ns})
+			add(plan.Access{Verb: verb, Group: "apps", Resource: "deployments", Namespace: ns.ns})
+			add(plan.Access{Verb: verb, Group: "apps", Resource: "statefulsets", Namespace: ns.ns})
+		}
 	}
 	for _, verb := range []string{"get", "list", "create", "update", "delete"} {
 		add(plan.Access{Verb: verb, Resource: "configmaps", Namespace: chartRelease})

@@ -198,13 +198,13 @@ func TestScriptedSession(t *testing.T) {
 	s.expect(`packit-worker:\s+image\s+` + stgWorker + `.*\n\s+source\s+pinned quay.io/packit/packit-worker@sha256:` + stgWorker)
 
 	// Hold stg's worker where it is, with why; unhold restores it.
-	s.send(`hold stg worker --reason "crash-loops since a244bf4; fix in review"`)
-	id = s.expect(`#([a-z2-7]{10}) hold stg worker --reason "crash-loops since a244bf4; fix in review": waiting for the requester to confirm`)[1]
-	s.expect(`packit-worker: held at [0-9a-f]{12}  \(scheduled import on → off, image triggers paused: deployment/packit-service-beat, statefulset/packit-worker-long-running, statefulset/packit-worker-short-running\)`)
+	s.send(`hold stg worker --reason "crash-loops since a244bf4; fix in review" --until 2d`)
+	id = s.expect(`#([a-z2-7]{10}) hold stg worker --reason "crash-loops since a244bf4; fix in review" --until 2d: waiting for the requester to confirm`)[1]
+	s.expect(`packit-worker: held at [0-9a-f]{12} until [^\n]*, then unheld by itself  \(scheduled import on → off, image triggers paused: deployment/packit-service-beat, statefulset/packit-worker-long-running, statefulset/packit-worker-short-running\)`)
 	s.send("confirm #" + id)
 	s.expect(`#` + id + ` hold stg worker [^\n]*: succeeded`)
 	s.send("holds")
-	s.expect(`stg packit-worker: held by alice since [^\n]*: crash-loops since a244bf4; fix in review`)
+	s.expect(`stg packit-worker: held by alice since [^\n]* until [^\n]*: crash-loops since a244bf4; fix in review`)
 	s.send("track worker stg")
 	s.expect("A held service changes only through `unhold stg packit-worker`.")
 	s.send("unhold stg worker")
