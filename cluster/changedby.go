@@ -108,10 +108,12 @@ func streamTagChangedBy(is *imagev1.ImageStream, tag string) string {
 		return ""
 	}
 	// managedFields times have a resolution of a second, and the client's
-	// write and the import that follows it need not fall in the same one.
-	since := created.Add(-2 * time.Second)
+	// write and the import that follows it need not fall in the same one;
+	// a client's write long after the image came (an edit of another tag)
+	// did not bring it.
+	since, until := created.Add(-2*time.Second), created.Add(2*time.Second)
 	e, ok := latest(is.ManagedFields, func(e metav1.ManagedFieldsEntry) bool {
-		return clientOperation(e) && !serverManager(e.Manager) && !e.Time.Time.Before(since) &&
+		return clientOperation(e) && !serverManager(e.Manager) && !e.Time.Time.Before(since) && !e.Time.Time.After(until) &&
 			// a client that only wrote annotations (a hold) moved no image
 			touches(e, `"f:tags"`)
 	})

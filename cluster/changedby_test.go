@@ -119,6 +119,7 @@ func TestStreamTagChangedBy(t *testing.T) {
 		{"the latest client wins", stream(tracked, false, true,
 			entry("oc", update, 0, "", ownsSpecTags), entry("tekton", apply, 1, "", ownsSpecTags)), "tekton"},
 		{"a client from before the image", stream(tracked, true, true, entry("oc", update, -3, "", ownsSpecTags)), "scheduled import"},
+		{"a client long after the image (another tag's edit)", stream(tracked, true, true, entry("oc", update, 600, "", ownsSpecTags)), "scheduled import"},
 		{"server components are not clients", stream(tracked, true, true,
 			entry("openshift-controller-manager", update, 0, "status", ownsStatusTags),
 			entry("kube-apiserver", update, 0, "", ownsSpecTags),

@@ -48,8 +48,11 @@ const (
 	DefaultHeartbeat = 10 * time.Second
 	// DefaultRolloutDeadline bounds how long a change's rollout is followed.
 	DefaultRolloutDeadline = 10 * time.Minute
-	// retryWatch is the wait before watching an env again after a failure.
-	retryWatch = 10 * time.Second
+	// retryWatch is the wait before watching an env, or reading its tags,
+	// again after a failure; maxRetryRead bounds the growing wait between
+	// reads that keep failing.
+	retryWatch   = 10 * time.Second
+	maxRetryRead = 5 * time.Minute
 )
 
 // Observer reads what an env's tags have now and builds the record of a
@@ -211,6 +214,10 @@ func (f *Feed) watchEnv(ctx context.Context, e *config.Environment, wg *sync.Wai
 		}
 	})
 	start := f.clock.Now()
+	// A read that fails is tried again, sooner after a first failure than
+	// after many (a service missing from the env fails every read), and
+	// said once per different failure.
+	backoff, lastErr := retryWatch, ""
 	for {
 		select {
 		case <-ctx.Done():
@@ -222,15 +229,21 @@ func (f *Feed) watchEnv(ctx context.Context, e *config.Environment, wg *sync.Wai
 		}
 		tags, err := f.obs.Observe(ctx, e.Name)
 		if err != nil {
-			f.log.Error("reading an environment's tags for the deploy feed", "env", e.Name, "err", err)
-			// Read again soon: a change may hide behind the failure.
+			if msg := err.Error(); msg != lastErr {
+				f.log.Error("reading an environment's tags for the deploy feed", "env", e.Name, "err", err)
+				lastErr = msg
+			}
+			wait := backoff
+			backoff = min(2*backoff, maxRetryRead)
 			wg.Go(func() {
 				select {
 				case <-ctx.Done():
-				case <-f.clock.After(retryWatch):
+				case <-f.clock.After(wait):
 					poke()
 				}
 			})
+		} else {
+			backoff, lastErr = retryWatch, ""
 		}
 		changes := f.diff(e.Name, tags, start.Add(-f.lookback))
 		if len(changes) > 0 {
@@ -518,7 +531,7 @@ func (f *Feed) followChange(ctx context.Context, r *store.Request, e *config.Env
 				}
 			}
 			last = f.clock.Now()
-			f.show(ctx, r, progress, log)
+			r = f.show(ctx, r, progress, log) // with the message's reference once posted
 		case results := <-done:
 			if ctx.Err() != nil {
 				return

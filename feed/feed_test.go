@@ -2,6 +2,7 @@ package feed_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -302,5 +303,55 @@ func TestFailuresOnly(t *testing.T) {
 	p, _ := c.snapshot()
 	if p[0].Record.State != store.Failed || p[0].Record.Plan.Targets[0].Service != "tokman" {
 		t.Errorf("posted %s %q, want tokman's failure", p[0].Record.State, p[0].Record.Command)
+	}
+}
+
+// flakyChat fails its first Post, as a platform's transient error.
+type flakyChat struct {
+	chat
+	failed bool
+}
+
+func (c *flakyChat) Post(ctx context.Context, platform, channel string, ch feed.Change) (store.MessageRef, error) {
+	c.mu.Lock()
+	if !c.failed {
+		c.failed = true
+		c.mu.Unlock()
+		return store.MessageRef{}, errors.New("503 from the platform")
+	}
+	c.mu.Unlock()
+	return c.chat.Post(ctx, platform, channel, ch)
+}
+
+type slowEnv struct{ *env }
+
+func (e slowEnv) Follow(ctx context.Context, p plan.Plan, _ plan.Result, _ time.Duration, report func(plan.Progress)) []plan.RolloutResult {
+	for i := range 6 {
+		time.Sleep(150 * time.Millisecond)
+		report(plan.Progress{Service: p.Targets[0].Service, Workload: p.Targets[0].Workloads[0], Phase: plan.PhaseRolling, Desired: 6, Updated: int32(i)})
+	}
+	return []plan.RolloutResult{{Workload: p.Targets[0].Workloads[0], Outcome: plan.PhaseSettled}}
+}
+
+// A first post that fails (a 503) is made again at the next update, once:
+// later updates edit that message rather than post more.
+func TestFirstPostFails(t *testing.T) {
+	e := newEnv()
+	c := &flakyChat{chat: chat{updates: map[string][]time.Time{}, last: map[string]feed.Change{}}}
+	st := store.NewMemory()
+	cfg := testConfig(t, "")
+	se := slowEnv{e}
+	f := feed.New(cfg, st, se, se, se, c, feed.WithReplicaName("a"), feed.WithLogger(slog.New(slog.DiscardHandler)),
+		feed.WithTimings(20*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond), feed.WithHeartbeat(10*time.Second))
+	stop := run(f)
+	defer stop()
+	waitFor(t, "watch", func() bool { e.mu.Lock(); defer e.mu.Unlock(); return len(e.watchers) == 1 })
+	e.set("packit-worker", digest('b'))
+	waitFor(t, "end", func() bool { rs := records(t, st); return len(rs) == 1 && rs[0].State.Terminal() })
+	time.Sleep(300 * time.Millisecond)
+	posts, _ := c.snapshot()
+	rec := records(t, st)[0]
+	if len(posts) != 1 || len(rec.Messages) != 1 {
+		t.Errorf("one change whose first post failed: %d posts, %d message references; want 1 and 1", len(posts), len(rec.Messages))
 	}
 }
