@@ -181,6 +181,17 @@ func (b *Bot) changeClicked(ctx context.Context, req Request, caller plan.Caller
 	if _, ok := b.cfg.Env(r.Plan.Env); !ok {
 		return b.refuse(ctx, resp, "Environment %s is no longer configured; nothing was changed.", r.Plan.Env)
 	}
+	// The button undoes that change: once the tag has moved on (the first
+	// click's undo went through, or anything since), a second click would
+	// undo something else, maybe back to the bad image.
+	ts, err := b.deps.Cluster.Tag(ctx, r.Plan.Env, t.Stream, t.Tag)
+	if err != nil {
+		return b.fail(ctx, resp, "reading "+t.Service+" in "+r.Plan.Env, err)
+	}
+	if ts.Current.Digest != t.To.Digest {
+		return b.refuse(ctx, resp, "%s in %s is no longer at %s, which change #%s brought: it is at %s now, so this button would not undo that change; nothing was changed. `images %s %s` shows where it has been.",
+			t.Service, r.Plan.Env, plan.ShortDigest(t.To.Digest), id, plan.ShortDigest(ts.Current.Digest), t.Service, r.Plan.Env)
+	}
 	text := fmt.Sprintf("undo %s %s", t.Service, r.Plan.Env)
 	if req.Action.Kind == ActionPinChange {
 		if !plan.IsDigest(t.From.Digest) {

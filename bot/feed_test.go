@@ -123,6 +123,11 @@ func TestFeedScheduledImport(t *testing.T) {
 	if ts := h.tag("stg", "packit-service"); !ts.Pinned() || ts.Current.Digest != rec.Plan.Targets[1].From.Digest {
 		t.Errorf("after undo stg's packit-service is at %s (pinned %v), want %s", ts.Current.Digest, ts.Pinned(), rec.Plan.Targets[1].From.Digest)
 	}
+	// The same button again: the tag has moved on, so it would undo
+	// something else (back to the crash-looping image); it is refused.
+	if reply := h.click("bob", bot.ActionUndoChange, undo); !strings.Contains(reply, "is no longer at "+rec.Plan.Targets[1].To.Digest[7:19]) {
+		t.Errorf("a second Undo click: %q", reply)
+	}
 	time.Sleep(500 * time.Millisecond)
 	if n := len(h.observed()); n != 1 {
 		t.Errorf("the bot's own undo was posted as a change: %d records", n)

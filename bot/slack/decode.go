@@ -188,7 +188,11 @@ func fromInteraction(ic slackgo.InteractionCallback, raw []byte) (inbound, error
 		return inbound{}, fmt.Errorf("interaction without an action: %w", errNotAButton)
 	}
 	act := ic.ActionCallback.BlockActions[0]
-	k := bot.ActionKind(act.ActionID)
+	kind, n, numbered := strings.Cut(act.ActionID, ":") // a kind's second button in a block (render.go)
+	if numbered && (n == "" || strings.Trim(n, "0123456789") != "" || len(n) > 2) {
+		return inbound{}, fmt.Errorf("action %q: %w", clipRunes(act.ActionID, 40), errNotAButton)
+	}
+	k := bot.ActionKind(kind)
 	switch k {
 	case bot.ActionConfirm, bot.ActionCancel, bot.ActionApprove, bot.ActionDeny, bot.ActionSkip, bot.ActionImport, bot.ActionUndoChange, bot.ActionPinChange:
 	default:

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	slackgo "github.com/slack-go/slack"
+
 	"github.com/deploybot/deploybot/bot"
 )
 
@@ -118,6 +120,15 @@ func TestDecodeInteraction(t *testing.T) {
 				action: &bot.Action{Kind: bot.ActionImport, RequestID: "prod+packit-service+packit-worker"}, responseURL: "https://hooks.slack.com/actions/T0/1/y",
 				messageTS: "1700000000.000001", dedupeKey: "action/trig-9"},
 		},
+		{
+			name: "a feed message's second Undo (action_id numbered)",
+			body: click(bot.ActionUndoChange+":1", "k3xq9v2m1p-3"),
+			want: inbound{kind: kindAction, team: "T0PACKIT", user: "U0BOB", userName: "bob", channel: "C0DEPLOY",
+				action: &bot.Action{Kind: bot.ActionUndoChange, RequestID: "k3xq9v2m1p-3"}, responseURL: "https://hooks.slack.com/actions/T0/1/y",
+				messageTS: "1700000000.000001", dedupeKey: "action/trig-9"},
+		},
+		{name: "a change button without a target", body: click(bot.ActionPinChange, "k3xq9v2m1p"), errText: "is not a change deploybot posted"},
+		{name: "a numbered action_id that is not a number", body: click(bot.ActionApprove+":x", "k3xq9v2m1p"), wantErr: errNotAButton},
 		{name: "import of text is refused", body: click(bot.ActionImport, "prod *now*"), errText: "is not an import deploybot offers"},
 		{name: "import with a request ID's '#'", body: click(bot.ActionImport, "#prod"), errText: "is not an import deploybot offers"},
 		{name: "unknown action is not ours", body: click("launch", "k3xq9v2m1p"), wantErr: errNotAButton},
@@ -223,4 +234,26 @@ func FuzzDecodeInteraction(f *testing.F) {
 			t.Fatalf("decoded a click that fails its own check: %v", err)
 		}
 	})
+}
+
+// Slack refuses a block whose action_ids repeat: a feed message with two
+// failed services has two Undo and two Pin previous buttons.
+func TestActionIDsUnique(t *testing.T) {
+	block := actionsBlock([]bot.Button{
+		{Action: bot.ActionUndoChange, RequestID: "k3xq9v2m1p-0", Label: "Undo a"},
+		{Action: bot.ActionPinChange, RequestID: "k3xq9v2m1p-0", Label: "Pin previous a"},
+		{Action: bot.ActionUndoChange, RequestID: "k3xq9v2m1p-1", Label: "Undo b"},
+		{Action: bot.ActionPinChange, RequestID: "k3xq9v2m1p-1", Label: "Pin previous b"},
+	})
+	seen := map[string]bool{}
+	for _, e := range block.Elements.ElementSet {
+		id := e.(*slackgo.ButtonBlockElement).ActionID
+		if seen[id] {
+			t.Errorf("action_id %q twice in one block", id)
+		}
+		seen[id] = true
+	}
+	if !seen["undo-change"] || !seen["undo-change:1"] {
+		t.Errorf("action_ids %v", seen)
+	}
 }

@@ -2,6 +2,7 @@ package slack
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -214,11 +215,20 @@ func pack(heading, open, close string, lines []string) []string {
 }
 
 // actionsBlock renders the buttons. action_id is the bot's action kind and
-// value the request ID, nothing else: the Plan stays on the server.
+// value the request ID, nothing else: the Plan stays on the server. Slack
+// refuses a block whose action_ids repeat (invalid_blocks), so a kind's
+// second button in the block (a feed message's Undo of a second service)
+// has ":N" after it, which decoding drops.
 func actionsBlock(buttons []bot.Button) *slackgo.ActionBlock {
 	var elems []slackgo.BlockElement
+	seen := map[bot.ActionKind]int{}
 	for _, b := range buttons {
-		btn := slackgo.NewButtonBlockElement(string(b.Action), b.RequestID, plain(clipRunes(b.Label, maxButtonText)))
+		id := string(b.Action)
+		if n := seen[b.Action]; n > 0 {
+			id += ":" + strconv.Itoa(n)
+		}
+		seen[b.Action]++
+		btn := slackgo.NewButtonBlockElement(id, b.RequestID, plain(clipRunes(b.Label, maxButtonText)))
 		switch {
 		case b.Danger:
 			btn = btn.WithStyle(slackgo.StyleDanger)
