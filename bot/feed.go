@@ -76,6 +76,8 @@ func renderChange(c feed.Change) Reply {
 		state = "settled"
 	case store.Failed:
 		state = "FAILED"
+	case store.Cancelled:
+		state = "no longer followed"
 	}
 	p := commands.RenderPlan(r.Plan)
 	out := commands.Output{Title: fmt.Sprintf("#%s %s: changed without deploybot, %s", r.ID, r.Plan.Env, state)}
@@ -90,7 +92,13 @@ func renderChange(c feed.Change) Reply {
 		if r.Result != nil {
 			settled = len(r.Result.Rollouts)
 		}
-		out.Sections = append(out.Sections, commands.Section{Lines: []string{fmt.Sprintf("Settled: %d %s rolled out.", settled, plural(settled, "workload", "workloads"))}})
+		line := fmt.Sprintf("Settled: %d %s rolled out.", settled, plural(settled, "workload", "workloads"))
+		if settled == 0 {
+			line = "Done: no workload follows it."
+		}
+		out.Sections = append(out.Sections, commands.Section{Lines: []string{line}})
+	case store.Cancelled:
+		out.Sections = append(out.Sections, commands.Section{Lines: []string{r.Reason}})
 	case store.Failed:
 		lines := []string{"Failed: " + r.Reason}
 		for i, t := range r.Plan.Targets {

@@ -250,7 +250,7 @@ func TestHoldAfterUndo(t *testing.T) {
 	if ts.Hold == nil || ts.Current.Digest != older || !strings.HasPrefix(ts.Hold.Reason, "went back with #"+id) {
 		t.Errorf("after the revert prod's worker is at %s, held %+v", ts.Current.Digest, ts.Hold)
 	}
-	if msg := h.platform.all(id); !strings.Contains(msg, "holdAfterUndo: #"+id+"-hold holds it there") {
+	if msg := h.platform.all(id); !strings.Contains(msg, "holdAfterUndo: #"+id+"-hold holds packit-worker there next") || !strings.Contains(msg, "`unhold prod packit-worker` ends it") {
 		t.Errorf("the revert's message does not say it is held:\n%s", msg)
 	}
 }

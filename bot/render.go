@@ -48,7 +48,8 @@ func (b *Bot) renderRequest(r *store.Request) Reply {
 			if r.Reason != "" {
 				lines = append(lines, r.Reason) // the hold after it failed: why
 			} else {
-				lines = append(lines, fmt.Sprintf("holdAfterUndo: #%s-hold holds it there, so no import brings the image it left back; `unhold %s` ends that.", r.ID, r.Plan.Env))
+				lines = append(lines, fmt.Sprintf("holdAfterUndo: #%s-hold holds %s there next, so that no import brings the image it left back (its message says when it is held); `unhold %s %s` ends it.",
+					r.ID, strings.Join(changedServices(r), " "), r.Plan.Env, strings.Join(changedServices(r), " ")))
 			}
 		} else if a := r.Plan.Action; a == plan.ActionPin || a == plan.ActionRollback {
 			// after going back, the offer to keep it there, saying why
@@ -109,6 +110,19 @@ func releaseBuilt(r *store.Request) []string {
 		return nil
 	}
 	return r.Result.Built()
+}
+
+// changedServices are the services of a finished execution that changed.
+func changedServices(r *store.Request) []string {
+	var out []string
+	if r.Result != nil {
+		for _, t := range r.Result.Targets {
+			if t.Outcome == plan.PhaseChanged {
+				out = append(out, t.Service)
+			}
+		}
+	}
+	return out
 }
 
 // changedTargets are the targets of a finished execution that changed,

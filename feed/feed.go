@@ -53,6 +53,9 @@ const (
 	// reads that keep failing.
 	retryWatch   = 10 * time.Second
 	maxRetryRead = 5 * time.Minute
+	// lateLook is how long a change taken over after its rollout deadline
+	// is looked at before it counts as not settled.
+	lateLook = 30 * time.Second
 )
 
 // Observer reads what an env's tags have now and builds the record of a
@@ -104,11 +107,6 @@ type Feed struct {
 	replica string
 
 	quiet, maxBurst, minUpdate, lookback, heartbeat, deadline time.Duration
-
-	// seenMu guards seen: per env, the digest each service's tag had when
-	// last read, kept across leadership terms of this replica.
-	seenMu sync.Mutex
-	seen   map[string]map[string]string
 }
 
 // Option configures a Feed.
@@ -134,6 +132,10 @@ func WithTimings(quiet, maxBurst, minUpdate time.Duration) Option {
 	}
 }
 
+// WithLookback sets how old a change may be and still be posted by a
+// leader that did not see it happen (DefaultLookback).
+func WithLookback(d time.Duration) Option { return func(f *Feed) { f.lookback = or(d, f.lookback) } }
+
 // WithHeartbeat sets how often a followed change's record is refreshed.
 func WithHeartbeat(d time.Duration) Option { return func(f *Feed) { f.heartbeat = or(d, f.heartbeat) } }
 
@@ -157,7 +159,6 @@ func New(cfg *config.Config, st store.Store, obs Observer, w Watcher, fl Followe
 		clock: clock.Real, log: slog.Default(), replica: "deploybot",
 		quiet: DefaultQuiet, maxBurst: DefaultMaxBurst, minUpdate: DefaultMinUpdate,
 		lookback: DefaultLookback, heartbeat: DefaultHeartbeat, deadline: DefaultRolloutDeadline,
-		seen: map[string]map[string]string{},
 	}
 	for _, o := range opts {
 		o(f)
@@ -213,7 +214,10 @@ func (f *Feed) watchEnv(ctx context.Context, e *config.Environment, wg *sync.Wai
 			}
 		}
 	})
-	start := f.clock.Now()
+	// seen is the digest each service's tag had when last read, for this
+	// leadership term only: a replica that leads again after a while starts
+	// over, with the lookback.
+	var seen map[string]string
 	// A read that fails is tried again, sooner after a first failure than
 	// after many (a service missing from the env fails every read), and
 	// said once per different failure.
@@ -245,9 +249,30 @@ func (f *Feed) watchEnv(ctx context.Context, e *config.Environment, wg *sync.Wai
 		} else {
 			backoff, lastErr = retryWatch, ""
 		}
-		changes := f.diff(e.Name, tags, start.Add(-f.lookback))
-		if len(changes) > 0 {
-			f.report(ctx, e, changes, wg)
+		first := seen == nil
+		if first {
+			seen = map[string]string{}
+		}
+		changes := diff(seen, first, tags, f.clock.Now().Add(-f.lookback))
+		if len(changes) == 0 {
+			continue
+		}
+		if missed := f.report(ctx, e, changes, wg); len(missed) > 0 {
+			// Not claimed (the store failed): seen again at the next read.
+			for _, c := range missed {
+				if c.From.Digest != "" {
+					seen[c.Service] = c.From.Digest
+				} else {
+					delete(seen, c.Service)
+				}
+			}
+			wg.Go(func() {
+				select {
+				case <-ctx.Done():
+				case <-f.clock.After(retryWatch):
+					poke()
+				}
+			})
 		}
 	}
 }
@@ -269,18 +294,12 @@ func (f *Feed) settle(ctx context.Context, pokes <-chan struct{}) bool {
 	}
 }
 
-// diff compares env's tags with what was seen before and returns the
-// changes, in service order. At the first read (no earlier one on this
-// replica) a tag's newest image counts as a change from the one before it
-// when it came after since: it may have come while no leader watched.
-func (f *Feed) diff(env string, tags map[string]plan.TagState, since time.Time) []plan.Target {
-	f.seenMu.Lock()
-	defer f.seenMu.Unlock()
-	seen, known := f.seen[env]
-	if !known {
-		seen = map[string]string{}
-		f.seen[env] = seen
-	}
+// diff compares env's tags with what was seen before (and records them as
+// seen) and returns the changes, in service order. At the first read of a
+// leadership term, and for a service not read before, a tag's newest
+// image counts as a change from the one before it when it came after
+// since: it may have come while no leader watched.
+func diff(seen map[string]string, first bool, tags map[string]plan.TagState, since time.Time) []plan.Target {
 	services := make([]string, 0, len(tags))
 	for s := range tags {
 		services = append(services, s)
@@ -297,7 +316,7 @@ func (f *Feed) diff(env string, tags map[string]plan.TagState, since time.Time) 
 		seen[svc] = cur
 		var from plan.Image
 		switch {
-		case !ok:
+		case first || !ok:
 			if ts.Current.Created.IsZero() || ts.Current.Created.Before(since) || len(ts.History) < 2 || ts.History[1].Digest == cur {
 				continue
 			}
@@ -319,18 +338,23 @@ func (f *Feed) diff(env string, tags map[string]plan.TagState, since time.Time) 
 }
 
 // report posts changes of env that are not the bot's own and no other
-// replica claimed, as one message, and follows their rollout.
-func (f *Feed) report(ctx context.Context, e *config.Environment, changes []plan.Target, wg *sync.WaitGroup) {
+// replica claimed, as one message, and follows their rollout. It returns
+// the changes it could not tell or claim (the store failed), to be read
+// again.
+func (f *Feed) report(ctx context.Context, e *config.Environment, changes []plan.Target, wg *sync.WaitGroup) (missed []plan.Target) {
 	changes, err := f.notOurs(ctx, e.Name, changes)
 	if err != nil {
 		f.log.Error("telling the bot's own changes apart for the deploy feed", "env", e.Name, "err", err)
-		return
+		return changes
 	}
 	var claimed []plan.Target
 	for _, c := range changes {
-		first, err := f.store.Once(ctx, changeKey(e.Name, c), f.lookback+time.Minute)
+		// Claimed for twice the lookback: any leader that could still see
+		// it as new (its first read looks back that far) finds it claimed.
+		first, err := f.store.Once(ctx, changeKey(e.Name, c), 2*f.lookback)
 		if err != nil {
 			f.log.Error("claiming a change for the deploy feed", "env", e.Name, "service", c.Service, "err", err)
+			missed = append(missed, c)
 			continue
 		}
 		if first {
@@ -338,7 +362,7 @@ func (f *Feed) report(ctx context.Context, e *config.Environment, changes []plan
 		}
 	}
 	if len(claimed) == 0 {
-		return
+		return missed
 	}
 	p, err := f.obs.ObservedPlan(ctx, e.Name, claimed)
 	if err != nil {
@@ -360,13 +384,26 @@ func (f *Feed) report(ctx context.Context, e *config.Environment, changes []plan
 		CreatedAt: now, UpdatedAt: now, ExpiresAt: now,
 		Executor: f.replica, Heartbeat: now,
 	}
-	if err := f.store.Create(ctx, r); err != nil {
-		f.log.Error("recording a change for the deploy feed", "env", e.Name, "err", err)
-		return
+	// Claimed: a record that cannot be written now is tried again a few
+	// times (the claim is gone for the other replicas too).
+	for try := 0; ; try++ {
+		err := f.store.Create(ctx, r)
+		if err == nil {
+			break
+		}
+		if try == 2 || ctx.Err() != nil {
+			f.log.Error("recording a change for the deploy feed; it is not posted", "env", e.Name, "change", r.Command, "err", err)
+			return missed
+		}
+		select {
+		case <-ctx.Done():
+		case <-f.clock.After(time.Second << try):
+		}
 	}
 	f.audit(ctx, r, "", store.Executing, r.Command)
 	f.log.Info("deploy feed: a change made without the bot", "env", e.Name, "record", r.ID, "change", r.Command)
 	wg.Go(func() { f.followChange(ctx, r, e) })
+	return missed
 }
 
 // changeKey names one change in the store, the same on every replica.
@@ -402,18 +439,24 @@ func made(r *store.Request, env string, c plan.Target, since time.Time) bool {
 	if r.State.Terminal() && r.UpdatedAt.Before(since) {
 		return false
 	}
-	for i, t := range r.Plan.Targets {
+	for _, t := range r.Plan.Targets {
 		if t.Service != c.Service || t.Unchanged {
 			continue
 		}
-		if !r.State.Terminal() {
-			return true // at it now: what changes is its doing
-		}
+		// What it brought: the result, else what it recorded as the
+		// target finished (still executing), else what it planned.
 		to := t.To.Digest
-		if r.Result != nil && i < len(r.Result.Targets) && r.Result.Targets[i].To.Digest != "" {
-			to = r.Result.Targets[i].To.Digest
+		done := r.Done
+		if r.Result != nil {
+			done = slices.Concat(r.Done, r.Result.Targets)
 		}
-		if to == c.To.Digest {
+		for _, tr := range done {
+			if tr.Service == t.Service && tr.To.Digest != "" {
+				to = tr.To.Digest
+			}
+		}
+		if to == c.To.Digest || (to == "" && !r.State.Terminal()) {
+			// its doing; at it now with no digest known: taken for its doing
 			return true
 		}
 	}
@@ -432,11 +475,28 @@ func (f *Feed) resume(ctx context.Context, wg *sync.WaitGroup) {
 		if r.Plan.Action != plan.ActionObserved {
 			continue
 		}
+		now := f.clock.Now()
 		e, ok := f.cfg.Env(r.Plan.Env)
-		if !ok {
+		feeds := false
+		if ok {
+			_, feeds = e.FeedChannel()
+		}
+		if !feeds {
+			// Its env has no feed now (config changed): nobody will follow
+			// it, so it ends here, saying so.
+			_, err := f.store.Update(ctx, r.ID, func(r *store.Request) error {
+				if r.State != store.Executing {
+					return errNotOurs
+				}
+				r.Reason = fmt.Sprintf("No longer followed: %s has no deploy feed now.", r.Plan.Env)
+				r.UpdatedAt = now
+				return store.Transition(r, store.Cancelled)
+			})
+			if err != nil && !errors.Is(err, errNotOurs) {
+				f.log.Error("closing a deploy feed change of an env without a feed", "record", r.ID, "err", err)
+			}
 			continue
 		}
-		now := f.clock.Now()
 		taken, err := f.store.Update(ctx, r.ID, func(r *store.Request) error {
 			if r.State != store.Executing {
 				return errNotOurs
@@ -468,26 +528,24 @@ func (f *Feed) followChange(ctx context.Context, r *store.Request, e *config.Env
 	failuresOnly := e.Feed != nil && e.Feed.FailuresOnly
 	progress := lifecycle.NewProgressLog()
 
-	deadline := f.deadline - f.clock.Now().Sub(r.CreatedAt)
+	// Taken over late (no leader for a while): one more look, briefly,
+	// rather than a failure nobody saw.
+	deadline := max(f.deadline-f.clock.Now().Sub(r.CreatedAt), lateLook)
 	done := make(chan []plan.RolloutResult, 1)
 	dirty := make(chan struct{}, 1)
-	if deadline <= 0 {
-		done <- nil
-	} else {
-		p, res := r.Plan, plan.Result{} // r is replaced as it is stored
-		if r.Result != nil {
-			res = *r.Result
-		}
-		go func() {
-			done <- f.follow.Follow(ctx, p, res, deadline, func(ev plan.Progress) {
-				progress.Add(ev)
-				select {
-				case dirty <- struct{}{}:
-				default:
-				}
-			})
-		}()
+	p, res := r.Plan, plan.Result{} // r is replaced as it is stored
+	if r.Result != nil {
+		res = *r.Result
 	}
+	go func() {
+		done <- f.follow.Follow(ctx, p, res, deadline, func(ev plan.Progress) {
+			progress.Add(ev)
+			select {
+			case dirty <- struct{}{}:
+			default:
+			}
+		})
+	}()
 	var last time.Time
 	if !failuresOnly {
 		r = f.show(ctx, r, progress, log)
@@ -543,14 +601,14 @@ func (f *Feed) followChange(ctx context.Context, r *store.Request, e *config.Env
 					return
 				}
 			}
-			f.finish(ctx, r, results, deadline <= 0, progress, failuresOnly, log)
+			f.finish(ctx, r, results, progress, failuresOnly, log)
 			return
 		}
 	}
 }
 
 // finish records how r's rollout ended and shows it.
-func (f *Feed) finish(ctx context.Context, r *store.Request, results []plan.RolloutResult, late bool, progress *lifecycle.ProgressLog, failuresOnly bool, log *slog.Logger) {
+func (f *Feed) finish(ctx context.Context, r *store.Request, results []plan.RolloutResult, progress *lifecycle.ProgressLog, failuresOnly bool, log *slog.Logger) {
 	state := store.Succeeded
 	var reasons []string
 	for _, rr := range results {
@@ -559,28 +617,35 @@ func (f *Feed) finish(ctx context.Context, r *store.Request, results []plan.Roll
 			reasons = append(reasons, fmt.Sprintf("%s/%s %s: %s", strings.ToLower(rr.Workload.Kind), rr.Workload.Name, rr.Outcome, rr.Reason))
 		}
 	}
-	if late {
-		state = store.Failed
-		reasons = append(reasons, fmt.Sprintf("its rollout was not followed to its end within %s", f.deadline))
-	}
-	now := f.clock.Now()
-	got, err := f.store.Update(ctx, r.ID, func(r *store.Request) error {
-		if r.Executor != f.replica || r.State != store.Executing {
-			return errNotOurs
+	var got *store.Request
+	var err error
+	for try := 0; ; try++ { // a record left Executing would say "rolling out" for ever
+		now := f.clock.Now()
+		got, err = f.store.Update(ctx, r.ID, func(r *store.Request) error {
+			if r.Executor != f.replica || r.State != store.Executing {
+				return errNotOurs
+			}
+			if r.Result == nil {
+				r.Result = &plan.Result{}
+			}
+			r.Result.Rollouts = results
+			r.Reason = strings.Join(reasons, "; ")
+			r.UpdatedAt = now
+			return store.Transition(r, state)
+		})
+		if err == nil {
+			break
 		}
-		if r.Result == nil {
-			r.Result = &plan.Result{}
+		if errors.Is(err, errNotOurs) || try == 4 || ctx.Err() != nil {
+			if !errors.Is(err, errNotOurs) {
+				log.Error("recording how a deploy feed change ended", "err", err)
+			}
+			return
 		}
-		r.Result.Rollouts = results
-		r.Reason = strings.Join(reasons, "; ")
-		r.UpdatedAt = now
-		return store.Transition(r, state)
-	})
-	if err != nil {
-		if !errors.Is(err, errNotOurs) {
-			log.Error("recording how a deploy feed change ended", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-f.clock.After(time.Second << try):
 		}
-		return
 	}
 	f.audit(ctx, got, store.Executing, state, got.Reason)
 	log.Info("deploy feed: the change's rollout ended", "outcome", state, "reason", got.Reason)

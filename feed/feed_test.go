@@ -355,3 +355,35 @@ func TestFirstPostFails(t *testing.T) {
 		t.Errorf("one change whose first post failed: %d posts, %d message references; want 1 and 1", len(posts), len(rec.Messages))
 	}
 }
+
+// A replica that leads again later starts over: a change another leader
+// posted meanwhile, older than the lookback by then, is not posted again
+// once its claim has expired.
+func TestLeadingAgainStartsOver(t *testing.T) {
+	e, c, st := newEnv(), &chat{updates: map[string][]time.Time{}, last: map[string]feed.Change{}}, store.NewMemory()
+	cfg := testConfig(t, "")
+	const lookback = 300 * time.Millisecond
+	opts := func(name string) *feed.Feed {
+		return feed.New(cfg, st, e, e, e, c, feed.WithReplicaName(name), feed.WithLogger(slog.New(slog.DiscardHandler)),
+			feed.WithTimings(20*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond), feed.WithLookback(lookback))
+	}
+	a := opts("a")
+	stop := run(a) // a's first term: sees every tag at a
+	waitFor(t, "a's watch", func() bool { e.mu.Lock(); defer e.mu.Unlock(); return len(e.watchers) == 1 })
+	time.Sleep(100 * time.Millisecond)
+	stop()
+	e.set("tokman", digest('c'))
+	e.rollout <- []plan.RolloutResult{{Workload: plan.WorkloadRef{Kind: plan.KindDeployment, Name: "tokman"}, Outcome: plan.PhaseSettled}}
+	stop = run(opts("b")) // b leads and posts it
+	waitFor(t, "b's post", func() bool { p, _ := c.snapshot(); return len(p) == 1 })
+	waitFor(t, "its end", func() bool { rs := records(t, st); return len(rs) == 1 && rs[0].State.Terminal() })
+	stop()
+	time.Sleep(2*lookback + 100*time.Millisecond) // the claim expires
+	stop = run(a) // a leads again
+	defer stop()
+	waitFor(t, "a's watch again", func() bool { e.mu.Lock(); defer e.mu.Unlock(); return len(e.watchers) == 3 })
+	time.Sleep(200 * time.Millisecond)
+	if p, _ := c.snapshot(); len(p) != 1 {
+		t.Errorf("%d posts: a posted b's old change again when it led again", len(p))
+	}
+}
