@@ -379,7 +379,7 @@ func TestLeadingAgainStartsOver(t *testing.T) {
 	waitFor(t, "its end", func() bool { rs := records(t, st); return len(rs) == 1 && rs[0].State.Terminal() })
 	stop()
 	time.Sleep(2*lookback + 100*time.Millisecond) // the claim expires
-	stop = run(a) // a leads again
+	stop = run(a)                                 // a leads again
 	defer stop()
 	waitFor(t, "a's watch again", func() bool { e.mu.Lock(); defer e.mu.Unlock(); return len(e.watchers) == 3 })
 	time.Sleep(200 * time.Millisecond)
