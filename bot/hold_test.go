@@ -198,7 +198,15 @@ func TestHoldUntil(t *testing.T) {
 		}
 	}
 	h.bot.Wait()
-	end := h.request(id + "-until")
+	var end *store.Request
+	for _, r := range h.requests() {
+		if r.Plan.Action == plan.ActionUnhold {
+			end = r
+		}
+	}
+	if end == nil {
+		t.Fatal("no unhold was opened at the hold's --until time")
+	}
 	if end.State != store.Succeeded || end.Command != "unhold stg packit-worker" || end.Requester.User != "deploybot" {
 		t.Fatalf("the hold's end: #%s %q by %s: %s %q", end.ID, end.Command, end.Requester.User, end.State, end.Reason)
 	}

@@ -50,7 +50,7 @@ func managerName(e metav1.ManagedFieldsEntry) string {
 // touches reports whether the entry's fields name key (a FieldsV1 key such
 // as `"f:image"`).
 func touches(e metav1.ManagedFieldsEntry, key string) bool {
-	return e.FieldsV1 != nil && bytes.Contains(e.FieldsV1.Raw, []byte(key))
+	return e.FieldsV1 != nil && bytes.Contains(e.FieldsV1.GetRawBytes(), []byte(key))
 }
 
 func clientOperation(e metav1.ManagedFieldsEntry) bool {

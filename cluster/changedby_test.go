@@ -24,7 +24,7 @@ var changedAt = time.Date(2025, 6, 3, 2, 0, 0, 0, time.UTC)
 func entry(manager string, op metav1.ManagedFieldsOperationType, sec int, subresource, fields string) metav1.ManagedFieldsEntry {
 	at := metav1.NewTime(changedAt.Add(time.Duration(sec) * time.Second))
 	return metav1.ManagedFieldsEntry{Manager: manager, Operation: op, Time: &at, Subresource: subresource,
-		FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(fields)}}
+		FieldsType: "FieldsV1", FieldsV1: metav1.NewFieldsV1(fields)}
 }
 
 const (
@@ -72,7 +72,7 @@ func TestWorkloadChangedBy(t *testing.T) {
 		{"Flux kustomize", []metav1.ManagedFieldsEntry{entry("kustomize-controller", apply, 0, "", ownsImage)}, "Flux"},
 		{"Flux helm", []metav1.ManagedFieldsEntry{entry("helm-controller", update, 0, "", ownsImage)}, "Flux"},
 		{"another client as it names itself", []metav1.ManagedFieldsEntry{entry("spinnaker", update, 0, "", ownsImage)}, "spinnaker"},
-		{"an entry without a time", []metav1.ManagedFieldsEntry{{Manager: "kubectl-set", Operation: update, FieldsV1: &metav1.FieldsV1{Raw: []byte(ownsImage)}}}, ""},
+		{"an entry without a time", []metav1.ManagedFieldsEntry{{Manager: "kubectl-set", Operation: update, FieldsV1: metav1.NewFieldsV1(ownsImage)}}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -97,6 +97,11 @@ func planHold(ctx context.Context, d Deps, caller plan.Caller, c plan.Command) (
 			t.Unchanged, t.Hold = true, ts.Hold
 			return fmt.Sprintf("%s is held already: %s.", t.Service, holdText(*ts.Hold))
 		}
+		if !c.Until.IsZero() && !c.Until.After(d.now()) {
+			// approved too late, say: it would be unheld at once
+			t.Unchanged = true
+			return fmt.Sprintf("%s is not held: its --until time %s has passed.", t.Service, c.Until.UTC().Format("2006-01-02 15:04 MST"))
+		}
 		h := &plan.Hold{By: caller.User, Reason: c.Reason, Until: c.Until}
 		if !e.Kubernetes() {
 			h.Scheduled = ts.Scheduled

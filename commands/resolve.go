@@ -301,7 +301,7 @@ func parseUntil(s string, now time.Time, loc *time.Location) (time.Time, error) 
 		return time.Time{}, userErrorf("--until %s is not in the future.", t.In(loc).Format("2006-01-02 15:04 MST"))
 	}
 	if t.After(now.AddDate(1, 0, 0)) {
-		return time.Time{}, userErrorf("--until %s is more than a year away; pause without --until and resume by hand (it can be at most a year ahead).", t.In(loc).Format("2006-01-02 15:04 MST"))
+		return time.Time{}, userErrorf("--until %s is more than a year away (it can be at most a year ahead); leave --until out and end it by hand.", t.In(loc).Format("2006-01-02 15:04 MST"))
 	}
 	return t, nil
 }

@@ -593,6 +593,8 @@ environments:
 		{name: "off", env: "    channel: {platform: terminal, id: deploys}\n    feed: {enabled: false}\n", want: ""},
 		{name: "no channel", env: "    feed: {}\n", problem: "environments[0].feed: needs a channel to post to"},
 		{name: "slack name", env: "    feed: {channel: {platform: slack, id: '#deploys'}}\n", problem: "is not a Slack channel ID"},
+		{name: "outside the env's channels", env: "    channels: [deploys]\n    feed: {channel: {platform: terminal, id: feed}}\n", problem: "its Undo and Pin previous buttons would be refused there"},
+		{name: "inside the env's channels", env: "    channels: [deploys, feed]\n    feed: {channel: {platform: terminal, id: feed}}\n", want: "terminal/feed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := Parse([]byte(base + tc.env))

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -50,8 +51,12 @@ func validateFeeds(ps *problems, c *Config) {
 				ps.add(p+".channel.id", slackChannelProblem, ch.ID)
 			}
 		}
-		if _, ok := e.FeedChannel(); !ok && (e.Feed.Enabled == nil || *e.Feed.Enabled) {
+		ch, ok := e.FeedChannel()
+		switch {
+		case !ok && (e.Feed.Enabled == nil || *e.Feed.Enabled):
 			ps.add(p, "needs a channel to post to: feed.channel, or environments[%d].channel", i)
+		case ok && len(e.Channels) > 0 && !slices.Contains(e.Channels, ch.ID):
+			ps.add(p, "posts to %q, which is not one of environments[%d].channels, where %s may be changed: its Undo and Pin previous buttons would be refused there", ch.ID, i, e.Name)
 		}
 	}
 }

@@ -25,6 +25,8 @@ type Open struct {
 	// AutoApprove records the requester's own approval as the one the
 	// env's policy asks for (scheduled runs with autoApproveScheduled).
 	AutoApprove bool
+	// AutoApproveIf, when set, limits AutoApprove to Plans it accepts.
+	AutoApproveIf func(plan.Plan) bool
 	// Note is audited with the opening, e.g. the scheduled time.
 	Note string
 	// Confirmed skips the requester's confirmation: the request follows
@@ -118,7 +120,7 @@ func (l *Lifecycle) Open(ctx context.Context, o Open) (Opened, error) {
 	switch scheduled := o.Caller.Platform == SchedulePlatform; {
 	case p.Policy.Confirm && !scheduled && !o.Confirmed: // the schedule has nobody to confirm
 		next = store.AwaitingConfirm
-	case p.Policy.Approvals > 0 && o.AutoApprove:
+	case p.Policy.Approvals > 0 && o.AutoApprove && (o.AutoApproveIf == nil || o.AutoApproveIf(p)):
 		action = "auto-approve"
 	case p.Policy.Approvals > 0:
 		next = store.AwaitingApproval

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -89,8 +90,12 @@ type Scheduler struct {
 	// registry, when set, is polled for plain Kubernetes environments with
 	// scheduled: true (poll.go), and re-resolves registry webhooks' pushes.
 	registry Registry
-	// tags, when set, tells registry webhooks what an env has now (push.go).
+	// tags, when set, tells registry webhooks what an env has now (push.go),
+	// and EndHolds which holds are due.
 	tags Tags
+	// holdsMu guards holdsScanned, when EndHolds last read every tag.
+	holdsMu      sync.Mutex
+	holdsScanned time.Time
 }
 
 // Option configures a Scheduler.

@@ -369,6 +369,9 @@ func chat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	common := addCommonFlags(fs, "warn")
+	// Only the chat runs the deploy feed in the demo (serve's leader runs
+	// it only with a feed configured): what stg's self-import shows.
+	common.selfImport = fs.Duration("demo-self-import", 30*time.Second, "with --demo and the built-in config: when stg first imports by itself, bringing a crash-looping packit-service that the deploy feed shows (0: every 15 minutes only, its new images healthy)")
 	user := fs.String("user", "alice", "terminal user to act as (mapped through identities with platform: terminal)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -419,7 +422,6 @@ func addCommonFlags(fs *flag.FlagSet, defaultLevel string) commonFlags {
 		useDemo:    fs.Bool("demo", false, "run against the built-in demo cluster (examples/packit.yaml unless --config is given)"),
 		statePath:  fs.String("state", "", "state: the database state.db beside the given state.json, into which an existing state.json is migrated once (default: a temporary one with --demo, else $XDG_STATE_HOME/deploybot/state.json)"),
 		tick:       fs.Duration("demo-tick", 0, "how long one demo pod takes to become ready (default 1s)"),
-		selfImport: fs.Duration("demo-self-import", 30*time.Second, "with --demo and the built-in config: when stg first imports by itself, bringing a crash-looping packit-service (0: every 15 minutes only, its new images healthy)"),
 		logLevel:   fs.String("log-level", defaultLevel, "log level: debug, info, warn, error (JSON logs on stderr)"),
 	}
 }
@@ -434,7 +436,11 @@ func (c commonFlags) setUp(ctx context.Context, stderr io.Writer) (*setup, *slog
 	// client-go (the informers' reflectors, the REST client) logs through
 	// klog: into our JSON log.
 	klog.SetSlogLogger(logger)
-	s, err := build(ctx, *c.configPath, *c.useDemo, *c.statePath, demoFlags{tick: *c.tick, selfImport: *c.selfImport}, logger)
+	df := demoFlags{tick: *c.tick}
+	if c.selfImport != nil {
+		df.selfImport = *c.selfImport
+	}
+	s, err := build(ctx, *c.configPath, *c.useDemo, *c.statePath, df, logger)
 	if err != nil {
 		return nil, nil, err
 	}
