@@ -92,7 +92,11 @@ func newHarness(t testing.TB, opts ...func(*harnessOptions)) *harness {
 				cfg.Environments[i].Feed = &config.Feed{Channel: &config.ChannelRef{Platform: terminal.Name, ID: terminal.Channel}}
 			}
 		}
-		bopts = append(bopts, bot.WithClock(clock.Real), bot.WithFeedOptions(feed.WithTimings(50*time.Millisecond, time.Second, feedMinUpdate)))
+		quiet, minUpdate := 50*time.Millisecond, feedMinUpdate
+		if o.feedDefaults {
+			quiet, minUpdate = feed.DefaultQuiet, feed.DefaultMinUpdate
+		}
+		bopts = append(bopts, bot.WithClock(clock.Real), bot.WithFeedOptions(feed.WithTimings(quiet, feed.DefaultMaxBurst, minUpdate)))
 	}
 	h.bot = bot.New(cfg, h.set, access.NewChecker(kube), h.store, h.exec, bopts...)
 	t.Cleanup(h.bot.Close)
@@ -100,11 +104,13 @@ func newHarness(t testing.TB, opts ...func(*harnessOptions)) *harness {
 }
 
 type harnessOptions struct {
-	store      store.Store
-	demo       []demo.Option
-	feed       bool   // stg's deploy feed on, and the real clock
-	release    bool   // with git and the releaser
-	afterBuild string // release.afterBuild
+	store store.Store
+	demo  []demo.Option
+	feed  bool // stg's deploy feed on, and the real clock
+	// feedDefaults gives the feed its default timings, not the short ones.
+	feedDefaults bool
+	release      bool   // with git and the releaser
+	afterBuild   string // release.afterBuild
 }
 
 // withRelease gives the bot the demo's repositories and the releaser.
@@ -294,6 +300,8 @@ type countingExecutor struct {
 	inner lifecycle.Executor
 	mu    sync.Mutex
 	runs  map[string]int
+	// progress counts the rollout progress events Follow reported.
+	progress int
 }
 
 func (c *countingExecutor) Execute(ctx context.Context, p plan.Plan, report func(plan.Progress)) (plan.Result, error) {
@@ -307,7 +315,12 @@ func (c *countingExecutor) Execute(ctx context.Context, p plan.Plan, report func
 }
 
 func (c *countingExecutor) Follow(ctx context.Context, p plan.Plan, r plan.Result, d time.Duration, report func(plan.Progress)) []plan.RolloutResult {
-	return c.inner.Follow(ctx, p, r, d, report)
+	return c.inner.Follow(ctx, p, r, d, func(ev plan.Progress) {
+		c.mu.Lock()
+		c.progress++
+		c.mu.Unlock()
+		report(ev)
+	})
 }
 
 func (c *countingExecutor) total() int {
