@@ -444,7 +444,7 @@ func bind(fc *fakeCluster, ns, user, roleName string) *rbacv1.RoleBinding {
 // Keep the two in step.
 func botRules() []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
-		{APIGroups: []string{imagev1.GroupName}, Resources: []string{"imagestreams"}, Verbs: []string{"get", "update"}},
+		{APIGroups: []string{imagev1.GroupName}, Resources: []string{"imagestreams"}, Verbs: []string{"get", "list", "watch", "update"}},
 		{APIGroups: []string{imagev1.GroupName}, Resources: []string{"imagestreamimports"}, Verbs: []string{"create"}},
 		{APIGroups: []string{imagev1.GroupName}, Resources: []string{"imagestreamtags"}, Verbs: []string{"create", "update"}},
 		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets"}, Verbs: []string{"get", "list", "watch", "patch"}},
